@@ -1,0 +1,166 @@
+//! Everything the build reads from its environment, read once into a typed [`Config`].
+//!
+//! Every variable goes through [`env_var`], which emits `cargo::rerun-if-env-changed` for it, so
+//! changing any input the build depends on triggers a rebuild.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::path::PathBuf;
+
+use crate::BuildError;
+
+/// Reads one environment variable and tells cargo to rerun the build script when it changes.
+pub fn env_var(name: &str) -> Option<String> {
+    println!("cargo::rerun-if-env-changed={name}");
+    env::var(name).ok()
+}
+
+fn required(name: &str) -> Result<String, BuildError> {
+    env_var(name).ok_or_else(|| {
+        BuildError::new(format!(
+            "{name} is not set; the build script must be run by cargo"
+        ))
+    })
+}
+
+/// Prefixes of variables passed through to cmake as `-D<NAME>=<VALUE>` (as whisper-rs-sys does).
+const CMAKE_PASSTHROUGH_PREFIXES: &[&str] = &["GGML_", "CMAKE_", "WHISPER_"];
+
+/// Variables with a pass-through prefix that are not cmake options: runtime switches of the
+/// patched library, and this crate's own build settings.
+const NOT_CMAKE_OPTIONS: &[&str] = &[
+    "GGML_CUDA_FORCE_LEGACY_POOL",
+    "GGML_USE_VMM",
+    "WHISPER_STEADY_SOURCE_DIR",
+    "WHISPER_STEADY_PATCH_EXCLUDE",
+    "WHISPER_DONT_GENERATE_BINDINGS",
+];
+
+/// The whole build configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Cargo's `OUT_DIR`.
+    pub out_dir: PathBuf,
+    /// This crate's root.
+    pub manifest_dir: PathBuf,
+    /// The cargo binary running this build.
+    pub cargo: PathBuf,
+    /// `CARGO_CFG_TARGET_ARCH`.
+    pub target_arch: String,
+    /// `CARGO_CFG_TARGET_OS`.
+    pub target_os: String,
+    /// `CARGO_CFG_TARGET_ENV`.
+    pub target_env: String,
+    /// Target features rustc enables (`CARGO_CFG_TARGET_FEATURE`).
+    pub target_features: Vec<String>,
+    /// True when rustc is asked to optimize for the build machine (`-C target-cpu=native`).
+    pub target_cpu_native: bool,
+    /// Enabled Cargo features, lower-case with `-` (e.g. `intel-sycl`).
+    pub features: Vec<String>,
+    /// True for debug-assertion builds (cargo's dev profile).
+    pub debug: bool,
+    /// `WHISPER_STEADY_SOURCE_DIR`: use this whisper.cpp tree instead of the pinned package.
+    pub source_dir: Option<PathBuf>,
+    /// `WHISPER_STEADY_PATCH_EXCLUDE`: patches to leave out (for regression tests).
+    pub patch_exclude: Vec<String>,
+    /// `GGML_*`, `CMAKE_*`, `WHISPER_*` variables handed to cmake.
+    pub cmake_passthrough: BTreeMap<String, String>,
+    /// CUDA toolkit hints: `CUDA_PATH`, `CUDA_HOME`, `CUDA_TOOLKIT_ROOT_DIR`.
+    pub cuda_roots: Vec<PathBuf>,
+    /// `CUDACXX`: explicit nvcc.
+    pub cudacxx: Option<PathBuf>,
+    /// `PATH`, to look for nvcc.
+    pub path: Option<String>,
+    /// `OPENBLAS_PATH` (feature `openblas`).
+    pub openblas_path: Option<PathBuf>,
+    /// `BLAS_INCLUDE_DIRS` (feature `openblas`).
+    pub blas_include_dirs: Option<String>,
+    /// `HIP_PATH` (feature `hipblas`).
+    pub hip_path: Option<PathBuf>,
+    /// `AMDGPU_TARGETS` (feature `hipblas`).
+    pub amdgpu_targets: Option<String>,
+    /// `VULKAN_SDK` (feature `vulkan`).
+    pub vulkan_sdk: Option<PathBuf>,
+    /// `DOCS_RS`: generate bindings only, build nothing.
+    pub docs_rs: bool,
+}
+
+impl Config {
+    /// Reads the configuration once, emitting `rerun-if-env-changed` for every variable read.
+    pub fn from_env() -> Result<Config, BuildError> {
+        let features = env::vars()
+            .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(str::to_owned))
+            .map(|f| f.to_ascii_lowercase().replace('_', "-"))
+            .collect();
+        let encoded_rustflags = env_var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+        let target_cpu_native = encoded_rustflags
+            .split('\x1f')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "-C" && w[1] == "target-cpu=native")
+            || encoded_rustflags
+                .split('\x1f')
+                .any(|f| f == "-Ctarget-cpu=native");
+
+        let mut cmake_passthrough = BTreeMap::new();
+        for (key, _) in env::vars() {
+            let passes = CMAKE_PASSTHROUGH_PREFIXES.iter().any(|p| key.starts_with(p))
+                && !NOT_CMAKE_OPTIONS.contains(&key.as_str());
+            if passes {
+                if let Some(value) = env_var(&key) {
+                    cmake_passthrough.insert(key, value);
+                }
+            }
+        }
+
+        let cuda_roots = ["CUDA_PATH", "CUDA_HOME", "CUDA_TOOLKIT_ROOT_DIR"]
+            .iter()
+            .filter_map(|v| env_var(v))
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .collect();
+
+        Ok(Config {
+            out_dir: PathBuf::from(required("OUT_DIR")?),
+            manifest_dir: PathBuf::from(required("CARGO_MANIFEST_DIR")?),
+            cargo: PathBuf::from(env_var("CARGO").unwrap_or_else(|| "cargo".to_string())),
+            target_arch: env_var("CARGO_CFG_TARGET_ARCH").unwrap_or_default(),
+            target_os: env_var("CARGO_CFG_TARGET_OS").unwrap_or_default(),
+            target_env: env_var("CARGO_CFG_TARGET_ENV").unwrap_or_default(),
+            target_features: env_var("CARGO_CFG_TARGET_FEATURE")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            target_cpu_native,
+            features,
+            debug: env_var("PROFILE").is_some_and(|p| p == "debug"),
+            source_dir: env_var("WHISPER_STEADY_SOURCE_DIR")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            patch_exclude: env_var("WHISPER_STEADY_PATCH_EXCLUDE")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            cmake_passthrough,
+            cuda_roots,
+            cudacxx: env_var("CUDACXX").filter(|s| !s.is_empty()).map(PathBuf::from),
+            path: env_var("PATH"),
+            openblas_path: env_var("OPENBLAS_PATH").map(PathBuf::from),
+            blas_include_dirs: env_var("BLAS_INCLUDE_DIRS"),
+            hip_path: env_var("HIP_PATH").map(PathBuf::from),
+            amdgpu_targets: env_var("AMDGPU_TARGETS"),
+            vulkan_sdk: env_var("VULKAN_SDK").map(PathBuf::from),
+            docs_rs: env_var("DOCS_RS").is_some(),
+        })
+    }
+
+    /// True when the Cargo feature `name` is enabled.
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f == name)
+    }
+}

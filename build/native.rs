@@ -1,0 +1,152 @@
+//! Building the patched tree with cmake and telling cargo what to link.
+
+use std::path::{Path, PathBuf};
+
+use crate::backends;
+use crate::config::Config;
+use crate::cuda::{self, Toolkit};
+use crate::BuildError;
+
+/// Configures and builds whisper.cpp (static libraries) and returns the install prefix.
+pub fn build(config: &Config, tree: &Path, toolkit: Option<&Toolkit>) -> Result<PathBuf, BuildError> {
+    if config.has_feature("openblas") && config.blas_include_dirs.is_none() {
+        return Err(BuildError::new(
+            "feature `openblas` needs BLAS_INCLUDE_DIRS set to the folder that holds cblas.h \
+             (e.g. /usr/include/openblas after installing libopenblas-dev)",
+        ));
+    }
+    let mut cmake = cmake::Config::new(tree);
+    cmake
+        .profile(if config.debug { "RelWithDebInfo" } else { "Release" })
+        .define("BUILD_SHARED_LIBS", "OFF")
+        .define("WHISPER_BUILD_TESTS", "OFF")
+        .define("WHISPER_BUILD_EXAMPLES", "OFF")
+        .define("WHISPER_BUILD_SERVER", "OFF")
+        .define("WHISPER_ALL_WARNINGS", "OFF")
+        .define("WHISPER_ALL_WARNINGS_3RD_PARTY", "OFF")
+        .define("GGML_BUILD_TESTS", "OFF")
+        .define("GGML_BUILD_EXAMPLES", "OFF")
+        .define("CMAKE_POSITION_INDEPENDENT_CODE", "ON")
+        .pic(true);
+
+    let mut defines = backends::feature_defines(config);
+    defines.extend(backends::cpu_defines(config));
+    if let Some(toolkit) = toolkit {
+        defines.extend(cuda::cmake_defines(config, toolkit));
+        cmake.define("CMAKE_CUDA_FLAGS", "-Xcompiler=-fPIC");
+    }
+    if let Some(dirs) = &config.blas_include_dirs {
+        defines.push(("BLAS_INCLUDE_DIRS".into(), dirs.clone()));
+    }
+    if let Some(targets) = &config.amdgpu_targets {
+        defines.push(("AMDGPU_TARGETS".into(), targets.clone()));
+    }
+    if config.has_feature("hipblas") {
+        defines.push(("CMAKE_C_COMPILER".into(), "hipcc".into()));
+        defines.push(("CMAKE_CXX_COMPILER".into(), "hipcc".into()));
+    }
+    if config.has_feature("intel-sycl") {
+        defines.push(("CMAKE_C_COMPILER".into(), "icx".into()));
+        defines.push(("CMAKE_CXX_COMPILER".into(), "icpx".into()));
+    }
+    // The user's GGML_*/CMAKE_*/WHISPER_* variables come last, so they override our choices.
+    defines.extend(config.cmake_passthrough.clone());
+    for (key, value) in &defines {
+        cmake.define(key, value);
+    }
+
+    let prefix = cmake.build();
+    Ok(prefix)
+}
+
+/// Emits the link lines for the libraries cmake built and their system dependencies.
+pub fn emit_link(config: &Config, prefix: &Path, toolkit: Option<&Toolkit>) {
+    for dir in ["lib", "lib64"] {
+        let dir = prefix.join(dir);
+        if dir.is_dir() {
+            println!("cargo::rustc-link-search=native={}", dir.display());
+        }
+    }
+    // Static libraries, dependents before their dependencies.
+    let mut static_libs = vec!["whisper", "ggml"];
+    static_libs.extend(backends::feature_static_libs(config));
+    static_libs.extend(["ggml-cpu", "ggml-base"]);
+    if config.target_os == "macos" && !static_libs.contains(&"ggml-blas") {
+        static_libs.push("ggml-blas");
+    }
+    for lib in static_libs {
+        println!("cargo::rustc-link-lib=static={lib}");
+    }
+
+    if let Some(stdlib) = cpp_stdlib(config) {
+        println!("cargo::rustc-link-lib=dylib={stdlib}");
+    }
+    if let Some(toolkit) = toolkit {
+        cuda::emit_link(config, toolkit);
+    }
+    emit_system_libs(config);
+}
+
+fn cpp_stdlib(config: &Config) -> Option<&'static str> {
+    if config.target_env == "msvc" {
+        None
+    } else if matches!(config.target_os.as_str(), "macos" | "ios" | "freebsd" | "openbsd") {
+        Some("c++")
+    } else if config.target_os == "android" {
+        Some("c++_shared")
+    } else {
+        Some("stdc++")
+    }
+}
+
+fn emit_system_libs(config: &Config) {
+    if config.target_os == "macos" {
+        println!("cargo::rustc-link-lib=framework=Accelerate");
+        println!("cargo::rustc-link-lib=framework=Foundation");
+        if config.has_feature("metal") {
+            println!("cargo::rustc-link-lib=framework=Metal");
+            println!("cargo::rustc-link-lib=framework=MetalKit");
+        }
+        if config.has_feature("coreml") {
+            println!("cargo::rustc-link-lib=framework=CoreML");
+        }
+    }
+    if config.has_feature("openblas") {
+        if let Some(path) = &config.openblas_path {
+            println!("cargo::rustc-link-search=native={}", path.join("lib").display());
+        }
+        println!("cargo::rustc-link-lib=openblas");
+    }
+    if config.has_feature("openmp") {
+        if config.target_env == "gnu" {
+            println!("cargo::rustc-link-lib=gomp");
+        } else if config.target_os == "macos" {
+            println!("cargo::rustc-link-lib=omp");
+        }
+    }
+    if config.has_feature("hipblas") {
+        let hip = config
+            .hip_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/opt/rocm"));
+        println!("cargo::rustc-link-search=native={}", hip.join("lib").display());
+        for lib in ["hipblas", "rocblas", "amdhip64"] {
+            println!("cargo::rustc-link-lib={lib}");
+        }
+    }
+    if config.has_feature("vulkan") {
+        if let Some(sdk) = &config.vulkan_sdk {
+            let sub = if config.target_os == "windows" { "Lib" } else { "lib" };
+            println!("cargo::rustc-link-search=native={}", sdk.join(sub).display());
+        }
+        let lib = if config.target_os == "windows" {
+            "vulkan-1"
+        } else {
+            "vulkan"
+        };
+        println!("cargo::rustc-link-lib={lib}");
+    }
+    if config.target_os == "windows" {
+        println!("cargo::rustc-link-lib=advapi32");
+    }
+}

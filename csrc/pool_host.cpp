@@ -1,0 +1,132 @@
+// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, exposed as a
+// small C API so that Rust tests can drive them without a GPU. Not part of the public API.
+
+#include "vmm-ledger.h"
+#include "pool-policy.h"
+#include "pool-stats.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+extern "C" {
+
+// ---- patch 0001: the VMM pool ledger ----
+
+void * ws_ledger_new(void) {
+    return new (std::nothrow) ggml_cuda_vmm_ledger();
+}
+
+void ws_ledger_drop(void * ledger) {
+    delete static_cast<ggml_cuda_vmm_ledger *>(ledger);
+}
+
+size_t ws_ledger_alloc(void * ledger, size_t size) {
+    return static_cast<ggml_cuda_vmm_ledger *>(ledger)->alloc(size);
+}
+
+int ws_ledger_free(void * ledger, size_t offset, size_t size) {
+    return static_cast<ggml_cuda_vmm_ledger *>(ledger)->free(offset, size);
+}
+
+size_t ws_ledger_used(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->used;
+}
+
+size_t ws_ledger_waiting(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->waiting;
+}
+
+size_t ws_ledger_live_bytes(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->live_bytes();
+}
+
+size_t ws_ledger_blocks(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->blocks.size();
+}
+
+uint64_t ws_ledger_out_of_order(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->n_out_of_order;
+}
+
+uint64_t ws_ledger_rejected(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->n_rejected;
+}
+
+// ---- patch 0002: the pool policy ----
+
+int ws_parse_env_bool(const char * value) {
+    return ggml_cuda_parse_env_bool(value);
+}
+
+// Returns 1 for the legacy pool, 0 otherwise; *reason gets the deciding name or NULL.
+int ws_pool_decide(int policy, int force_legacy, int use_vmm, const char ** reason) {
+    const ggml_cuda_pool_choice choice = ggml_cuda_pool_decide(
+        policy, (ggml_cuda_env_bool) force_legacy, (ggml_cuda_env_bool) use_vmm);
+    *reason = choice.reason;
+    return choice.legacy ? 1 : 0;
+}
+
+// ---- patch 0003: the pool counters ----
+
+struct ws_counters_snapshot {
+    int64_t  pools_vmm;
+    int64_t  pools_legacy;
+    int64_t  bytes_reserved;
+    int64_t  bytes_in_use;
+    int64_t  peak_bytes_in_use;
+    int64_t  bytes_waiting_reclaim;
+    uint64_t out_of_order_frees;
+    uint64_t rejected_frees;
+};
+
+void * ws_counters_new(void) {
+    return new (std::nothrow) ggml_cuda_pool_counters();
+}
+
+void ws_counters_drop(void * counters) {
+    delete static_cast<ggml_cuda_pool_counters *>(counters);
+}
+
+void ws_counters_pool(void * counters, int vmm, int created) {
+    auto * c = static_cast<ggml_cuda_pool_counters *>(counters);
+    if (created) {
+        c->pool_created(vmm != 0);
+    } else {
+        c->pool_destroyed(vmm != 0);
+    }
+}
+
+void ws_counters_reserved(void * counters, int64_t delta) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->reserved(delta);
+}
+
+void ws_counters_in_use(void * counters, int64_t delta) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->in_use(delta);
+}
+
+void ws_counters_waiting(void * counters, int64_t delta) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->waiting(delta);
+}
+
+void ws_counters_out_of_order(void * counters) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->out_of_order();
+}
+
+void ws_counters_rejected(void * counters) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->rejected();
+}
+
+void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
+    const auto * c = static_cast<const ggml_cuda_pool_counters *>(counters);
+    out->pools_vmm             = c->pools_vmm.load();
+    out->pools_legacy          = c->pools_legacy.load();
+    out->bytes_reserved        = c->bytes_reserved.load();
+    out->bytes_in_use          = c->bytes_in_use.load();
+    out->peak_bytes_in_use     = c->peak_bytes_in_use.load();
+    out->bytes_waiting_reclaim = c->bytes_waiting_reclaim.load();
+    out->out_of_order_frees    = c->out_of_order_frees.load();
+    out->rejected_frees        = c->rejected_frees.load();
+}
+
+}

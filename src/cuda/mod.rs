@@ -1,0 +1,120 @@
+//! The CUDA memory pool: which pool new backends use, and what the pools hold.
+//!
+//! Both come from the patch series: `0002` (run-time pool choice) and `0003` (statistics). In a
+//! build without the `cuda` feature there is no pool: [`set_pool_policy`] only records the
+//! choice, and [`pool_stats`] says that CUDA is not available.
+
+#[doc(hidden)]
+pub mod host;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Which CUDA memory pool new ggml CUDA backends (one per `whisper_state`) get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PoolPolicy {
+    /// Follow the environment (`GGML_CUDA_FORCE_LEGACY_POOL`, `GGML_USE_VMM`), otherwise use the
+    /// virtual-memory pool where the device supports it. The default.
+    #[default]
+    Auto,
+    /// The virtual-memory pool where the device supports it, whatever the environment says.
+    Vmm,
+    /// The legacy pool (`cudaMalloc`'d buffers, best-fit reuse), whatever the environment says.
+    Legacy,
+}
+
+impl PoolPolicy {
+    fn to_raw(self) -> u8 {
+        match self {
+            PoolPolicy::Auto => 0,
+            PoolPolicy::Vmm => 1,
+            PoolPolicy::Legacy => 2,
+        }
+    }
+
+    fn from_raw(raw: u8) -> PoolPolicy {
+        match raw {
+            1 => PoolPolicy::Vmm,
+            2 => PoolPolicy::Legacy,
+            _ => PoolPolicy::Auto,
+        }
+    }
+}
+
+static RECORDED_POLICY: AtomicU8 = AtomicU8::new(0);
+
+/// Chooses the pool for CUDA backends created from now on. Pools are created when a backend
+/// first needs one, so call this before creating contexts and states. Without the `cuda`
+/// feature this only records the choice (see [`pool_policy`]).
+pub fn set_pool_policy(policy: PoolPolicy) {
+    RECORDED_POLICY.store(policy.to_raw(), Ordering::SeqCst);
+    #[cfg(feature = "cuda")]
+    // SAFETY: plain store of a valid enum value into an atomic inside ggml-cuda.
+    unsafe {
+        crate::sys::ggml_backend_cuda_set_pool_policy(policy.to_raw() as _);
+    }
+}
+
+/// The policy in effect for new pools.
+pub fn pool_policy() -> PoolPolicy {
+    #[cfg(feature = "cuda")]
+    {
+        // SAFETY: plain atomic load inside ggml-cuda.
+        let raw = unsafe { crate::sys::ggml_backend_cuda_get_pool_policy() };
+        PoolPolicy::from_raw(raw as u8)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        PoolPolicy::from_raw(RECORDED_POLICY.load(Ordering::SeqCst))
+    }
+}
+
+/// Process-wide statistics of every CUDA memory pool (all devices, all backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// False when this build has no CUDA backend: every other field is then zero and means
+    /// nothing.
+    pub cuda_available: bool,
+    /// Virtual-memory pools alive.
+    pub vmm_pools: u64,
+    /// Legacy pools alive.
+    pub legacy_pools: u64,
+    /// Device memory the pools hold (mapped into the VMM range, or `cudaMalloc`'d).
+    pub bytes_reserved: u64,
+    /// Bytes handed out and not freed.
+    pub bytes_in_use: u64,
+    /// The highest `bytes_in_use` seen since the process started.
+    pub peak_bytes_in_use: u64,
+    /// Frees that were not on top of a VMM pool's stack. Non-zero means two users shared one
+    /// backend (one `whisper_state`) at the same time.
+    pub out_of_order_frees: u64,
+    /// Bytes freed out of order that are reclaimed once the blocks above them are freed.
+    pub bytes_waiting_reclaim: u64,
+    /// Frees of unknown pointers, with a wrong size, or double frees; each was ignored.
+    pub rejected_frees: u64,
+}
+
+/// Reads the pool statistics. Without the `cuda` feature, returns a value whose
+/// [`cuda_available`](PoolStats::cuda_available) is false.
+pub fn pool_stats() -> PoolStats {
+    #[cfg(feature = "cuda")]
+    {
+        let mut raw = crate::sys::ggml_cuda_pool_stats::default();
+        // SAFETY: `raw` is a valid, writable struct of the layout the function fills.
+        unsafe { crate::sys::ggml_backend_cuda_get_pool_stats(&mut raw) };
+        PoolStats {
+            cuda_available: true,
+            vmm_pools: raw.pools_vmm,
+            legacy_pools: raw.pools_legacy,
+            bytes_reserved: raw.bytes_reserved,
+            bytes_in_use: raw.bytes_in_use,
+            peak_bytes_in_use: raw.peak_bytes_in_use,
+            out_of_order_frees: raw.out_of_order_frees,
+            bytes_waiting_reclaim: raw.bytes_waiting_reclaim,
+            rejected_frees: raw.rejected_frees,
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        PoolStats::default()
+    }
+}

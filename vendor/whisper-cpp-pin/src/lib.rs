@@ -1,0 +1,1 @@
+//! Empty: this crate only carries the pinned upstream dependency.

@@ -114,7 +114,10 @@ pub fn cpu_defines(config: &Config) -> Vec<(String, String)> {
     if matches!(config.target_arch.as_str(), "x86_64" | "x86") {
         for (feature, define) in X86_FLAGS {
             let on = config.target_features.iter().any(|f| f == feature);
-            defines.push((define.to_string(), if on { "ON" } else { "OFF" }.to_string()));
+            defines.push((
+                define.to_string(),
+                if on { "ON" } else { "OFF" }.to_string(),
+            ));
         }
     }
     defines

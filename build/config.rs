@@ -104,7 +104,9 @@ impl Config {
 
         let mut cmake_passthrough = BTreeMap::new();
         for (key, _) in env::vars() {
-            let passes = CMAKE_PASSTHROUGH_PREFIXES.iter().any(|p| key.starts_with(p))
+            let passes = CMAKE_PASSTHROUGH_PREFIXES
+                .iter()
+                .any(|p| key.starts_with(p))
                 && !NOT_CMAKE_OPTIONS.contains(&key.as_str());
             if passes {
                 if let Some(value) = env_var(&key) {
@@ -148,7 +150,9 @@ impl Config {
                 .collect(),
             cmake_passthrough,
             cuda_roots,
-            cudacxx: env_var("CUDACXX").filter(|s| !s.is_empty()).map(PathBuf::from),
+            cudacxx: env_var("CUDACXX")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             path: env_var("PATH"),
             openblas_path: env_var("OPENBLAS_PATH").map(PathBuf::from),
             blas_include_dirs: env_var("BLAS_INCLUDE_DIRS"),

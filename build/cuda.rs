@@ -102,7 +102,10 @@ fn toolkit_root_of(nvcc: &Path) -> Option<PathBuf> {
 /// cmake defines for a CUDA build.
 pub fn cmake_defines(config: &Config, toolkit: &Toolkit) -> Vec<(String, String)> {
     let mut defines = vec![
-        ("CUDAToolkit_ROOT".to_string(), toolkit.root.display().to_string()),
+        (
+            "CUDAToolkit_ROOT".to_string(),
+            toolkit.root.display().to_string(),
+        ),
         (
             "CMAKE_CUDA_COMPILER".to_string(),
             toolkit.nvcc.display().to_string(),

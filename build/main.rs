@@ -82,7 +82,10 @@ fn run() -> Result<(), BuildError> {
 /// Tells cargo which files of this crate the build depends on.
 fn watch_sources(manifest_dir: &Path) {
     for path in ["build", "patches", "vendor/whisper-cpp-pin", "csrc"] {
-        println!("cargo::rerun-if-changed={}", manifest_dir.join(path).display());
+        println!(
+            "cargo::rerun-if-changed={}",
+            manifest_dir.join(path).display()
+        );
     }
 }
 
@@ -94,8 +97,14 @@ fn patch_tree(config: &Config, pristine: &Path) -> Result<std::path::PathBuf, Bu
     let table = patches::HashTable::load(&patch_dir.join("upstream.sha256"))?;
     let tree = config.out_dir.join("whisper.cpp");
     patches::prepare_tree(pristine, &tree, &series, &table)?;
-    println!("cargo::rustc-env=WHISPER_STEADY_PATCHED_TREE={}", tree.display());
-    println!("cargo::rustc-env=WHISPER_STEADY_PRISTINE_TREE={}", pristine.display());
+    println!(
+        "cargo::rustc-env=WHISPER_STEADY_PATCHED_TREE={}",
+        tree.display()
+    );
+    println!(
+        "cargo::rustc-env=WHISPER_STEADY_PRISTINE_TREE={}",
+        pristine.display()
+    );
     Ok(tree)
 }
 

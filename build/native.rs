@@ -8,7 +8,11 @@ use crate::cuda::{self, Toolkit};
 use crate::BuildError;
 
 /// Configures and builds whisper.cpp (static libraries) and returns the install prefix.
-pub fn build(config: &Config, tree: &Path, toolkit: Option<&Toolkit>) -> Result<PathBuf, BuildError> {
+pub fn build(
+    config: &Config,
+    tree: &Path,
+    toolkit: Option<&Toolkit>,
+) -> Result<PathBuf, BuildError> {
     if config.has_feature("openblas") && config.blas_include_dirs.is_none() {
         return Err(BuildError::new(
             "feature `openblas` needs BLAS_INCLUDE_DIRS set to the folder that holds cblas.h \
@@ -17,7 +21,11 @@ pub fn build(config: &Config, tree: &Path, toolkit: Option<&Toolkit>) -> Result<
     }
     let mut cmake = cmake::Config::new(tree);
     cmake
-        .profile(if config.debug { "RelWithDebInfo" } else { "Release" })
+        .profile(if config.debug {
+            "RelWithDebInfo"
+        } else {
+            "Release"
+        })
         .define("BUILD_SHARED_LIBS", "OFF")
         .define("WHISPER_BUILD_TESTS", "OFF")
         .define("WHISPER_BUILD_EXAMPLES", "OFF")
@@ -90,7 +98,10 @@ pub fn emit_link(config: &Config, prefix: &Path, toolkit: Option<&Toolkit>) {
 fn cpp_stdlib(config: &Config) -> Option<&'static str> {
     if config.target_env == "msvc" {
         None
-    } else if matches!(config.target_os.as_str(), "macos" | "ios" | "freebsd" | "openbsd") {
+    } else if matches!(
+        config.target_os.as_str(),
+        "macos" | "ios" | "freebsd" | "openbsd"
+    ) {
         Some("c++")
     } else if config.target_os == "android" {
         Some("c++_shared")
@@ -113,7 +124,10 @@ fn emit_system_libs(config: &Config) {
     }
     if config.has_feature("openblas") {
         if let Some(path) = &config.openblas_path {
-            println!("cargo::rustc-link-search=native={}", path.join("lib").display());
+            println!(
+                "cargo::rustc-link-search=native={}",
+                path.join("lib").display()
+            );
         }
         println!("cargo::rustc-link-lib=openblas");
     }
@@ -129,15 +143,25 @@ fn emit_system_libs(config: &Config) {
             .hip_path
             .clone()
             .unwrap_or_else(|| PathBuf::from("/opt/rocm"));
-        println!("cargo::rustc-link-search=native={}", hip.join("lib").display());
+        println!(
+            "cargo::rustc-link-search=native={}",
+            hip.join("lib").display()
+        );
         for lib in ["hipblas", "rocblas", "amdhip64"] {
             println!("cargo::rustc-link-lib={lib}");
         }
     }
     if config.has_feature("vulkan") {
         if let Some(sdk) = &config.vulkan_sdk {
-            let sub = if config.target_os == "windows" { "Lib" } else { "lib" };
-            println!("cargo::rustc-link-search=native={}", sdk.join(sub).display());
+            let sub = if config.target_os == "windows" {
+                "Lib"
+            } else {
+                "lib"
+            };
+            println!(
+                "cargo::rustc-link-search=native={}",
+                sdk.join(sub).display()
+            );
         }
         let lib = if config.target_os == "windows" {
             "vulkan-1"

@@ -71,7 +71,10 @@ impl fmt::Display for PipelineError {
                 write!(f, "cannot access {}: {source}", path.display())
             }
             PipelineError::BadPatch { patch, reason } => {
-                write!(f, "patch {patch} is malformed: {reason}. Regenerate it with `diff -u`.")
+                write!(
+                    f,
+                    "patch {patch} is malformed: {reason}. Regenerate it with `diff -u`."
+                )
             }
             PipelineError::Drift {
                 file,
@@ -203,7 +206,8 @@ fn split_patch(name: &str, text: &str) -> Result<Vec<FileDiff>, PipelineError> {
     let mut files = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if !(lines[i].starts_with("--- ") && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ ")))
+        if !(lines[i].starts_with("--- ")
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ ")))
         {
             i += 1;
             continue;
@@ -300,10 +304,12 @@ impl HashTable {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (hash, file) = line.split_once(char::is_whitespace).ok_or(PipelineError::BadTable {
-                line: n + 1,
-                reason: "expected a hash and a path".to_string(),
-            })?;
+            let (hash, file) =
+                line.split_once(char::is_whitespace)
+                    .ok_or(PipelineError::BadTable {
+                        line: n + 1,
+                        reason: "expected a hash and a path".to_string(),
+                    })?;
             let file = file.trim().trim_start_matches('*');
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(PipelineError::BadTable {
@@ -370,10 +376,13 @@ pub fn verify_upstream(
     table: &HashTable,
 ) -> Result<(), PipelineError> {
     for (file, patch) in series.touched_upstream_files() {
-        let expected = table.entries.get(&file).ok_or_else(|| PipelineError::Unlisted {
-            file: file.clone(),
-            patch: patch.clone(),
-        })?;
+        let expected = table
+            .entries
+            .get(&file)
+            .ok_or_else(|| PipelineError::Unlisted {
+                file: file.clone(),
+                patch: patch.clone(),
+            })?;
         let found = sha256_file(&tree.join(&file))?;
         if &found != expected {
             return Err(PipelineError::Drift {
@@ -407,15 +416,17 @@ pub fn apply_series(tree: &Path, series: &Series) -> Result<(), PipelineError> {
             } else {
                 read_text(&target)?
             };
-            let parsed = diffy::Patch::from_str(&file.diff).map_err(|e| PipelineError::BadPatch {
-                patch: patch.name.clone(),
-                reason: format!("{}: {e}", file.path),
-            })?;
-            let patched = diffy::apply(&base, &parsed).map_err(|e| PipelineError::DoesNotApply {
-                file: file.path.clone(),
-                patch: patch.name.clone(),
-                hunk: e.to_string(),
-            })?;
+            let parsed =
+                diffy::Patch::from_str(&file.diff).map_err(|e| PipelineError::BadPatch {
+                    patch: patch.name.clone(),
+                    reason: format!("{}: {e}", file.path),
+                })?;
+            let patched =
+                diffy::apply(&base, &parsed).map_err(|e| PipelineError::DoesNotApply {
+                    file: file.path.clone(),
+                    patch: patch.name.clone(),
+                    hunk: e.to_string(),
+                })?;
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;
             }

@@ -19,11 +19,18 @@ fn overlap(a: Block, b: Block) -> bool {
 fn check_invariants(ledger: &Ledger, live: &[Block], context: &str) {
     for (i, a) in live.iter().enumerate() {
         for b in &live[i + 1..] {
-            assert!(!overlap(*a, *b), "{context}: live blocks {a:?} and {b:?} overlap");
+            assert!(
+                !overlap(*a, *b),
+                "{context}: live blocks {a:?} and {b:?} overlap"
+            );
         }
     }
     let highest_end = live.iter().map(|(o, s)| o + s).max().unwrap_or(0);
-    assert_eq!(ledger.used(), highest_end, "{context}: used != end of highest live block");
+    assert_eq!(
+        ledger.used(),
+        highest_end,
+        "{context}: used != end of highest live block"
+    );
     let live_bytes: usize = live.iter().map(|(_, s)| s).sum();
     assert_eq!(ledger.live_bytes(), live_bytes, "{context}: live bytes");
 }
@@ -139,14 +146,22 @@ fn random_interleavings_never_alias_and_drain_to_zero() {
                 );
             }
             steps += 1;
-            check_invariants(&ledger, &live, &format!("seed {seed:#x} sequence {sequence} step {step}"));
+            check_invariants(
+                &ledger,
+                &live,
+                &format!("seed {seed:#x} sequence {sequence} step {step}"),
+            );
         }
         while !live.is_empty() {
             let i = rng.random_range(0..live.len());
             let (offset, size) = live.swap_remove(i);
             ledger.free(offset, size);
             steps += 1;
-            check_invariants(&ledger, &live, &format!("seed {seed:#x} sequence {sequence} drain"));
+            check_invariants(
+                &ledger,
+                &live,
+                &format!("seed {seed:#x} sequence {sequence} drain"),
+            );
         }
         assert_eq!(ledger.used(), 0);
         assert_eq!(ledger.waiting(), 0);
@@ -154,7 +169,10 @@ fn random_interleavings_never_alias_and_drain_to_zero() {
         deferred_total += ledger.out_of_order();
     }
     assert!(steps > 1_000_000, "only {steps} steps");
-    assert!(deferred_total > 100_000, "the random workload must exercise out-of-order frees");
+    assert!(
+        deferred_total > 100_000,
+        "the random workload must exercise out-of-order frees"
+    );
 }
 
 /// Snapshot of everything a rejected free must leave unchanged.
@@ -177,11 +195,11 @@ fn bad_frees_are_rejected_without_any_change() {
     assert_eq!(ledger.free(b, 2000), FreeResult::Deferred);
 
     let cases: [(usize, usize, FreeResult); 5] = [
-        (b, 2000, FreeResult::Double),           // b waits for reclaim
-        (a + 1, 1000, FreeResult::Unknown),      // inside a block
-        (c + 3000, 128, FreeResult::Unknown),    // above the top
-        (a, 999, FreeResult::SizeMismatch),      // wrong size
-        (c, 3001, FreeResult::SizeMismatch),     // wrong size on top
+        (b, 2000, FreeResult::Double),        // b waits for reclaim
+        (a + 1, 1000, FreeResult::Unknown),   // inside a block
+        (c + 3000, 128, FreeResult::Unknown), // above the top
+        (a, 999, FreeResult::SizeMismatch),   // wrong size
+        (c, 3001, FreeResult::SizeMismatch),  // wrong size on top
     ];
     for (i, (offset, size, expected)) in cases.into_iter().enumerate() {
         let before = state(&ledger);
@@ -248,17 +266,20 @@ enum Op {
 /// Two threads sharing one pool: thread 1 holds `a`, thread 2 allocates `b` on top, thread 1 frees
 /// `a` first, then both allocate again.
 const INTERLEAVED: [Op; 5] = [
-    Op::Alloc(0, 4096),   // thread 1: a
-    Op::Alloc(1, 8192),   // thread 2: b
-    Op::Free(0),          // thread 1 frees a while b is live: out of order
-    Op::Alloc(2, 16384),  // thread 1: c
-    Op::Alloc(3, 128),    // thread 2: d
+    Op::Alloc(0, 4096),  // thread 1: a
+    Op::Alloc(1, 8192),  // thread 2: b
+    Op::Free(0),         // thread 1 frees a while b is live: out of order
+    Op::Alloc(2, 16384), // thread 1: c
+    Op::Alloc(3, 128),   // thread 2: d
 ];
 
 /// Runs a sequence through a pool model; returns the step at which the upstream assertion
 /// failed (if any) and the first pair of live blocks that overlap (if any).
 fn run_upstream(ops: &[Op], reset: bool) -> (Option<usize>, Option<(usize, usize)>) {
-    let mut pool = UpstreamPool { used: 0, reset_on_mismatch: reset };
+    let mut pool = UpstreamPool {
+        used: 0,
+        reset_on_mismatch: reset,
+    };
     let mut live: Vec<(usize, Block)> = Vec::new();
     let mut assert_failed_at = None;
     for (step, op) in ops.iter().enumerate() {
@@ -289,13 +310,21 @@ fn run_upstream(ops: &[Op], reset: bool) -> (Option<usize>, Option<(usize, usize
 fn upstream_aborts_and_the_reset_fix_aliases_where_the_ledger_does_not() {
     // Upstream: the LIFO assertion fails at the out-of-order free (step 2).
     let (failed_at, _) = run_upstream(&INTERLEAVED, false);
-    assert_eq!(failed_at, Some(2), "upstream's assertion fails at the out-of-order free");
+    assert_eq!(
+        failed_at,
+        Some(2),
+        "upstream's assertion fails at the out-of-order free"
+    );
 
     // The circulating fix: no abort, but the next allocation starts at 0 while b is live.
     let (failed_at, aliased) = run_upstream(&INTERLEAVED, true);
     assert_eq!(failed_at, Some(2));
     let (live_block, new_block) = aliased.expect("the reset fix hands out live memory");
-    assert_eq!((live_block, new_block), (1, 2), "c is placed over the live b");
+    assert_eq!(
+        (live_block, new_block),
+        (1, 2),
+        "c is placed over the live b"
+    );
 
     // The ledger on the same sequence: never an overlap, and everything drains to 0.
     let mut ledger = Ledger::new();
@@ -357,5 +386,8 @@ fn the_reset_fix_aliases_on_random_interleavings_too() {
             check_invariants(&ledger, &live, "random two-user workload");
         }
     }
-    assert!(aliased > 100, "the reset fix aliased only {aliased} of 2000 workloads");
+    assert!(
+        aliased > 100,
+        "the reset fix aliased only {aliased} of 2000 workloads"
+    );
 }

@@ -200,7 +200,8 @@ pub fn pool_decide(
     };
     let mut reason: *const c_char = std::ptr::null();
     // SAFETY: reason is a valid out-pointer; the function stores null or a static string.
-    let legacy = unsafe { ws_pool_decide(policy, force_legacy.to_raw(), use_vmm.to_raw(), &mut reason) };
+    let legacy =
+        unsafe { ws_pool_decide(policy, force_legacy.to_raw(), use_vmm.to_raw(), &mut reason) };
     let reason = if reason.is_null() {
         None
     } else {

@@ -98,7 +98,16 @@ pub struct PoolStats {
 pub fn pool_stats() -> PoolStats {
     #[cfg(feature = "cuda")]
     {
-        let mut raw = crate::sys::ggml_cuda_pool_stats::default();
+        let mut raw = crate::sys::ggml_cuda_pool_stats {
+            pools_vmm: 0,
+            pools_legacy: 0,
+            bytes_reserved: 0,
+            bytes_in_use: 0,
+            peak_bytes_in_use: 0,
+            bytes_waiting_reclaim: 0,
+            out_of_order_frees: 0,
+            rejected_frees: 0,
+        };
         // SAFETY: `raw` is a valid, writable struct of the layout the function fills.
         unsafe { crate::sys::ggml_backend_cuda_get_pool_stats(&mut raw) };
         PoolStats {

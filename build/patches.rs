@@ -5,10 +5,10 @@
 //!    into per-file diffs.
 //! 2. [`HashTable::load`] reads `patches/upstream.sha256`, the sha256 of every upstream file a
 //!    patch touches.
-//! 3. [`prepare_tree`] copies the pristine tree to its destination, checks every touched file
-//!    against the table, applies the series with `diffy` (exact context, no fuzz) and writes a
-//!    stamp. When the destination already carries the stamp of this very series, nothing is
-//!    copied or applied again.
+//! 3. [`prepare_tree`] checks every touched file of the pristine tree against the table, copies
+//!    the tree to its destination, applies the series with `diffy` (exact context, no fuzz) and
+//!    writes a stamp. When the destination already carries the stamp of this very source, series
+//!    and table, nothing is copied or applied again.
 //!
 //! This file is shared by the build script and by `tests/pipeline.rs`, so it depends only on
 //! `std`, `diffy` and `sha2`.
@@ -343,12 +343,14 @@ pub fn prepare_tree(
     series: &Series,
     table: &HashTable,
 ) -> Result<Outcome, PipelineError> {
-    let stamp = stamp_text(series, table);
+    // The pin is checked on every run: it is cheap (a few files) and catches a source tree that
+    // changed under an unchanged destination.
+    verify_upstream(pristine, series, table)?;
+    let stamp = stamp_text(pristine, series, table);
     let stamp_path = dest.join(STAMP_FILE);
     if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
         return Ok(Outcome::AlreadyPatched);
     }
-    verify_upstream(pristine, series, table)?;
     if dest.exists() {
         fs::remove_dir_all(dest).map_err(|e| PipelineError::io(dest, e))?;
     }
@@ -358,10 +360,12 @@ pub fn prepare_tree(
     Ok(Outcome::Applied(series.patches.len()))
 }
 
-fn stamp_text(series: &Series, table: &HashTable) -> String {
+/// What the destination was made from: the source tree, the series and the table.
+fn stamp_text(pristine: &Path, series: &Series, table: &HashTable) -> String {
     let names: Vec<&str> = series.patches.iter().map(|p| p.name.as_str()).collect();
     format!(
-        "series {}\ntable {}\npatches {}\n",
+        "source {}\nseries {}\ntable {}\npatches {}\n",
+        pristine.display(),
         series.digest,
         table.digest,
         names.join(" ")

@@ -38,3 +38,8 @@ pub fn system_info() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

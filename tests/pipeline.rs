@@ -181,3 +181,23 @@ fn every_patch_has_a_header_saying_what_why_and_how_it_is_tested() {
         }
     }
 }
+
+#[test]
+fn a_source_tampered_after_patching_is_caught_before_the_stamp() {
+    let (series, table) = load(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    patches::copy_tree(Path::new(PRISTINE), &source).unwrap();
+    let dest = dir.path().join("whisper.cpp");
+    assert_eq!(
+        patches::prepare_tree(&source, &dest, &series, &table).unwrap(),
+        Outcome::Applied(3)
+    );
+
+    fs::write(source.join("ggml/include/ggml-cuda.h"), "// replaced\n").unwrap();
+    let err = patches::prepare_tree(&source, &dest, &series, &table).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Drift { file, .. } if file == "ggml/include/ggml-cuda.h"),
+        "{err:?}"
+    );
+}

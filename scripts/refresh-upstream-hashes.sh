@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Rewrites patches/upstream.sha256: the sha256 of every upstream file that a patch in
+# patches/series modifies, taken from the pristine tree. Run it only when bumping upstream on
+# purpose, after rebasing the patches (README, "Bumping upstream").
+#
+# The pristine tree is WHISPER_STEADY_SOURCE_DIR when set, otherwise the package pinned by
+# vendor/whisper-cpp-pin, materialized with `cargo vendor` into a temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -n "${WHISPER_STEADY_SOURCE_DIR:-}" ]; then
+  tree="$WHISPER_STEADY_SOURCE_DIR"
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  cargo vendor --quiet --versioned-dirs --locked --manifest-path vendor/whisper-cpp-pin/Cargo.toml "$tmp" >/dev/null
+  tree=$(echo "$tmp"/whisper-rs-sys-*/whisper.cpp)
+fi
+
+files=$(grep -v '^#' patches/series | sed '/^[[:space:]]*$/d' | while read -r patch; do
+  grep '^--- a/' "patches/$patch" | sed 's|^--- a/||; s|\t.*$||'
+done | sort -u)
+
+(cd "$tree" && sha256sum $files) > patches/upstream.sha256
+echo "wrote patches/upstream.sha256 from $tree:" >&2
+cat patches/upstream.sha256 >&2

@@ -13,7 +13,8 @@ use crate::BuildError;
 
 /// Writes `OUT_DIR/bindings.rs`.
 pub fn generate(config: &Config, tree: &Path) -> Result<(), BuildError> {
-    let mut headers = vec!["whisper.h", "ggml.h", "ggml-cpu.h", "ggml-backend.h"];
+    // whisper.h pulls in ggml-cpu.h and ggml-backend.h.
+    let mut headers = vec!["whisper.h", "ggml.h"];
     if config.has_feature("cuda") {
         headers.push("ggml-cuda.h");
     }
@@ -28,19 +29,18 @@ pub fn generate(config: &Config, tree: &Path) -> Result<(), BuildError> {
     fs::write(&wrapper, text)
         .map_err(|e| BuildError::new(format!("cannot write {}: {e}", wrapper.display())))?;
 
-    let bindings = bindgen::Builder::default()
+    const LIBCLANG_HINT: &str = "bindgen needs libclang: install it (Debian/Ubuntu: `apt-get \
+        install libclang-dev`) or set LIBCLANG_PATH to the folder that holds libclang.so";
+    let builder = bindgen::Builder::default()
         .rust_edition(bindgen::RustEdition::Edition2021)
         .header(wrapper.display().to_string())
         .clang_arg(format!("-I{}", tree.join("include").display()))
-        .clang_arg(format!("-I{}", tree.join("ggml").join("include").display()))
-        .allowlist_file(".*/whisper\\.h")
-        .allowlist_file(".*/ggml[^/]*\\.h")
-        .generate()
-        .map_err(|e| {
+        .clang_arg(format!("-I{}", tree.join("ggml").join("include").display()));
+    // bindgen panics when it cannot load libclang; report that as a build error too.
+    let bindings =
+        crate::no_panic("bindgen", LIBCLANG_HINT, || builder.generate())?.map_err(|e| {
             BuildError::new(format!(
-                "bindgen could not generate bindings for whisper.cpp: {e}. bindgen needs libclang: \
-                 install it (Debian/Ubuntu: `apt-get install libclang-dev`) or set LIBCLANG_PATH \
-                 to the folder that holds libclang.so"
+                "bindgen could not generate bindings for whisper.cpp: {e}. {LIBCLANG_HINT}"
             ))
         })?;
     let out = config.out_dir.join("bindings.rs");

@@ -89,8 +89,7 @@ pub fn find_toolkit(config: &Config) -> Result<Toolkit, BuildError> {
     }
     Err(BuildError::new(
         "feature `cuda` needs the CUDA toolkit, but none was found: set CUDA_PATH (or CUDA_HOME) \
-         to the toolkit root that holds bin/nvcc, or put nvcc on PATH. Without a system toolkit, \
-         scripts/build-cuda.sh assembles one from PyPI wheels (see README, \"CUDA\").",
+         to the toolkit root that holds bin/nvcc, or put nvcc on PATH (see README, \"CUDA\").",
     ))
 }
 

@@ -49,7 +49,7 @@ impl From<patches::PipelineError> for BuildError {
 
 fn main() {
     if let Err(error) = run() {
-        for line in error.to_string().lines() {
+        for line in error.to_string().lines().filter(|l| !l.trim().is_empty()) {
             println!("cargo::error={line}");
         }
         std::process::exit(1);
@@ -77,6 +77,28 @@ fn run() -> Result<(), BuildError> {
     let prefix = native::build(&config, &tree, toolkit.as_ref())?;
     native::emit_link(&config, &prefix, toolkit.as_ref());
     Ok(())
+}
+
+/// Runs `f`, turning a panic inside it (the cmake and bindgen crates panic on failure) into a
+/// [`BuildError`] that names the tool and says what to do, without a backtrace.
+fn no_panic<T>(tool: &str, hint: &str, f: impl FnOnce() -> T) -> Result<T, BuildError> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        let message = message
+            .replace("build script failed, must exit now", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        BuildError::new(format!("{tool} failed: {message}. Hint: {hint}"))
+    })
 }
 
 /// Tells cargo which files of this crate the build depends on.

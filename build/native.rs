@@ -63,8 +63,14 @@ pub fn build(
         cmake.define(key, value);
     }
 
-    let prefix = cmake.build();
-    Ok(prefix)
+    // The cmake crate panics when cmake fails; report that as a build error instead.
+    crate::no_panic(
+        "cmake",
+        "see the cmake output above. cmake and a C++17 compiler must be installed \
+         (Debian/Ubuntu: `apt-get install cmake g++`); a GGML_*/CMAKE_*/WHISPER_* variable in the \
+         environment is passed to cmake and may be the cause",
+        move || cmake.build(),
+    )
 }
 
 /// Emits the link lines for the libraries cmake built and their system dependencies.

@@ -193,11 +193,7 @@ pub fn pool_decide(
     force_legacy: EnvBool,
     use_vmm: EnvBool,
 ) -> (bool, Option<&'static str>) {
-    let policy = match policy {
-        crate::cuda::PoolPolicy::Auto => 0,
-        crate::cuda::PoolPolicy::Vmm => 1,
-        crate::cuda::PoolPolicy::Legacy => 2,
-    };
+    let policy = c_int::from(policy.to_raw());
     let mut reason: *const c_char = std::ptr::null();
     // SAFETY: reason is a valid out-pointer; the function stores null or a static string.
     let legacy =

@@ -23,7 +23,8 @@ pub enum PoolPolicy {
 }
 
 impl PoolPolicy {
-    fn to_raw(self) -> u8 {
+    /// The value of `enum ggml_cuda_pool_policy` (patch 0002).
+    pub(crate) fn to_raw(self) -> u8 {
         match self {
             PoolPolicy::Auto => 0,
             PoolPolicy::Vmm => 1,

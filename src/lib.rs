@@ -11,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+pub mod convert;
 pub mod cuda;
 pub mod sys;
 

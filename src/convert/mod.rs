@@ -1,0 +1,1 @@
+//! Model conversion into whisper.cpp's ggml format.

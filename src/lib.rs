@@ -1,44 +1,76 @@
 //! whisper-steady: whisper.cpp speech recognition for Rust, on CPUs and NVIDIA GPUs, without
 //! the CUDA memory-pool abort that takes down concurrent servers.
 //!
-//! This crate builds a pinned whisper.cpp 1.8.3 with a small series of patches (see the README
-//! and `patches/`): a CUDA virtual-memory pool that survives out-of-order frees without handing
-//! out memory twice, a run-time switch to the legacy pool, and pool statistics.
+//! It is a drop-in replacement for whisper-rs 0.16: depend on it as
+//! `whisper-rs = { package = "whisper-steady", version = "..." }` and existing code keeps
+//! compiling (see `COMPAT.md` for the few deliberate differences, all soundness fixes).
+//!
+//! Most users will be looking for nothing more than [`WhisperState::full`] to run a full
+//! transcription pipeline. You can get a [`WhisperState`] by first creating a [`WhisperContext`]
+//! using [`WhisperContext::new_with_params`], and then calling [`WhisperContext::create_state`].
+//! Use one state per concurrent worker; the model is shared.
 //!
 //! Layout:
-//! - [`sys`]: the raw bindgen bindings, with whisper-rs-sys's names;
-//! - [`cuda`]: the pool policy and statistics added by the patches.
+//! - the crate root: the whisper-rs compatible safe API (`src/api/`);
+//! - [`sys`]: the raw bindgen bindings, with whisper-rs-sys's names (also re-exported as
+//!   `whisper_rs_sys` with feature `raw-api`);
+//! - [`cuda`]: the CUDA pool policy and statistics added by the patch series;
+//! - [`convert`]: model conversion into whisper.cpp's format.
 
 #![deny(missing_docs)]
 
+mod api;
 pub mod convert;
 pub mod cuda;
 pub mod sys;
 
-/// The whisper.cpp version this crate was built from (the pinned upstream, `1.8.3`).
-pub const WHISPER_CPP_VERSION: &str = env!("WHISPER_STEADY_CPP_VERSION");
+/// The raw bindings under whisper-rs's name (feature `raw-api`). No semver guarantee.
+#[cfg(feature = "raw-api")]
+pub use sys as whisper_rs_sys;
 
-/// The version string whisper.cpp reports at run time (`whisper_version()`).
-pub fn whisper_cpp_runtime_version() -> &'static str {
-    // SAFETY: whisper_version returns a pointer to a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(sys::whisper_version()) }
-        .to_str()
-        .unwrap_or("")
+/// The `vulkan` module of whisper-rs (feature `vulkan`).
+#[cfg(feature = "vulkan")]
+pub mod vulkan {
+    pub use crate::api::vulkan::*;
 }
 
-/// whisper.cpp's description of the CPU and backend features compiled in
-/// (`whisper_print_system_info()`).
-pub fn system_info() -> String {
-    // whisper_print_system_info rebuilds one process-wide static string on every call, so calls
-    // must not overlap.
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    // SAFETY: the returned pointer is a NUL-terminated string that stays valid until the next
-    // call, which the lock above excludes until we have copied it.
-    unsafe { std::ffi::CStr::from_ptr(sys::whisper_print_system_info()) }
-        .to_string_lossy()
-        .into_owned()
-}
+pub use api::context::{
+    DtwMode, DtwModelPreset, DtwParameters, WhisperContext, WhisperContextParameters,
+};
+pub use api::error::WhisperError;
+pub use api::grammar::{WhisperGrammarElement, WhisperGrammarElementType};
+pub use api::logging::{install_logging_hooks, GGMLLogLevel};
+pub use api::params::{FullParams, SamplingStrategy, SegmentCallbackData};
+pub use api::standalone::*;
+pub use api::state::{WhisperSegment, WhisperState, WhisperStateSegmentIterator, WhisperToken};
+pub use api::utilities::*;
+pub use api::vad::*;
+
+/// The raw context type.
+pub type WhisperSysContext = sys::whisper_context;
+/// The raw state type.
+pub type WhisperSysState = sys::whisper_state;
+/// Per-token data: id, probabilities, timestamps (including DTW's `t_dtw`).
+pub type WhisperTokenData = sys::whisper_token_data;
+/// A token id.
+pub type WhisperTokenId = sys::whisper_token;
+/// Raw new-segment callback.
+pub type WhisperNewSegmentCallback = sys::whisper_new_segment_callback;
+/// Raw encoder-begin callback.
+pub type WhisperStartEncoderCallback = sys::whisper_encoder_begin_callback;
+/// Raw progress callback.
+pub type WhisperProgressCallback = sys::whisper_progress_callback;
+/// Raw logits-filter callback.
+pub type WhisperLogitsFilterCallback = sys::whisper_logits_filter_callback;
+/// Raw abort callback.
+pub type WhisperAbortCallback = sys::ggml_abort_callback;
+/// Raw log callback.
+pub type WhisperLogCallback = sys::ggml_log_callback;
+/// A DTW alignment head: text layer and head index.
+pub type DtwAhead = sys::whisper_ahead;
+
+/// The version of whisper.cpp that this crate was linked with (the pinned `1.8.3`).
+pub static WHISPER_CPP_VERSION: &str = env!("WHISPER_STEADY_CPP_VERSION");
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

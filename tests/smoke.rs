@@ -7,12 +7,12 @@ use whisper_steady::sys;
 #[test]
 fn version_is_the_pinned_upstream() {
     assert_eq!(whisper_steady::WHISPER_CPP_VERSION, "1.8.3");
-    assert_eq!(whisper_steady::whisper_cpp_runtime_version(), "1.8.3");
+    assert_eq!(whisper_steady::get_whisper_version(), "1.8.3");
 }
 
 #[test]
 fn system_info_lists_the_cpu_backend() {
-    let info = whisper_steady::system_info();
+    let info = whisper_steady::print_system_info();
     assert!(info.starts_with("WHISPER : "), "{info}");
     assert!(info.contains("CPU : "), "{info}");
 }

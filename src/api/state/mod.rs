@@ -1,0 +1,325 @@
+//! [`WhisperState`]: the buffers of one transcription, and its results.
+
+mod segment;
+mod token;
+
+pub use segment::{WhisperSegment, WhisperStateSegmentIterator};
+pub use token::WhisperToken;
+
+use std::ffi::c_int;
+use std::sync::{Arc, Mutex};
+
+use crate::api::context::WhisperInnerContext;
+use crate::sys;
+use crate::{FullParams, WhisperError, WhisperTokenId};
+
+/// Rustified pointer to a Whisper state.
+///
+/// A state holds the buffers (and, with CUDA, the backend and memory pool) of one
+/// transcription. It keeps its model alive, so it is `'static` and can move to any thread.
+/// Methods that run the model take `&mut self`, except [`lang_detect`](Self::lang_detect), which
+/// serializes itself; the results of [`full`](Self::full) can be read from many threads.
+pub struct WhisperState {
+    ctx: Arc<WhisperInnerContext>,
+    ptr: *mut sys::whisper_state,
+    /// Serializes `lang_detect`, which runs the encoder and decoder behind `&self`.
+    lang_detect: Mutex<()>,
+    /// The logits of the last `decode` or `full`, copied out so that `get_logits` never hands
+    /// out memory that a concurrent `lang_detect` rewrites.
+    logits: Vec<f32>,
+}
+
+// SAFETY: the state owns its C buffers and holds its context alive. Every `&self` method reads
+// results that only `&mut self` methods write, except `lang_detect`, which is serialized by its
+// mutex and writes nothing a `&self` method reads (the logits it produces stay in C memory;
+// `get_logits` returns our own copy).
+unsafe impl Send for WhisperState {}
+// SAFETY: as above.
+unsafe impl Sync for WhisperState {}
+
+impl Drop for WhisperState {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from whisper_init_state and is freed once, before the context (which
+        // `ctx` keeps alive until after this runs).
+        unsafe { sys::whisper_free_state(self.ptr) }
+    }
+}
+
+impl std::fmt::Debug for WhisperState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperState")
+            .field("ctx", &self.ctx)
+            .field("ptr", &self.ptr)
+            .finish()
+    }
+}
+
+fn threads_arg(threads: usize) -> Result<c_int, WhisperError> {
+    if threads < 1 {
+        return Err(WhisperError::InvalidThreadCount);
+    }
+    Ok(c_int::try_from(threads).unwrap_or(c_int::MAX))
+}
+
+fn len_arg(len: usize) -> Result<c_int, WhisperError> {
+    c_int::try_from(len).map_err(|_| WhisperError::GenericError(-1))
+}
+
+impl WhisperState {
+    pub(crate) fn new(ctx: Arc<WhisperInnerContext>, ptr: *mut sys::whisper_state) -> Self {
+        WhisperState {
+            ctx,
+            ptr,
+            lang_detect: Mutex::new(()),
+            logits: Vec::new(),
+        }
+    }
+
+    pub(crate) fn raw_ctx(&self) -> *mut sys::whisper_context {
+        self.ctx.ctx
+    }
+
+    pub(crate) fn raw_state(&self) -> *mut sys::whisper_state {
+        self.ptr
+    }
+
+    fn snapshot_logits(&mut self) {
+        let n_vocab = self.n_vocab().max(0) as usize;
+        // SAFETY: the state is exclusively borrowed; the pointer is null or points at a logits
+        // row of at least n_vocab floats after a decode.
+        let ptr = unsafe { sys::whisper_get_logits_from_state(self.ptr) };
+        self.logits.clear();
+        if !ptr.is_null() && n_vocab > 0 {
+            // SAFETY: as above.
+            self.logits
+                .extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, n_vocab) });
+        }
+    }
+
+    /// Convert raw PCM audio (floating point 32 bit) to log mel spectrogram.
+    /// The resulting spectrogram is stored in the context transparently.
+    pub fn pcm_to_mel(&mut self, pcm: &[f32], threads: usize) -> Result<(), WhisperError> {
+        let threads = threads_arg(threads)?;
+        if pcm.is_empty() {
+            return Err(WhisperError::NoSamples);
+        }
+        // SAFETY: valid slice and exclusive state.
+        let ret = unsafe {
+            sys::whisper_pcm_to_mel_with_state(
+                self.raw_ctx(),
+                self.ptr,
+                pcm.as_ptr(),
+                len_arg(pcm.len())?,
+                threads,
+            )
+        };
+        match ret {
+            0 => Ok(()),
+            -1 => Err(WhisperError::UnableToCalculateSpectrogram),
+            other => Err(WhisperError::GenericError(other)),
+        }
+    }
+
+    /// This can be used to set a custom log mel spectrogram inside the provided whisper state.
+    /// Use this instead of whisper_pcm_to_mel() if you want to provide your own log mel
+    /// spectrogram.
+    ///
+    /// `data` holds `n_mels` rows (the model's [`model_n_mels`](crate::WhisperContext::model_n_mels))
+    /// of equal length; any other length is [`WhisperError::InvalidMelBands`].
+    pub fn set_mel(&mut self, data: &[f32]) -> Result<(), WhisperError> {
+        // SAFETY: reads the model's hyperparameters.
+        let n_mel = unsafe { sys::whisper_model_n_mels(self.raw_ctx()) };
+        if n_mel <= 0 || data.is_empty() || data.len() % n_mel as usize != 0 {
+            return Err(WhisperError::InvalidMelBands);
+        }
+        let n_len = len_arg(data.len() / n_mel as usize)?;
+        // SAFETY: `data` holds n_len * n_mel floats; exclusive state.
+        let ret = unsafe {
+            sys::whisper_set_mel_with_state(self.raw_ctx(), self.ptr, data.as_ptr(), n_len, n_mel)
+        };
+        match ret {
+            0 => Ok(()),
+            -1 => Err(WhisperError::InvalidMelBands),
+            other => Err(WhisperError::GenericError(other)),
+        }
+    }
+
+    /// Run the Whisper encoder on the log mel spectrogram stored inside the provided whisper
+    /// state. Make sure to call [WhisperState::pcm_to_mel] or [WhisperState::set_mel] first.
+    pub fn encode(&mut self, offset: usize, threads: usize) -> Result<(), WhisperError> {
+        let threads = threads_arg(threads)?;
+        if self.n_len() <= 0 {
+            return Err(WhisperError::SpectrogramNotInitialized);
+        }
+        let offset = len_arg(offset)?;
+        // SAFETY: exclusive state with a spectrogram.
+        let ret =
+            unsafe { sys::whisper_encode_with_state(self.raw_ctx(), self.ptr, offset, threads) };
+        match ret {
+            0 => Ok(()),
+            -1 => Err(WhisperError::UnableToCalculateEvaluation),
+            other => Err(WhisperError::GenericError(other)),
+        }
+    }
+
+    /// Run the Whisper decoder to obtain the logits and probabilities for the next token.
+    /// Make sure to call [WhisperState::encode] first.
+    /// tokens + n_tokens is the provided context for the decoder.
+    pub fn decode(
+        &mut self,
+        tokens: &[WhisperTokenId],
+        n_past: usize,
+        threads: usize,
+    ) -> Result<(), WhisperError> {
+        let threads = threads_arg(threads)?;
+        let n_vocab = self.n_vocab();
+        if tokens.iter().any(|&t| t < 0 || t >= n_vocab) {
+            return Err(WhisperError::InvalidText);
+        }
+        // SAFETY: valid token slice (ids in range) and exclusive state.
+        let ret = unsafe {
+            sys::whisper_decode_with_state(
+                self.raw_ctx(),
+                self.ptr,
+                tokens.as_ptr(),
+                len_arg(tokens.len())?,
+                len_arg(n_past)?,
+                threads,
+            )
+        };
+        match ret {
+            0 => {
+                self.snapshot_logits();
+                Ok(())
+            }
+            -1 => Err(WhisperError::UnableToCalculateEvaluation),
+            other => Err(WhisperError::GenericError(other)),
+        }
+    }
+
+    /// Use mel data at offset_ms to try and auto-detect the spoken language. Make sure to call
+    /// [`Self::pcm_to_mel`] or [`Self::set_mel`] first.
+    ///
+    /// Returns the most probable language id and the probability of every language. Concurrent
+    /// calls on one state run one after the other.
+    pub fn lang_detect(
+        &self,
+        offset_ms: usize,
+        threads: usize,
+    ) -> Result<(i32, Vec<f32>), WhisperError> {
+        let threads = threads_arg(threads)?;
+        if self.n_len() <= 0 {
+            return Err(WhisperError::SpectrogramNotInitialized);
+        }
+        let offset_ms = len_arg(offset_ms)?;
+        let mut probs = vec![0.0f32; crate::get_lang_max_id() as usize + 1];
+        let _serialized = self.lang_detect.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: the mutex gives this call exclusive use of the encoder/decoder buffers; it
+        // writes nothing that `&self` readers read (see the Sync impl). `probs` has room for
+        // every language.
+        let ret = unsafe {
+            sys::whisper_lang_auto_detect_with_state(
+                self.raw_ctx(),
+                self.ptr,
+                offset_ms,
+                threads,
+                probs.as_mut_ptr(),
+            )
+        };
+        if ret < 0 {
+            Err(WhisperError::GenericError(ret))
+        } else {
+            Ok((ret, probs))
+        }
+    }
+
+    /// Gets logits obtained from the last call to [WhisperState::decode] (or
+    /// [WhisperState::full]). Only the row of the last token is available.
+    pub fn get_logits(&self) -> Result<&[f32], WhisperError> {
+        if self.logits.is_empty() {
+            return Err(WhisperError::NullPointer);
+        }
+        Ok(&self.logits)
+    }
+
+    /// Get the mel spectrogram length.
+    pub fn n_len(&self) -> c_int {
+        // SAFETY: reads a length that only `&mut self` methods change.
+        unsafe { sys::whisper_n_len_from_state(self.ptr) }
+    }
+
+    /// Get n_vocab.
+    pub fn n_vocab(&self) -> c_int {
+        // SAFETY: reads the model's hyperparameters.
+        unsafe { sys::whisper_n_vocab(self.raw_ctx()) }
+    }
+
+    /// Run the entire model: PCM -> log mel spectrogram -> encoder -> decoder -> text
+    /// Uses the specified decoding strategy to obtain the text.
+    pub fn full(&mut self, params: FullParams<'_, '_>, data: &[f32]) -> Result<(), WhisperError> {
+        if data.is_empty() {
+            return Err(WhisperError::NoSamples);
+        }
+        let n_samples = len_arg(data.len())?;
+        // SAFETY: exclusive state; `params` owns (or borrows for its lifetimes) everything its
+        // pointers reach and lives until the end of this call, callbacks included.
+        let ret = unsafe {
+            sys::whisper_full_with_state(
+                self.raw_ctx(),
+                self.ptr,
+                params.fp,
+                data.as_ptr(),
+                n_samples,
+            )
+        };
+        drop(params);
+        match ret {
+            0 => {
+                self.snapshot_logits();
+                Ok(())
+            }
+            -1 => Err(WhisperError::UnableToCalculateSpectrogram),
+            7 => Err(WhisperError::FailedToEncode),
+            8 => Err(WhisperError::FailedToDecode),
+            other => Err(WhisperError::GenericError(other)),
+        }
+    }
+
+    /// Number of generated text segments.
+    /// A segment can be a few words, a sentence, or even a paragraph.
+    pub fn full_n_segments(&self) -> c_int {
+        // SAFETY: reads results.
+        unsafe { sys::whisper_full_n_segments_from_state(self.ptr) }
+    }
+
+    /// Language ID associated with the provided state.
+    pub fn full_lang_id_from_state(&self) -> c_int {
+        // SAFETY: reads results.
+        unsafe { sys::whisper_full_lang_id_from_state(self.ptr) }
+    }
+
+    /// Get a [`WhisperSegment`] object for the specified segment index, or `None` if out of
+    /// bounds.
+    pub fn get_segment(&self, segment: c_int) -> Option<WhisperSegment<'_>> {
+        (0..self.full_n_segments())
+            .contains(&segment)
+            .then(|| WhisperSegment::new(self, segment))
+    }
+
+    /// Get a [`WhisperSegment`] object for the specified segment index.
+    ///
+    /// # Safety
+    /// Kept `unsafe` for compatibility; the index is still checked.
+    ///
+    /// # Panics
+    /// If the index is out of bounds.
+    pub unsafe fn get_segment_unchecked(&self, segment: c_int) -> WhisperSegment<'_> {
+        self.get_segment(segment)
+            .unwrap_or_else(|| panic!("segment index {segment} out of bounds"))
+    }
+
+    /// Get an iterator over all segments.
+    pub fn as_iter(&self) -> WhisperStateSegmentIterator<'_> {
+        WhisperStateSegmentIterator::new(self)
+    }
+}

@@ -6,7 +6,8 @@
 
 #![allow(
     clippy::type_complexity,
-    clippy::let_underscore_untyped,
+    clippy::extra_unused_lifetimes,
+    clippy::too_many_arguments,
     unused_imports
 )]
 
@@ -543,8 +544,10 @@ fn fields_and_variants(token: WhisperTokenData) {
 }
 
 #[allow(dead_code)]
-fn errors(e: WhisperError) {
-    let _: WhisperError = std::str::from_utf8(&[0xff]).unwrap_err().into();
+fn errors(e: WhisperError, bytes: &[u8]) {
+    if let Err(utf8) = std::str::from_utf8(bytes) {
+        let _: WhisperError = utf8.into();
+    }
     let _: WhisperError = std::ffi::CString::new("a\0b").unwrap_err().into();
     match e {
         WhisperError::InitError

@@ -1,6 +1,49 @@
 //! The `whisper-steady` command-line tool.
+//!
+//! One subcommand per variant of [`Command`], each implemented in its own module.
 
-fn main() {
-    eprintln!("usage: whisper-steady <command>");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+
+/// whisper.cpp speech recognition tools.
+#[derive(Debug, Parser)]
+#[command(name = "whisper-steady", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert a CTranslate2 (faster-whisper) Whisper model folder into a whisper.cpp model file.
+    ConvertCt2(convert::ConvertCt2Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ConvertCt2(args) => convert::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let message = err.to_string();
+            eprintln!("error: {message}");
+            let mut source = err.source();
+            while let Some(s) = source {
+                // Some errors already show their cause in their own message.
+                let cause = s.to_string();
+                if !message.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -332,6 +332,14 @@ impl<'a, 'b> FullParams<'a, 'b> {
     /// Set the callback for segment updates. Segments whose text is not valid UTF-8 are skipped.
     ///
     /// The closure must be `Send`: whisper.cpp may call it from another thread.
+    ///
+    /// ```compile_fail
+    /// use std::rc::Rc;
+    /// use whisper_steady::{FullParams, SamplingStrategy, SegmentCallbackData};
+    /// let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    /// let texts = Rc::new(std::cell::RefCell::new(Vec::new()));
+    /// params.set_segment_callback_safe(move |s: SegmentCallbackData| texts.borrow_mut().push(s.text));
+    /// ```
     pub fn set_segment_callback_safe<O, F>(&mut self, closure: O)
     where
         F: FnMut(SegmentCallbackData) + Send + 'static,
@@ -364,7 +372,27 @@ impl<'a, 'b> FullParams<'a, 'b> {
 
     /// Set the callback for progress updates (percent, 0 to 100).
     ///
-    /// The closure must be `Send`: whisper.cpp may call it from another thread.
+    /// The closure must be `Send`: whisper.cpp may call it from another thread. whisper-rs
+    /// accepted closures that are not `Send` (see COMPAT.md):
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use whisper_steady::{FullParams, SamplingStrategy};
+    /// let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&seen);
+    /// params.set_progress_callback_safe(move |p: i32| sink.lock().unwrap().push(p));
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use std::rc::Rc;
+    /// use std::cell::RefCell;
+    /// use whisper_steady::{FullParams, SamplingStrategy};
+    /// let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let sink = Rc::clone(&seen);
+    /// params.set_progress_callback_safe(move |p: i32| sink.borrow_mut().push(p));
+    /// ```
     pub fn set_progress_callback_safe<O, F>(&mut self, closure: O)
     where
         F: FnMut(i32) + Send + 'static,
@@ -389,6 +417,14 @@ impl<'a, 'b> FullParams<'a, 'b> {
     /// then fails. A panic inside the closure also stops it.
     ///
     /// The closure must be `Send`: ggml calls it from its compute threads.
+    ///
+    /// ```compile_fail
+    /// use std::rc::Rc;
+    /// use whisper_steady::{FullParams, SamplingStrategy};
+    /// let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    /// let flag = Rc::new(std::cell::Cell::new(false));
+    /// params.set_abort_callback_safe(move || flag.get());
+    /// ```
     pub fn set_abort_callback_safe<O, F>(&mut self, closure: O)
     where
         F: FnMut() -> bool + Send + 'static,

@@ -1,0 +1,545 @@
+//! The safe API on the real model and real speech (jfk.wav). Skips without the model, see
+//! `tests/common/mod.rs`.
+
+mod common;
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{context, jfk, wer, JFK_TEXT};
+use whisper_steady::{
+    DtwMode, DtwModelPreset, DtwParameters, FullParams, SamplingStrategy, SegmentCallbackData,
+    WhisperContext, WhisperContextParameters, WhisperError, WhisperGrammarElement,
+    WhisperGrammarElementType, WhisperState, WhisperVadContext, WhisperVadContextParams,
+};
+
+const THREADS: i32 = 2;
+
+fn greedy<'a, 'b>() -> FullParams<'a, 'b> {
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_n_threads(THREADS);
+    params.set_language(Some("en"));
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_special(false);
+    params.set_print_timestamps(false);
+    params
+}
+
+fn text_of(state: &WhisperState) -> String {
+    state
+        .as_iter()
+        .map(|s| s.to_str().expect("UTF-8 text").to_owned())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+fn transcribe(ctx: &WhisperContext, params: FullParams<'_, '_>, audio: &[f32]) -> WhisperState {
+    let mut state = ctx.create_state().expect("state");
+    state.full(params, audio).expect("transcription");
+    state
+}
+
+#[test]
+fn jfk_transcribes_exactly() {
+    let Some(ctx) = context() else { return };
+    let state = transcribe(&ctx, greedy(), &jfk());
+    let text = text_of(&state);
+    assert_eq!(wer(JFK_TEXT, &text), 0.0, "transcript: {text}");
+    assert_eq!(state.full_lang_id_from_state(), 0, "English");
+}
+
+#[test]
+fn segments_are_ordered_and_inside_the_audio() {
+    let Some(ctx) = context() else { return };
+    let audio = jfk();
+    let duration_cs = (audio.len() as i64 * 100 + 15_999) / 16_000;
+    let state = transcribe(&ctx, greedy(), &audio);
+    let n = state.full_n_segments();
+    assert!(n >= 1);
+    let mut previous_end = 0;
+    for segment in state.as_iter() {
+        let (t0, t1) = (segment.start_timestamp(), segment.end_timestamp());
+        assert!(
+            0 <= t0 && t0 <= t1,
+            "segment {}: {t0}..{t1}",
+            segment.segment_index()
+        );
+        assert!(
+            t0 >= previous_end,
+            "segments overlap: {t0} < {previous_end}"
+        );
+        assert!(
+            t1 <= duration_cs,
+            "segment ends at {t1} cs, audio is {duration_cs} cs"
+        );
+        assert!((0.0..=1.0).contains(&segment.no_speech_probability()));
+        previous_end = t1;
+    }
+    assert!(state.get_segment(n).is_none());
+    assert!(state.get_segment(-1).is_none());
+}
+
+#[test]
+fn token_level_data() {
+    let Some(ctx) = context() else { return };
+    let mut params = greedy();
+    params.set_token_timestamps(true);
+    let audio = jfk();
+    let duration_cs = (audio.len() as i64 * 100 + 15_999) / 16_000;
+    let state = transcribe(&ctx, params, &audio);
+    let eot = ctx.token_eot();
+    let mut words_seen = String::new();
+    for segment in state.as_iter() {
+        let mut text = String::new();
+        assert!(segment.n_tokens() > 0);
+        assert!(segment.get_token(segment.n_tokens()).is_none());
+        for i in 0..segment.n_tokens() {
+            let token = segment.get_token(i).unwrap();
+            let data = token.token_data();
+            assert_eq!(data.id, token.token_id());
+            assert!((0..ctx.n_vocab()).contains(&data.id));
+            assert!((0.0..=1.0).contains(&token.token_probability()), "{data:?}");
+            assert_eq!(token.token_probability(), data.p);
+            assert_eq!(token.to_str().unwrap(), ctx.token_to_str(data.id).unwrap());
+            if data.id < eot {
+                text.push_str(token.to_str().unwrap());
+                assert!(
+                    0 <= data.t0 && data.t0 <= data.t1 && data.t1 <= duration_cs,
+                    "{data:?}"
+                );
+            }
+        }
+        assert_eq!(text, segment.to_str().unwrap(), "tokens spell the segment");
+        words_seen.push_str(&text);
+    }
+    assert_eq!(wer(JFK_TEXT, &words_seen), 0.0);
+}
+
+#[test]
+fn dtw_token_timestamps() {
+    let Some(path) = common::model_path() else {
+        return;
+    };
+    let mut cparams = WhisperContextParameters::default();
+    cparams.use_gpu(false).dtw_parameters(DtwParameters {
+        mode: DtwMode::ModelPreset {
+            model_preset: DtwModelPreset::TinyEn,
+        },
+        dtw_mem_size: 128 * 1024 * 1024,
+    });
+    let ctx = WhisperContext::new_with_params(&path, cparams).expect("model loads with DTW");
+    let audio = jfk();
+    let duration_cs = (audio.len() as i64 * 100 + 15_999) / 16_000;
+    let mut params = greedy();
+    params.set_token_timestamps(true);
+    let state = transcribe(&ctx, params, &audio);
+    let eot = ctx.token_eot();
+    let mut times = Vec::new();
+    for segment in state.as_iter() {
+        for i in 0..segment.n_tokens() {
+            let data = segment.get_token(i).unwrap().token_data();
+            if data.id < eot {
+                times.push(data.t_dtw);
+            }
+        }
+    }
+    assert!(times.len() >= 20, "{times:?}");
+    assert!(
+        times.iter().all(|&t| (0..=duration_cs).contains(&t)),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "DTW times go back: {times:?}"
+    );
+    assert!(
+        times.last().unwrap() - times[0] > 500,
+        "spread over the speech: {times:?}"
+    );
+}
+
+#[test]
+fn language_detection() {
+    let Some(ctx) = context() else { return };
+    assert!(!ctx.is_multilingual(), "tiny.en is English-only");
+    let mut state = ctx.create_state().unwrap();
+    assert!(matches!(
+        state.lang_detect(0, 2),
+        Err(WhisperError::SpectrogramNotInitialized)
+    ));
+    state.pcm_to_mel(&jfk(), 2).unwrap();
+    let (id, probs) = state.lang_detect(0, 2).unwrap();
+    assert_eq!(probs.len(), whisper_steady::get_lang_max_id() as usize + 1);
+    let sum: f32 = probs.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
+    let best = probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(id as usize, best);
+    if ctx.is_multilingual() {
+        assert_eq!(whisper_steady::get_lang_str(id), Some("en"));
+    } else {
+        // An English-only model has no trained language head: the answer is a valid language
+        // but not a meaningful one (whisper.cpp itself never asks such a model).
+        assert!(whisper_steady::get_lang_str(id).is_some());
+    }
+    // Deterministic: the same input gives the same answer.
+    assert_eq!(state.lang_detect(0, 2).unwrap(), (id, probs.clone()));
+    assert!(matches!(
+        state.lang_detect(0, 0),
+        Err(WhisperError::InvalidThreadCount)
+    ));
+    assert!(state.lang_detect(60_000, 2).is_err(), "offset past the end");
+
+    // Auto-detection during `full` on an English-only model settles on English too.
+    let mut params = greedy();
+    params.set_language(Some("auto"));
+    let state = transcribe(&ctx, params, &jfk());
+    assert_eq!(state.full_lang_id_from_state(), 0);
+}
+
+#[test]
+fn concurrent_lang_detect_on_one_state() {
+    let Some(ctx) = context() else { return };
+    let mut state = ctx.create_state().unwrap();
+    state.pcm_to_mel(&jfk(), 2).unwrap();
+    let sot = ctx.token_sot();
+    state.encode(0, 2).unwrap();
+    state.decode(&[sot], 0, 2).unwrap();
+    let logits_before = state.get_logits().unwrap().to_vec();
+    let expected = state.lang_detect(0, 1).unwrap();
+
+    let state = Arc::new(state);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || {
+                let logits = state.get_logits().unwrap();
+                let mut results = Vec::new();
+                for _ in 0..3 {
+                    results.push(state.lang_detect(0, 1).unwrap());
+                }
+                (results, logits.to_vec())
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (results, logits) = handle.join().unwrap();
+        for result in results {
+            assert_eq!(result.0, expected.0);
+            assert_eq!(
+                result.1, expected.1,
+                "concurrent detections must not disturb each other"
+            );
+        }
+        assert_eq!(
+            logits, logits_before,
+            "get_logits is not rewritten by lang_detect"
+        );
+    }
+}
+
+#[test]
+fn tokenize_reports_too_many_tokens() {
+    let Some(ctx) = context() else { return };
+    let tokens = ctx.tokenize(JFK_TEXT, 1000).unwrap();
+    assert!(tokens.len() > 10);
+    let text: String = tokens
+        .iter()
+        .map(|&t| ctx.token_to_str(t).unwrap().to_owned())
+        .collect();
+    assert_eq!(text, JFK_TEXT);
+    // whisper.cpp answers -(needed) here; whisper-rs passed that to Vec::set_len.
+    for max in [0, 1, 2, 5, tokens.len() - 1] {
+        assert!(
+            matches!(ctx.tokenize(JFK_TEXT, max), Err(WhisperError::InvalidText)),
+            "max {max}"
+        );
+    }
+    assert_eq!(ctx.tokenize(JFK_TEXT, tokens.len()).unwrap(), tokens);
+    assert_eq!(ctx.tokenize(JFK_TEXT, usize::MAX).unwrap(), tokens);
+    assert!(ctx.tokenize("", 10).unwrap().is_empty());
+    assert!(matches!(
+        ctx.tokenize("a\0b", 10),
+        Err(WhisperError::NullByteInString { idx: 1 })
+    ));
+}
+
+#[test]
+fn tokens_round_trip() {
+    let Some(ctx) = context() else { return };
+    assert_eq!(ctx.n_vocab(), 51864);
+    assert_eq!(ctx.model_n_vocab(), 51864);
+    assert_eq!(ctx.model_n_mels(), 80);
+    assert_eq!(ctx.model_n_audio_layer(), 4);
+    assert_eq!(ctx.model_type_readable_str().unwrap(), "tiny");
+    assert_eq!(ctx.token_to_str(ctx.token_eot()).unwrap(), "[_EOT_]");
+    assert!(ctx.token_to_str(-1).is_err());
+    assert!(ctx.token_to_str(ctx.n_vocab()).is_err());
+    assert!(ctx.token_to_bytes(i32::MAX).is_err());
+    assert_eq!(ctx.token_lang(0), ctx.token_sot() + 1);
+}
+
+#[test]
+fn set_mel_checks_its_shape() {
+    let Some(ctx) = context() else { return };
+    let mut state = ctx.create_state().unwrap();
+    assert!(matches!(
+        state.set_mel(&[0.0; 81]),
+        Err(WhisperError::InvalidMelBands)
+    ));
+    assert!(matches!(
+        state.set_mel(&[]),
+        Err(WhisperError::InvalidMelBands)
+    ));
+    state.set_mel(&vec![0.0; 80 * 100]).unwrap();
+    assert_eq!(state.n_len(), 100);
+}
+
+#[test]
+fn low_level_pipeline() {
+    let Some(ctx) = context() else { return };
+    let mut state = ctx.create_state().unwrap();
+    assert!(matches!(
+        state.encode(0, 2),
+        Err(WhisperError::SpectrogramNotInitialized)
+    ));
+    assert!(matches!(
+        state.pcm_to_mel(&[], 2),
+        Err(WhisperError::NoSamples)
+    ));
+    assert!(matches!(
+        state.pcm_to_mel(&jfk(), 0),
+        Err(WhisperError::InvalidThreadCount)
+    ));
+    assert!(matches!(state.get_logits(), Err(WhisperError::NullPointer)));
+    state.pcm_to_mel(&jfk(), 2).unwrap();
+    assert!(state.n_len() > 1000);
+    state.encode(0, 2).unwrap();
+    let prompt = [ctx.token_sot(), ctx.token_not()];
+    assert!(matches!(
+        state.decode(&[-5], 0, 2),
+        Err(WhisperError::InvalidText)
+    ));
+    assert!(matches!(
+        state.decode(&[ctx.n_vocab()], 0, 2),
+        Err(WhisperError::InvalidText)
+    ));
+    state.decode(&prompt, 0, 2).unwrap();
+    let logits = state.get_logits().unwrap();
+    assert_eq!(logits.len(), ctx.n_vocab() as usize);
+    assert!(logits
+        .iter()
+        .all(|l| l.is_finite() || *l == f32::NEG_INFINITY));
+    assert!(matches!(
+        state.full(greedy(), &[]),
+        Err(WhisperError::NoSamples)
+    ));
+}
+
+#[test]
+fn callbacks_fire() {
+    let Some(ctx) = context() else { return };
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let segments = Arc::new(Mutex::new(Vec::<SegmentCallbackData>::new()));
+    let encoder_begins = Arc::new(AtomicUsize::new(0));
+
+    unsafe extern "C" fn on_encoder_begin(
+        _ctx: *mut whisper_steady::WhisperSysContext,
+        _state: *mut whisper_steady::WhisperSysState,
+        user_data: *mut c_void,
+    ) -> bool {
+        // SAFETY: user data is the AtomicUsize kept alive by the test for the whole run.
+        let counter = unsafe { &*(user_data as *const AtomicUsize) };
+        counter.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    let mut params = greedy();
+    let sink = Arc::clone(&progress);
+    params.set_progress_callback_safe(move |p: i32| sink.lock().unwrap().push(p));
+    let sink = Arc::clone(&segments);
+    params.set_segment_callback_safe(move |s: SegmentCallbackData| sink.lock().unwrap().push(s));
+    // SAFETY: the callback matches the type and the counter outlives the transcription.
+    unsafe {
+        params.set_start_encoder_callback(Some(on_encoder_begin));
+        params.set_start_encoder_callback_user_data(Arc::as_ptr(&encoder_begins) as *mut c_void);
+    }
+    let state = transcribe(&ctx, params, &jfk());
+
+    let progress = progress.lock().unwrap();
+    assert!(!progress.is_empty(), "progress callback never fired");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(
+        progress.iter().all(|p| (0..=100).contains(p)),
+        "{progress:?}"
+    );
+    assert!(encoder_begins.load(Ordering::SeqCst) >= 1);
+    let segments = segments.lock().unwrap();
+    assert_eq!(segments.len() as i32, state.full_n_segments());
+    for (data, segment) in segments.iter().zip(state.as_iter()) {
+        assert_eq!(data.segment, segment.segment_index());
+        assert_eq!(data.text, segment.to_str().unwrap());
+        assert_eq!(data.start_timestamp, segment.start_timestamp());
+        assert_eq!(data.end_timestamp, segment.end_timestamp());
+    }
+}
+
+/// 66 s of speech: jfk.wav six times, so whisper.cpp needs several 30 s windows.
+fn long_audio() -> Vec<f32> {
+    let one = jfk();
+    let mut audio = Vec::with_capacity(one.len() * 6);
+    for _ in 0..6 {
+        audio.extend_from_slice(&one);
+    }
+    audio
+}
+
+#[test]
+fn abort_callback_stops_a_long_transcription() {
+    let Some(ctx) = context() else { return };
+    let audio = long_audio();
+    let complete = transcribe(&ctx, greedy(), &audio);
+    let all_segments = complete.full_n_segments();
+    assert!(
+        all_segments >= 6,
+        "the long audio yields {all_segments} segments"
+    );
+
+    // A capturing closure (the case whisper-rs's type confusion broke): stop once the first
+    // segment has been delivered.
+    let first_segment_seen = Arc::new(AtomicBool::new(false));
+    let abort_calls = Arc::new(AtomicUsize::new(0));
+    let mut params = greedy();
+    let seen = Arc::clone(&first_segment_seen);
+    params.set_segment_callback_safe(move |_s: SegmentCallbackData| {
+        seen.store(true, Ordering::SeqCst)
+    });
+    let (seen, calls) = (Arc::clone(&first_segment_seen), Arc::clone(&abort_calls));
+    params.set_abort_callback_safe(move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        seen.load(Ordering::SeqCst)
+    });
+    let mut state = ctx.create_state().unwrap();
+    let result = state.full(params, &audio);
+    assert!(
+        abort_calls.load(Ordering::SeqCst) > 0,
+        "the abort callback was never called"
+    );
+    assert!(first_segment_seen.load(Ordering::SeqCst));
+    assert!(result.is_err(), "an aborted transcription reports an error");
+    assert!(
+        state.full_n_segments() < all_segments,
+        "aborted run produced {} of {all_segments} segments",
+        state.full_n_segments()
+    );
+}
+
+#[test]
+fn panicking_callbacks_do_not_unwind_into_c() {
+    let Some(ctx) = context() else { return };
+    let mut params = greedy();
+    params.set_progress_callback_safe(|_p: i32| panic!("progress callback panics"));
+    params.set_segment_callback_safe(|_s: SegmentCallbackData| panic!("segment callback panics"));
+    let state = transcribe(&ctx, params, &jfk());
+    assert_eq!(wer(JFK_TEXT, &text_of(&state)), 0.0, "the run completes");
+
+    let mut params = greedy();
+    params.set_abort_callback_safe(|| panic!("abort callback panics"));
+    let mut state = ctx.create_state().unwrap();
+    assert!(
+        state.full(params, &jfk()).is_err(),
+        "a panicking abort callback stops the run"
+    );
+}
+
+#[test]
+fn cloned_params_with_callbacks_run_on_two_threads() {
+    let Some(ctx) = context() else { return };
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut params = greedy();
+    let counter = Arc::clone(&count);
+    params.set_segment_callback_safe(move |_s: SegmentCallbackData| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    params.set_initial_prompt("President Kennedy speaking.");
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (ctx, params) = (Arc::clone(&ctx), params.clone());
+            std::thread::spawn(move || {
+                let mut state = ctx.create_state().unwrap();
+                state.full(params, &jfk()).unwrap();
+                text_of(&state)
+            })
+        })
+        .collect();
+    drop(params);
+    for handle in handles {
+        let text = handle.join().unwrap();
+        assert!(wer(JFK_TEXT, &text) <= 0.1, "{text}");
+    }
+    assert!(count.load(Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn grammar_constrains_decoding() {
+    let Some(ctx) = context() else { return };
+    use WhisperGrammarElementType::*;
+    let e = WhisperGrammarElement::new;
+    // root ::= [a-z ] rest ; rest ::= [a-z ] rest | (empty)
+    let grammar = [
+        e(Character, 'a' as u32),
+        e(CharacterRangeUpper, 'z' as u32),
+        e(CharacterAlternate, ' ' as u32),
+        e(RuleReference, 1),
+        e(End, 0),
+        e(Character, 'a' as u32),
+        e(CharacterRangeUpper, 'z' as u32),
+        e(CharacterAlternate, ' ' as u32),
+        e(RuleReference, 1),
+        e(Alternate, 0),
+        e(End, 0),
+    ];
+    let mut params = greedy();
+    params.set_grammar(Some(&grammar));
+    params.set_start_rule(0);
+    params.set_grammar_penalty(1000.0);
+    let state = transcribe(&ctx, params, &jfk());
+    let text = text_of(&state);
+    assert!(
+        text.chars().all(|c| c.is_ascii_lowercase() || c == ' '),
+        "the grammar allows lowercase letters and spaces only: {text:?}"
+    );
+    assert!(wer(JFK_TEXT, &text) <= 0.2, "{text}");
+
+    let bad = [e(RuleReference, 5), e(End, 0)];
+    let mut params = greedy();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        params.set_grammar(Some(&bad))
+    }));
+    assert!(result.is_err(), "a dangling rule reference is refused");
+}
+
+#[test]
+fn vad_reports_a_missing_model_cleanly() {
+    let Some(ctx) = context() else { return };
+    let missing = "/nonexistent/ggml-silero-vad.bin";
+    assert!(matches!(
+        WhisperVadContext::new(missing, WhisperVadContextParams::default()),
+        Err(WhisperError::InitError)
+    ));
+    let mut params = greedy();
+    params.set_vad_model_path(Some(missing));
+    params.enable_vad(true);
+    let mut state = ctx.create_state().unwrap();
+    let result = state.full(params, &jfk());
+    assert!(
+        result.is_err(),
+        "VAD without its model fails cleanly: {result:?}"
+    );
+}

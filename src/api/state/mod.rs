@@ -27,6 +27,9 @@ pub struct WhisperState {
     /// The logits of the last `decode` or `full`, copied out so that `get_logits` never hands
     /// out memory that a concurrent `lang_detect` rewrites.
     logits: Vec<f32>,
+    /// Whether a spectrogram was computed or set. whisper.cpp leaves a new state's spectrogram
+    /// fields uninitialized, so its own length cannot tell.
+    has_mel: bool,
 }
 
 // SAFETY: the state owns its C buffers and holds its context alive. Every `&self` method reads
@@ -72,6 +75,7 @@ impl WhisperState {
             ptr,
             lang_detect: Mutex::new(()),
             logits: Vec::new(),
+            has_mel: false,
         }
     }
 
@@ -113,6 +117,7 @@ impl WhisperState {
                 threads,
             )
         };
+        self.has_mel = ret == 0;
         match ret {
             0 => Ok(()),
             -1 => Err(WhisperError::UnableToCalculateSpectrogram),
@@ -137,6 +142,7 @@ impl WhisperState {
         let ret = unsafe {
             sys::whisper_set_mel_with_state(self.raw_ctx(), self.ptr, data.as_ptr(), n_len, n_mel)
         };
+        self.has_mel = ret == 0;
         match ret {
             0 => Ok(()),
             -1 => Err(WhisperError::InvalidMelBands),
@@ -148,7 +154,7 @@ impl WhisperState {
     /// state. Make sure to call [WhisperState::pcm_to_mel] or [WhisperState::set_mel] first.
     pub fn encode(&mut self, offset: usize, threads: usize) -> Result<(), WhisperError> {
         let threads = threads_arg(threads)?;
-        if self.n_len() <= 0 {
+        if !self.has_mel {
             return Err(WhisperError::SpectrogramNotInitialized);
         }
         let offset = len_arg(offset)?;
@@ -208,7 +214,7 @@ impl WhisperState {
         threads: usize,
     ) -> Result<(i32, Vec<f32>), WhisperError> {
         let threads = threads_arg(threads)?;
-        if self.n_len() <= 0 {
+        if !self.has_mel {
             return Err(WhisperError::SpectrogramNotInitialized);
         }
         let offset_ms = len_arg(offset_ms)?;
@@ -242,8 +248,11 @@ impl WhisperState {
         Ok(&self.logits)
     }
 
-    /// Get the mel spectrogram length.
+    /// Get the mel spectrogram length (0 before a spectrogram was computed or set).
     pub fn n_len(&self) -> c_int {
+        if !self.has_mel {
+            return 0;
+        }
         // SAFETY: reads a length that only `&mut self` methods change.
         unsafe { sys::whisper_n_len_from_state(self.ptr) }
     }
@@ -261,6 +270,7 @@ impl WhisperState {
             return Err(WhisperError::NoSamples);
         }
         let n_samples = len_arg(data.len())?;
+        let vad = params.fp.vad;
         // SAFETY: exclusive state; `params` owns (or borrows for its lifetimes) everything its
         // pointers reach and lives until the end of this call, callbacks included.
         let ret = unsafe {
@@ -273,6 +283,9 @@ impl WhisperState {
             )
         };
         drop(params);
+        // A successful run computed a spectrogram, except with VAD, which skips it when it finds
+        // no speech.
+        self.has_mel = self.has_mel || (ret == 0 && !vad);
         match ret {
             0 => {
                 self.snapshot_logits();

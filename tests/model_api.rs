@@ -134,7 +134,18 @@ fn dtw_token_timestamps() {
     let duration_cs = (audio.len() as i64 * 100 + 15_999) / 16_000;
     let mut params = greedy();
     params.set_token_timestamps(true);
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&delivered);
+    params.set_segment_callback_safe(move |s: SegmentCallbackData| {
+        sink.lock().unwrap().push((s.segment, s.text))
+    });
     let state = transcribe(&ctx, params, &audio);
+    // Patch 0005: with DTW the callback used to skip and repeat segments.
+    let expected: Vec<(i32, String)> = state
+        .as_iter()
+        .map(|s| (s.segment_index(), s.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(*delivered.lock().unwrap(), expected);
     let eot = ctx.token_eot();
     let mut times = Vec::new();
     for segment in state.as_iter() {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod transcribe;
 
 /// whisper.cpp speech recognition tools.
 #[derive(Debug, Parser)]
@@ -22,12 +23,16 @@ struct Cli {
 enum Command {
     /// Convert a CTranslate2 (faster-whisper) Whisper model folder into a whisper.cpp model file.
     ConvertCt2(convert::ConvertCt2Args),
+    /// Transcribe (or translate) the speech in a WAV file; print it, and write text, SRT, WebVTT
+    /// or JSON files.
+    Transcribe(transcribe::TranscribeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ConvertCt2(args) => convert::run(&args),
+        Command::Transcribe(args) => transcribe::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,6 +137,13 @@ pub fn decode_wav<R: Read>(reader: R) -> Result<Audio, AudioError> {
     Ok(Audio { samples, info })
 }
 
+/// Whether a read error means that the data ended early. hound 3.5 reports that as an
+/// `Other` error with a fixed message; other readers say `UnexpectedEof`.
+fn is_short_read(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::UnexpectedEof
+        || (err.kind() == io::ErrorKind::Other && err.to_string() == "Failed to read enough bytes.")
+}
+
 /// Averages interleaved frames of `channels` samples into one sample each. A file that ends
 /// early (shorter than its header says) keeps what was read, and the second value is `true`;
 /// a partial last frame is dropped.
@@ -159,7 +166,7 @@ fn mix_down(
                     count = 0;
                 }
             }
-            Err(hound::Error::IoError(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(hound::Error::IoError(err)) if is_short_read(&err) => {
                 return Ok((out, true));
             }
             Err(err) => return Err(AudioError::Wav(err)),
@@ -176,6 +183,7 @@ mod tests {
 
     use super::*;
 
+    /// A WAV file of `samples`, in memory.
     fn wav<S: hound::Sample + Copy>(spec: WavSpec, samples: &[S]) -> Vec<u8> {
         let mut bytes = Cursor::new(Vec::new());
         let mut writer = WavWriter::new(&mut bytes, spec).unwrap();
@@ -186,6 +194,7 @@ mod tests {
         bytes.into_inner()
     }
 
+    /// A WAV header description.
     fn spec(channels: u16, sample_rate: u32, bits: u16, format: SampleFormat) -> WavSpec {
         WavSpec {
             channels,
@@ -273,7 +282,10 @@ mod tests {
     fn not_a_wav_file() {
         let err = decode_wav(Cursor::new(b"hello, this is text".to_vec())).unwrap_err();
         assert!(err.needs_conversion());
-        assert_eq!(err.to_string(), "not a readable WAV file (no RIFF tag found)");
+        assert_eq!(
+            err.to_string(),
+            "not a readable WAV file (no RIFF tag found)"
+        );
     }
 
     #[test]

@@ -135,28 +135,41 @@ pub fn to_vtt(segments: &[Segment]) -> String {
 /// The JSON document (see [`to_json`]).
 #[derive(Serialize)]
 struct JsonTranscript<'a> {
+    /// The whole text.
     text: String,
+    /// The spoken language's code.
     language: &'a str,
+    /// The segments, in order.
     segments: Vec<JsonSegment<'a>>,
 }
 
 /// A segment in the JSON document.
 #[derive(Serialize)]
 struct JsonSegment<'a> {
+    /// Its index, from 0.
     id: usize,
+    /// Start, in seconds.
     start: f64,
+    /// End, in seconds.
     end: f64,
+    /// The text, trimmed.
     text: &'a str,
+    /// The text tokens.
     tokens: Vec<JsonToken<'a>>,
 }
 
 /// A token in the JSON document.
 #[derive(Serialize)]
 struct JsonToken<'a> {
+    /// The vocabulary id.
     id: i32,
+    /// The text, as decoded.
     text: &'a str,
+    /// The probability.
     p: f32,
+    /// Start, in seconds, or `null`.
     t0: Option<f64>,
+    /// End, in seconds, or `null`.
     t1: Option<f64>,
 }
 
@@ -208,6 +221,7 @@ pub fn to_json(segments: &[Segment], language: &str) -> Result<String, serde_jso
 mod tests {
     use super::*;
 
+    /// A segment without tokens.
     fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
         Segment {
             start_ms,

@@ -17,6 +17,7 @@ const CUTOFF: f64 = 0.95;
 /// Most tabulated phases.
 const MAX_PHASES: u64 = 4096;
 
+/// Greatest common divisor.
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -128,6 +129,7 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// `len` samples of a unit sine of `freq` Hz at `rate` Hz.
     fn sine(freq: f64, rate: u32, len: usize) -> Vec<f32> {
         (0..len)
             .map(|n| (2.0 * std::f64::consts::PI * freq * n as f64 / f64::from(rate)).sin() as f32)
@@ -144,6 +146,7 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// Root mean square.
     fn rms(x: &[f32]) -> f32 {
         (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
     }
@@ -166,7 +169,12 @@ mod tests {
 
     #[test]
     fn in_band_tones_survive() {
-        for (from, len) in [(44_100, 44_100), (48_000, 48_000), (8000, 8000), (22_050, 22_050)] {
+        for (from, len) in [
+            (44_100, 44_100),
+            (48_000, 48_000),
+            (8000, 8000),
+            (22_050, 22_050),
+        ] {
             for freq in [100.0, 1000.0, 3000.0] {
                 let got = resample(&sine(freq, from, len), from, 16_000);
                 let want = sine(freq, 16_000, got.len());

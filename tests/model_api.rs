@@ -188,7 +188,10 @@ fn language_detection() {
         state.lang_detect(0, 2),
         Err(WhisperError::SpectrogramNotInitialized)
     ));
-    assert!(matches!(state.encode(0, 2), Err(WhisperError::SpectrogramNotInitialized)));
+    assert!(matches!(
+        state.encode(0, 2),
+        Err(WhisperError::SpectrogramNotInitialized)
+    ));
     state.pcm_to_mel(&jfk(), 2).unwrap();
     let (id, probs) = state.lang_detect(0, 2).unwrap();
     assert_eq!(probs.len(), whisper_steady::get_lang_max_id() as usize + 1);

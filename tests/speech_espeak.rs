@@ -25,7 +25,10 @@ const SENTENCES: &[&str] = &[
 ];
 
 fn tool_available(name: &str) -> bool {
-    Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn synthesize(text: &str, dir: &Path, index: usize) -> Vec<f32> {
@@ -54,7 +57,10 @@ fn synthesized_sentences_transcribe_with_low_wer() {
     let Some(ctx) = context() else { return };
     let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
     if !tool_available("espeak-ng") || !tool_available("sox") {
-        assert!(!required, "espeak-ng and sox are required (apt-get install espeak-ng sox)");
+        assert!(
+            !required,
+            "espeak-ng and sox are required (apt-get install espeak-ng sox)"
+        );
         eprintln!("skipped: espeak-ng or sox is not installed");
         return;
     }
@@ -76,5 +82,9 @@ fn synthesized_sentences_transcribe_with_low_wer() {
         words += n;
     }
     let total = errors / words;
-    assert!(total <= 0.05, "WER {total:.3} over {} sentences", SENTENCES.len());
+    assert!(
+        total <= 0.05,
+        "WER {total:.3} over {} sentences",
+        SENTENCES.len()
+    );
 }

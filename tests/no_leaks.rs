@@ -31,13 +31,21 @@ static ALLOCATOR: Counting = Counting;
 /// Tests in this binary run one at a time so that the counter sees only one of them.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Slack for allocations the test harness makes on other threads while a test measures (a
+/// thread being spawned for the next test, say). Every leak checked here is far larger.
+const SLACK: isize = 64 * 1024;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn live() -> isize {
     LIVE.load(Ordering::SeqCst)
 }
 
 #[test]
 fn string_setters_do_not_leak() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = serial();
     let long = "x".repeat(1000);
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     // Warm up so that one-time allocations are not counted.
@@ -46,19 +54,20 @@ fn string_setters_do_not_leak() {
     params.set_vad_model_path(Some(&long));
     let before = live();
     for _ in 0..10_000 {
-        params.set_language(Some("en"));
+        // Long strings, so that a leak of any one of them is far above the slack.
+        params.set_language(Some(long.as_str()));
         params.set_initial_prompt(&long);
         params.set_vad_model_path(Some(&long));
     }
     let grown = live() - before;
     // whisper-rs leaks over 20 MB here (10,000 x ~2 KB).
-    assert!(grown <= 0, "{grown} bytes retained after 10,000 calls");
+    assert!(grown <= SLACK, "{grown} bytes retained after 10,000 calls");
     drop(params);
 }
 
 #[test]
 fn callbacks_and_clones_are_freed() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = serial();
     let before = live();
     for _ in 0..1000 {
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
@@ -75,22 +84,23 @@ fn callbacks_and_clones_are_freed() {
     }
     let grown = live() - before;
     assert!(
-        grown <= 0,
+        grown <= SLACK,
         "{grown} bytes retained after 1,000 params with callbacks"
     );
 }
 
 #[test]
 fn vad_context_errors_do_not_leak() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = serial();
     let path = "/nonexistent/whisper-steady-vad-model.bin";
     assert!(WhisperVadContext::new(path, WhisperVadContextParams::default()).is_err());
     let before = live();
-    for _ in 0..1000 {
+    // whisper-rs leaked the path (about 40 bytes) on every call: 400 KB here.
+    for _ in 0..10_000 {
         assert!(WhisperVadContext::new(path, WhisperVadContextParams::default()).is_err());
     }
     let grown = live() - before;
-    assert!(grown <= 0, "{grown} bytes retained");
+    assert!(grown <= SLACK, "{grown} bytes retained");
     assert!(matches!(
         WhisperVadContext::new("a\0b", WhisperVadContextParams::default()),
         Err(whisper_steady::WhisperError::NullByteInString { idx: 1 })

@@ -33,6 +33,12 @@ pub(crate) fn share<F: ?Sized>(closure: Box<F>) -> Shared<F> {
     Arc::new(Mutex::new(closure))
 }
 
+/// The C user data for a callback cell: the `Arc`'s pointer, or null when there is none.
+pub(crate) fn user_data<T>(cell: &Option<Arc<T>>) -> *mut c_void {
+    cell.as_ref()
+        .map_or(std::ptr::null_mut(), |c| Arc::as_ptr(c) as *mut c_void)
+}
+
 /// Runs `f` with the closure locked; a panic becomes `on_panic`.
 fn call<F: ?Sized, R>(cell: &Mutex<Box<F>>, on_panic: R, f: impl FnOnce(&mut F) -> R) -> R {
     let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());

@@ -311,22 +311,17 @@ impl<'a, 'b> FullParams<'a, 'b> {
     where
         F: FnMut(SegmentCallbackData) + Send + 'static,
     {
-        match closure {
-            Some(closure) => {
-                let callback = Arc::new(SegmentCallback {
-                    lossy,
-                    closure: Mutex::new(Box::new(closure)),
-                });
-                self.fp.new_segment_callback = Some(callbacks::segment_trampoline);
-                self.fp.new_segment_callback_user_data = Arc::as_ptr(&callback) as *mut c_void;
-                self.segment = Some(callback);
-            }
-            None => {
-                self.fp.new_segment_callback = None;
-                self.fp.new_segment_callback_user_data = std::ptr::null_mut();
-                self.segment = None;
-            }
-        }
+        self.segment = closure.map(|closure| {
+            Arc::new(SegmentCallback {
+                lossy,
+                closure: Mutex::new(Box::new(closure)),
+            })
+        });
+        self.fp.new_segment_callback = self
+            .segment
+            .as_ref()
+            .map(|_| callbacks::segment_trampoline as _);
+        self.fp.new_segment_callback_user_data = callbacks::user_data(&self.segment);
     }
 
     /// Set the callback for segment updates. Segments whose text is not valid UTF-8 are skipped.
@@ -398,19 +393,14 @@ impl<'a, 'b> FullParams<'a, 'b> {
         F: FnMut(i32) + Send + 'static,
         O: Into<Option<F>>,
     {
-        match closure.into() {
-            Some(closure) => {
-                let cell: Shared<ProgressFn> = callbacks::share(Box::new(closure));
-                self.fp.progress_callback = Some(callbacks::progress_trampoline);
-                self.fp.progress_callback_user_data = Arc::as_ptr(&cell) as *mut c_void;
-                self.progress = Some(cell);
-            }
-            None => {
-                self.fp.progress_callback = None;
-                self.fp.progress_callback_user_data = std::ptr::null_mut();
-                self.progress = None;
-            }
-        }
+        self.progress = closure
+            .into()
+            .map(|closure| callbacks::share(Box::new(closure) as Box<ProgressFn>));
+        self.fp.progress_callback = self
+            .progress
+            .as_ref()
+            .map(|_| callbacks::progress_trampoline as _);
+        self.fp.progress_callback_user_data = callbacks::user_data(&self.progress);
     }
 
     /// Set the callback for abort conditions: return `true` to stop the transcription, which
@@ -430,19 +420,14 @@ impl<'a, 'b> FullParams<'a, 'b> {
         F: FnMut() -> bool + Send + 'static,
         O: Into<Option<F>>,
     {
-        match closure.into() {
-            Some(closure) => {
-                let cell: Shared<AbortFn> = callbacks::share(Box::new(closure));
-                self.fp.abort_callback = Some(callbacks::abort_trampoline);
-                self.fp.abort_callback_user_data = Arc::as_ptr(&cell) as *mut c_void;
-                self.abort = Some(cell);
-            }
-            None => {
-                self.fp.abort_callback = None;
-                self.fp.abort_callback_user_data = std::ptr::null_mut();
-                self.abort = None;
-            }
-        }
+        self.abort = closure
+            .into()
+            .map(|closure| callbacks::share(Box::new(closure) as Box<AbortFn>));
+        self.fp.abort_callback = self
+            .abort
+            .as_ref()
+            .map(|_| callbacks::abort_trampoline as _);
+        self.fp.abort_callback_user_data = callbacks::user_data(&self.abort);
     }
 
     /// Set the user data to be passed to the progress callback.

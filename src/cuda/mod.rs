@@ -7,6 +7,7 @@
 #[doc(hidden)]
 pub mod host;
 
+#[cfg(not(feature = "cuda"))]
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which CUDA memory pool new ggml CUDA backends (one per `whisper_state`) get.
@@ -41,12 +42,15 @@ impl PoolPolicy {
     }
 }
 
+/// Without CUDA there is no pool to configure; the choice is only recorded for `pool_policy`.
+#[cfg(not(feature = "cuda"))]
 static RECORDED_POLICY: AtomicU8 = AtomicU8::new(0);
 
 /// Chooses the pool for CUDA backends created from now on. Pools are created when a backend
 /// first needs one, so call this before creating contexts and states. Without the `cuda`
 /// feature this only records the choice (see [`pool_policy`]).
 pub fn set_pool_policy(policy: PoolPolicy) {
+    #[cfg(not(feature = "cuda"))]
     RECORDED_POLICY.store(policy.to_raw(), Ordering::SeqCst);
     #[cfg(feature = "cuda")]
     // SAFETY: plain store of a valid enum value into an atomic inside ggml-cuda.

@@ -15,6 +15,8 @@
 //! - [`sys`]: the raw bindgen bindings, with whisper-rs-sys's names (also re-exported as
 //!   `whisper_rs_sys` with feature `raw-api`);
 //! - [`cuda`]: the CUDA pool policy and statistics added by the patch series;
+//! - [`recognizer`]: the concurrency layer: a pool of states with a bounded queue, deadlines,
+//!   cancellation, GPU→CPU failover and a health report;
 //! - [`convert`]: model conversion into whisper.cpp's format.
 
 #![deny(missing_docs)]
@@ -22,6 +24,7 @@
 mod api;
 pub mod convert;
 pub mod cuda;
+pub mod recognizer;
 pub mod sys;
 
 /// The raw bindings under whisper-rs's name (feature `raw-api`). No semver guarantee.

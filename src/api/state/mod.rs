@@ -7,7 +7,7 @@ pub use segment::{WhisperSegment, WhisperStateSegmentIterator};
 pub use token::WhisperToken;
 
 use std::ffi::c_int;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::api::context::WhisperInnerContext;
 use crate::sys;
@@ -17,13 +17,13 @@ use crate::{FullParams, WhisperError, WhisperTokenId};
 ///
 /// A state holds the buffers (and, with CUDA, the backend and memory pool) of one
 /// transcription. It keeps its model alive, so it is `'static` and can move to any thread.
-/// Methods that run the model take `&mut self`, except [`lang_detect`](Self::lang_detect), which
-/// serializes itself; the results of [`full`](Self::full) can be read from many threads.
+/// Methods that run the model take `&mut self`, except [`lang_detect`](Self::lang_detect); the
+/// results of [`full`](Self::full) can be read from many threads. Underneath, every whisper.cpp
+/// call on a state holds that state's lock (patch 0006), so even the raw API cannot corrupt a
+/// state shared between threads.
 pub struct WhisperState {
     ctx: Arc<WhisperInnerContext>,
     ptr: *mut sys::whisper_state,
-    /// Serializes `lang_detect`, which runs the encoder and decoder behind `&self`.
-    lang_detect: Mutex<()>,
     /// The logits of the last `decode` or `full`, copied out so that `get_logits` never hands
     /// out memory that a concurrent `lang_detect` rewrites.
     logits: Vec<f32>,
@@ -32,10 +32,12 @@ pub struct WhisperState {
     has_mel: bool,
 }
 
-// SAFETY: the state owns its C buffers and holds its context alive. Every `&self` method reads
-// results that only `&mut self` methods write, except `lang_detect`, which is serialized by its
-// mutex and writes nothing a `&self` method reads (the logits it produces stay in C memory;
-// `get_logits` returns our own copy).
+// SAFETY: the state owns its C buffers and holds its context alive. Every whisper.cpp function
+// on a state holds the state's recursive lock for its duration (patch 0006), so calls from
+// several threads run one after the other. Every `&self` method reads results that only
+// `&mut self` methods write, except `lang_detect`, which writes nothing a `&self` method reads
+// (the encoder output and logits it produces stay in C memory; `get_logits` returns our own
+// copy), so what a `&self` reader holds (segment text) stays valid while `lang_detect` runs.
 unsafe impl Send for WhisperState {}
 // SAFETY: as above.
 unsafe impl Sync for WhisperState {}
@@ -73,7 +75,6 @@ impl WhisperState {
         WhisperState {
             ctx,
             ptr,
-            lang_detect: Mutex::new(()),
             logits: Vec::new(),
             has_mel: false,
         }
@@ -219,10 +220,9 @@ impl WhisperState {
         }
         let offset_ms = len_arg(offset_ms)?;
         let mut probs = vec![0.0f32; crate::get_lang_max_id() as usize + 1];
-        let _serialized = self.lang_detect.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: the mutex gives this call exclusive use of the encoder/decoder buffers; it
-        // writes nothing that `&self` readers read (see the Sync impl). `probs` has room for
-        // every language.
+        // SAFETY: whisper.cpp holds the state's lock (patch 0006) for the call, which gives it
+        // exclusive use of the encoder/decoder buffers; it writes nothing that `&self` readers
+        // read (see the Sync impl). `probs` has room for every language.
         let ret = unsafe {
             sys::whisper_lang_auto_detect_with_state(
                 self.raw_ctx(),

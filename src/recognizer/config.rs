@@ -1,0 +1,256 @@
+//! What a recognizer is built from, and what a request may ask for.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a transcription runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// A GPU context (CUDA, Vulkan, Metal, ... as built).
+    Gpu,
+    /// The CPU.
+    Cpu,
+}
+
+impl Backend {
+    /// `"gpu"` or `"cpu"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Gpu => "gpu",
+            Backend::Cpu => "cpu",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How to build a [`Recognizer`](super::Recognizer). Start from [`RecognizerConfig::new`] and
+/// set the fields you need; every field has a documented default.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RecognizerConfig {
+    /// The ggml model file.
+    pub model_path: PathBuf,
+    /// Run on the GPU (default `true`). Without a GPU (none in this build, none found, or the
+    /// GPU context fails to load), see `fallback_to_cpu`.
+    pub use_gpu: bool,
+    /// When the GPU is wanted but unavailable, run on the CPU (said once in the log) instead of
+    /// failing to start; and when a GPU transcription fails, retry it on the CPU (default
+    /// `true`). With a GPU, this loads the model a second time, into host memory, for the CPU
+    /// workers.
+    pub fallback_to_cpu: bool,
+    /// The GPU to use (default 0).
+    pub gpu_device: i32,
+    /// Use flash attention (default `false`).
+    pub flash_attn: bool,
+    /// Worker states on the main backend: how many requests run at once (default
+    /// [`default_workers`]).
+    pub workers: usize,
+    /// Threads each worker gives whisper.cpp (default: the machine's cores divided by
+    /// `workers`, at least 1).
+    pub threads_per_worker: usize,
+    /// Worker states on the CPU when the main backend is a GPU and `fallback_to_cpu` is set
+    /// (default 1).
+    pub cpu_workers: usize,
+    /// Requests that may wait for a worker; one more is refused with
+    /// [`RecognizeError::Overloaded`](super::RecognizeError::Overloaded) (default
+    /// `4 * workers`).
+    pub queue_limit: usize,
+    /// The deadline of requests that set none, counted from submission (default: none).
+    pub default_deadline: Option<Duration>,
+    /// Consecutive GPU failures that open the circuit breaker: requests then go to the CPU
+    /// (default 3).
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before one request probes the GPU again (default 30 s).
+    pub breaker_cooldown: Duration,
+    /// Failures on demand, for testing failover. Leave `None` in production.
+    pub fault_injection: Option<FaultInjection>,
+}
+
+impl fmt::Debug for RecognizerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecognizerConfig")
+            .field("model_path", &self.model_path)
+            .field("use_gpu", &self.use_gpu)
+            .field("fallback_to_cpu", &self.fallback_to_cpu)
+            .field("gpu_device", &self.gpu_device)
+            .field("flash_attn", &self.flash_attn)
+            .field("workers", &self.workers)
+            .field("threads_per_worker", &self.threads_per_worker)
+            .field("cpu_workers", &self.cpu_workers)
+            .field("queue_limit", &self.queue_limit)
+            .field("default_deadline", &self.default_deadline)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("fault_injection", &self.fault_injection.is_some())
+            .finish()
+    }
+}
+
+/// The machine's cores (at least 1).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The default number of worker states: one per four cores, between 1 and 4.
+///
+/// Why: on the CPU, one transcription already uses several cores well (the encoder's matrix
+/// products), so more states than cores/4 only split the same cores while multiplying memory
+/// (each state holds its own compute buffers: about 150 MB for tiny, over 1 GB for large
+/// models); a few states do help, because the decoder of one request scales poorly and
+/// overlaps well with the encoder of another. On a GPU, two or more states keep the device busy
+/// while one of them does its CPU-side work (spectrogram, sampling); the same number is a sound
+/// start there. Measure with your model and raise `workers` if the device stays idle.
+pub fn default_workers() -> usize {
+    (cores() / 4).clamp(1, 4)
+}
+
+impl RecognizerConfig {
+    /// The defaults, for a model file.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        let workers = default_workers();
+        RecognizerConfig {
+            model_path: model_path.into(),
+            use_gpu: true,
+            fallback_to_cpu: true,
+            gpu_device: 0,
+            flash_attn: false,
+            workers,
+            threads_per_worker: (cores() / workers).max(1),
+            cpu_workers: 1,
+            queue_limit: 4 * workers,
+            default_deadline: None,
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(30),
+            fault_injection: None,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 {
+            return Err("workers must be at least 1".into());
+        }
+        if self.threads_per_worker == 0 {
+            return Err("threads_per_worker must be at least 1".into());
+        }
+        if self.use_gpu && self.fallback_to_cpu && self.cpu_workers == 0 {
+            return Err(
+                "cpu_workers must be at least 1 when use_gpu and fallback_to_cpu are set".into(),
+            );
+        }
+        if self.breaker_threshold == 0 {
+            return Err("breaker_threshold must be at least 1".into());
+        }
+        if self.gpu_device < 0 {
+            return Err(format!(
+                "gpu_device must not be negative (got {})",
+                self.gpu_device
+            ));
+        }
+        if self.default_deadline.is_some_and(|d| d.is_zero()) {
+            return Err("default_deadline must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// Decides, for each attempt, whether to make it fail.
+pub type FaultFn = dyn Fn(FaultSite) -> bool + Send + Sync;
+
+/// Failure injection for tests of failover. A failing attempt is really run and really fails:
+/// whisper.cpp's abort callback stops it at once, and whisper.cpp returns its error code.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct FaultInjection {
+    /// Treat the main backend as a GPU even when it is the CPU, so that a build without a GPU
+    /// can exercise GPU→CPU failover. The "GPU" workers run on the CPU.
+    pub simulate_gpu: bool,
+    /// Fail the creation of the GPU context, as a missing device or driver would.
+    pub fail_gpu_context: bool,
+    /// Called before each attempt; `true` makes that attempt fail.
+    pub fail_attempt: Option<Arc<FaultFn>>,
+}
+
+impl FaultInjection {
+    /// No faults and no simulation; set the fields you need.
+    pub fn new() -> Self {
+        FaultInjection {
+            simulate_gpu: false,
+            fail_gpu_context: false,
+            fail_attempt: None,
+        }
+    }
+}
+
+impl Default for FaultInjection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where an attempt is about to run, for [`FaultInjection::fail_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultSite {
+    /// The backend of the worker.
+    pub backend: Backend,
+    /// The worker's index on that backend.
+    pub worker: usize,
+    /// The request's id.
+    pub request: u64,
+}
+
+/// What one request asks for. The default transcribes in the spoken language (English on
+/// English-only models) with greedy decoding and whisper's temperature fallback.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RecognizeOptions {
+    /// The spoken language as whisper's code (`"en"`, `"de"`, ...), or `None`/`"auto"` to
+    /// detect it.
+    pub language: Option<String>,
+    /// Translate into English.
+    pub translate: bool,
+    /// Beam search with this many beams (1 to 8); `None` or 1 decodes greedily.
+    pub beam_size: Option<u32>,
+    /// The initial decoding temperature (0.0 to 1.0; default 0.0). Higher values sample.
+    pub temperature: Option<f32>,
+    /// Text that precedes the audio, to steer spelling and style.
+    pub initial_prompt: Option<String>,
+    /// Compute per-token timestamps.
+    pub token_timestamps: bool,
+    /// The encoder's context in 20 ms frames (whisper.cpp's `audio_ctx`, at most the model's
+    /// 1500). `None` encodes the full 30 s window, as whisper was trained; a smaller value makes
+    /// short clips much faster to encode, at some cost in accuracy, and cuts longer audio.
+    pub audio_ctx: Option<u32>,
+    /// `Some(false)` runs this request on the CPU even when the recognizer has a GPU (needs
+    /// `fallback_to_cpu`); `None` or `Some(true)` uses the recognizer's main backend.
+    pub use_gpu: Option<bool>,
+    /// Give up after this long, counted from submission (overrides the recognizer's
+    /// `default_deadline`).
+    pub deadline: Option<Duration>,
+}
+
+impl RecognizeOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same, with a language.
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// The same, with a deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}

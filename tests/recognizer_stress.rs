@@ -1,0 +1,196 @@
+//! 200 requests from 16 threads through a recognizer with 4 states on the CPU: every transcript
+//! equals the one its clip gets alone, overload errors come only from a deliberately small
+//! queue, and resident memory stays flat after warm-up.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig};
+
+/// Three clips of jfk.wav (start, end in seconds, and what is said), cut at pauses.
+const CLIPS: [(f32, f32, &str); 3] = [
+    (0.0, 2.6, "And so my fellow Americans"),
+    (3.0, 7.9, "ask not what your country can do for you"),
+    (8.0, 11.0, "ask what you can do for your country"),
+];
+
+/// Encodes the clip's 20 ms frames plus 4 s (less margin made tiny.en repeat the first clip)
+/// instead of the full 30 s window: a fifth of the encoder's work, which keeps 200 requests
+/// affordable on a small CI machine.
+fn options(clip: &[f32]) -> RecognizeOptions {
+    let frames = clip.len() / 320 + 200;
+    let mut options = RecognizeOptions::new();
+    options.audio_ctx = Some(frames as u32);
+    options
+}
+
+fn clips() -> Vec<Vec<f32>> {
+    let jfk = common::read_wav_16k_mono(&common::shared_audio("jfk.wav"));
+    CLIPS
+        .iter()
+        .map(|&(from, to, _)| jfk[(from * 16_000.0) as usize..(to * 16_000.0) as usize].to_vec())
+        .collect()
+}
+
+/// Resident memory of this process, in bytes (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn recognizer(queue_limit: usize) -> Option<Recognizer> {
+    let model = common::model_path()?;
+    let mut config = RecognizerConfig::new(model);
+    config.use_gpu = false;
+    config.workers = 4;
+    config.threads_per_worker = 1;
+    config.queue_limit = queue_limit;
+    Some(Recognizer::new(config).expect("the recognizer starts"))
+}
+
+#[test]
+fn two_hundred_requests_from_sixteen_threads() {
+    const REQUESTS: usize = 200;
+    const THREADS: usize = 16;
+    let Some(recognizer) = recognizer(REQUESTS) else {
+        return;
+    };
+    let clips = clips();
+
+    // The reference: each clip alone, one after the other.
+    let reference: Vec<String> = clips
+        .iter()
+        .zip(CLIPS)
+        .map(|(clip, (_, _, said))| {
+            let text = recognizer
+                .transcribe(clip.clone(), options(clip))
+                .unwrap()
+                .text;
+            let wer = common::wer(said, &text);
+            assert!(
+                wer <= 0.25,
+                "clip {said:?} alone gave {text:?} (WER {wer:.2})"
+            );
+            text
+        })
+        .collect();
+
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let warm_rss = Mutex::new(None);
+    let wrong = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= REQUESTS {
+                    break;
+                }
+                let clip = i % clips.len();
+                match recognizer.transcribe(clips[clip].clone(), options(&clips[clip])) {
+                    Ok(t) if t.text == reference[clip] => {}
+                    other => wrong.lock().unwrap().push((i, format!("{other:?}"))),
+                }
+                if done.fetch_add(1, Ordering::Relaxed) + 1 == 20 {
+                    *warm_rss.lock().unwrap() = resident_bytes();
+                }
+            });
+        }
+    });
+    let wrong = wrong.into_inner().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} requests went wrong: {wrong:?}",
+        wrong.len()
+    );
+
+    let health = recognizer.health();
+    assert_eq!(health.requests.completed, (REQUESTS + clips.len()) as u64);
+    assert_eq!(health.requests.rejected_overloaded, 0);
+    assert_eq!(health.requests.failed, 0);
+    assert_eq!(health.queue_depth, 0);
+
+    if let (Some(warm), Some(end)) = (warm_rss.into_inner().unwrap(), resident_bytes()) {
+        let growth = end.saturating_sub(warm);
+        eprintln!(
+            "resident memory: {} MiB after 20 requests, {} MiB after {REQUESTS} (+{} KiB)",
+            warm >> 20,
+            end >> 20,
+            growth >> 10
+        );
+        assert!(
+            growth < 16 << 20,
+            "resident memory grew by {} MiB between request 20 and request {REQUESTS}",
+            growth >> 20
+        );
+    }
+}
+
+#[test]
+fn a_small_queue_refuses_the_excess_and_serves_the_rest() {
+    const THREADS: usize = 16;
+    let Some(recognizer) = recognizer(2) else {
+        return;
+    };
+    let clip = clips().swap_remove(0);
+    let reference = recognizer
+        .transcribe(clip.clone(), options(&clip))
+        .unwrap()
+        .text;
+
+    let start = std::sync::Barrier::new(THREADS);
+    let outcomes: Vec<Result<String, RecognizeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    recognizer
+                        .submit(clip.clone(), options(&clip))
+                        .map(|ticket| ticket.wait().map(|t| t.text))
+                        .and_then(|r| r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let overloaded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(RecognizeError::Overloaded { queue_limit: 2 })))
+        .count();
+    let served: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(
+        overloaded + served.len(),
+        THREADS,
+        "only overload errors and transcripts: {outcomes:?}"
+    );
+    // At most 4 running and 2 waiting when all 16 arrive at once.
+    assert!(
+        overloaded >= THREADS - 6,
+        "{overloaded} refused: {outcomes:?}"
+    );
+    assert!(served.len() >= 2, "{outcomes:?}");
+    assert!(served.iter().all(|t| **t == reference), "{served:?}");
+    let health = recognizer.health();
+    assert_eq!(health.requests.rejected_overloaded, overloaded as u64);
+    // Refused requests left nothing behind.
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(recognizer.health().queue_depth, 0);
+}
+
+#[test]
+fn clones_share_the_workers() {
+    let Some(recognizer) = recognizer(8) else {
+        return;
+    };
+    let other = recognizer.clone();
+    let clip = Arc::new(clips().swap_remove(2));
+    let a = recognizer.submit(clip.to_vec(), options(&clip)).unwrap();
+    let b = other.submit(clip.to_vec(), options(&clip)).unwrap();
+    assert_ne!(a.id(), b.id());
+    assert_eq!(a.wait().unwrap().text, b.wait().unwrap().text);
+    assert_eq!(recognizer.health().requests.completed, 2);
+}

@@ -79,3 +79,24 @@ pub static WHISPER_CPP_VERSION: &str = env!("WHISPER_STEADY_CPP_VERSION");
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Compile-time thread-safety guarantees of every handle type: these lines fail to compile if a
+/// change makes one of them lose `Send` or `Sync`.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<WhisperContext>();
+    send_sync::<WhisperState>();
+    send_sync::<WhisperSegment<'static>>();
+    send_sync::<WhisperToken<'static, 'static>>();
+    send_sync::<WhisperStateSegmentIterator<'static>>();
+    send_sync::<FullParams<'static, 'static>>();
+    send_sync::<WhisperVadContext>();
+    send_sync::<recognizer::Recognizer>();
+    send_sync::<recognizer::Ticket>();
+    send_sync::<recognizer::Transcript>();
+    send_sync::<recognizer::Health>();
+    send_sync::<recognizer::RecognizerConfig>();
+    send_sync::<recognizer::RecognizeOptions>();
+    send_sync::<recognizer::RecognizeError>();
+    send_sync::<recognizer::RecognizerError>();
+};

@@ -1,0 +1,433 @@
+//! The Recognizer on the real model: results, failover, deadlines, cancellation, validation,
+//! shutdown and async use.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use whisper_steady::recognizer::{
+    devices, Backend, BreakerState, FaultInjection, HealthStatus, RecognizeError, RecognizeOptions,
+    Recognizer, RecognizerConfig, RecognizerError,
+};
+
+fn jfk() -> Vec<f32> {
+    common::read_wav_16k_mono(&common::shared_audio("jfk.wav"))
+}
+
+/// "ask what you can do for your country" (jfk.wav from 8 s), with a short encoder window so
+/// that tests needing many runs stay quick (see tests/recognizer_stress.rs).
+fn short_clip() -> (Vec<f32>, RecognizeOptions) {
+    let clip = jfk()[8 * 16_000..11 * 16_000].to_vec();
+    let mut options = RecognizeOptions::new();
+    options.audio_ctx = Some((clip.len() / 320 + 200) as u32);
+    (clip, options)
+}
+
+fn config() -> Option<RecognizerConfig> {
+    let mut config = RecognizerConfig::new(common::model_path()?);
+    config.use_gpu = false;
+    config.workers = 1;
+    config.threads_per_worker = 2;
+    Some(config)
+}
+
+fn cpu_only_build() -> bool {
+    devices().iter().all(|d| d.kind == "cpu")
+}
+
+/// Polls `cond` until it holds (panics after a minute: something hangs).
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn transcript_has_text_segments_tokens_language_and_timings() {
+    let Some(mut config) = config() else { return };
+    config.use_gpu = false;
+    let recognizer = Recognizer::new(config).unwrap();
+    let mut options = RecognizeOptions::new();
+    options.token_timestamps = true;
+    let t = recognizer.transcribe(jfk(), options).unwrap();
+
+    let wer = common::wer(common::JFK_TEXT, &t.text);
+    assert!(wer <= 0.1, "{:?} (WER {wer:.2})", t.text);
+    assert_eq!(t.language, "en");
+    assert_eq!(t.backend, Backend::Cpu);
+    assert!(!t.retried_on_cpu);
+    assert!(!t.segments.is_empty());
+    let mut last_end = Duration::ZERO;
+    for s in &t.segments {
+        assert!(s.start >= last_end && s.end > s.start, "{s:?}");
+        assert!(s.end <= Duration::from_secs(12), "{s:?}");
+        last_end = s.end;
+        let words: String = s
+            .tokens
+            .iter()
+            .filter(|k| !k.special)
+            .map(|k| k.text.as_str())
+            .collect();
+        assert_eq!(words, s.text, "the text tokens spell the segment");
+        assert!(s.tokens.iter().all(|k| (0.0..=1.0).contains(&k.p)));
+    }
+    let confidence = t.confidence();
+    assert!(confidence > 0.5 && confidence <= 1.0, "{confidence}");
+    assert!(t.timings.processing > Duration::ZERO);
+    assert!(t.timings.total >= t.timings.processing + t.timings.queued);
+
+    // Beam search gives the same speech.
+    let mut beams = RecognizeOptions::new();
+    beams.beam_size = Some(4);
+    let b = recognizer.transcribe(jfk(), beams).unwrap();
+    assert!(
+        common::wer(common::JFK_TEXT, &b.text) <= 0.1,
+        "{:?}",
+        b.text
+    );
+}
+
+#[test]
+fn use_gpu_without_a_gpu_runs_on_the_cpu_and_says_so() {
+    let Some(mut config) = config() else { return };
+    if !cpu_only_build() {
+        eprintln!("skipped: this build has a GPU device");
+        return;
+    }
+    config.use_gpu = true;
+    config.fallback_to_cpu = true;
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    assert_eq!(recognizer.main_backend(), Backend::Cpu);
+    let health = recognizer.health();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    let reason = health.failover.gpu_unavailable.clone().unwrap();
+    assert!(reason.contains("no GPU device"), "{reason}");
+    assert_eq!(health.lanes.len(), 1);
+    let (clip, options) = short_clip();
+    let t = recognizer.transcribe(clip, options).unwrap();
+    assert_eq!(t.backend, Backend::Cpu);
+
+    config.fallback_to_cpu = false;
+    match Recognizer::new(config) {
+        Err(RecognizerError::GpuUnavailable { reason }) => {
+            assert!(reason.contains("no GPU device"), "{reason}")
+        }
+        other => panic!("expected GpuUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_gpu_context_that_cannot_be_created_falls_back_to_the_cpu() {
+    let Some(mut config) = config() else { return };
+    config.use_gpu = true;
+    let mut faults = FaultInjection::new();
+    faults.fail_gpu_context = true;
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config).unwrap();
+    assert_eq!(recognizer.main_backend(), Backend::Cpu);
+    let reason = recognizer.health().failover.gpu_unavailable.unwrap();
+    assert!(reason.contains("injected"), "{reason}");
+}
+
+#[test]
+fn gpu_failures_are_retried_on_the_cpu_and_open_the_breaker() {
+    let Some(mut config) = config() else { return };
+    let (clip, options) = short_clip();
+    let reference = {
+        let r = Recognizer::new(config.clone()).unwrap();
+        r.transcribe(clip.clone(), options.clone()).unwrap().text
+    };
+
+    let failing = Arc::new(AtomicBool::new(true));
+    let gpu_attempts = Arc::new(AtomicUsize::new(0));
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.fail_attempt = Some({
+        let (failing, gpu_attempts) = (Arc::clone(&failing), Arc::clone(&gpu_attempts));
+        Arc::new(move |site| {
+            if site.backend != Backend::Gpu {
+                return false;
+            }
+            gpu_attempts.fetch_add(1, Ordering::SeqCst);
+            failing.load(Ordering::SeqCst)
+        })
+    });
+    config.use_gpu = true;
+    config.fallback_to_cpu = true;
+    config.breaker_threshold = 2;
+    // Long enough that the requests below, slow on a loaded machine, all fall inside it.
+    config.breaker_cooldown = Duration::from_secs(10);
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config).unwrap();
+    assert_eq!(recognizer.main_backend(), Backend::Gpu);
+    assert_eq!(recognizer.health().lanes.len(), 2);
+
+    // Two failures: each request is retried on the CPU and not lost; the second opens the
+    // breaker.
+    for n in 1..=2 {
+        let t = recognizer
+            .transcribe(clip.clone(), options.clone())
+            .unwrap();
+        assert_eq!((t.backend, t.retried_on_cpu), (Backend::Cpu, true));
+        assert_eq!(t.text, reference);
+        assert_eq!(recognizer.health().failover.gpu_failures, n);
+    }
+    let health = recognizer.health();
+    assert!(matches!(health.failover.breaker, BreakerState::Open { .. }));
+    assert_eq!(health.failover.breaker_trips, 1);
+    assert_eq!(health.failover.retried_on_cpu, 2);
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(health.lanes[0].failed, 2);
+
+    // While open, requests go straight to the CPU: the GPU is not tried.
+    let t = recognizer
+        .transcribe(clip.clone(), options.clone())
+        .unwrap();
+    assert_eq!((t.backend, t.retried_on_cpu), (Backend::Cpu, false));
+    assert_eq!(gpu_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(recognizer.health().failover.diverted_to_cpu, 1);
+
+    // After the cool-down one request probes the GPU; it works now, which closes the breaker.
+    failing.store(false, Ordering::SeqCst);
+    eventually("the cool-down ends", || {
+        recognizer.health().failover.breaker == BreakerState::HalfOpen
+    });
+    let t = recognizer
+        .transcribe(clip.clone(), options.clone())
+        .unwrap();
+    assert_eq!((t.backend, t.retried_on_cpu), (Backend::Gpu, false));
+    assert_eq!(t.text, reference);
+    let health = recognizer.health();
+    assert_eq!(health.failover.breaker, BreakerState::Closed);
+    assert_eq!(health.failover.consecutive_gpu_failures, 0);
+    assert_eq!(health.status, HealthStatus::Ok);
+    assert_eq!(health.requests.completed, 4);
+    assert_eq!(health.requests.failed, 0);
+}
+
+#[test]
+fn a_gpu_failure_without_fallback_is_reported() {
+    let Some(mut config) = config() else { return };
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.fail_attempt = Some(Arc::new(|_| true));
+    config.use_gpu = true;
+    config.fallback_to_cpu = false;
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config).unwrap();
+    let (clip, options) = short_clip();
+    match recognizer.transcribe(clip, options) {
+        Err(RecognizeError::Failed {
+            backend: Backend::Gpu,
+            ..
+        }) => {}
+        other => panic!("expected a GPU failure, got {other:?}"),
+    }
+    assert_eq!(recognizer.health().requests.failed, 1);
+}
+
+#[test]
+fn deadlines_stop_running_and_queued_requests() {
+    let Some(config) = config() else { return };
+    let recognizer = Recognizer::new(config).unwrap();
+
+    // Running: aborted through whisper.cpp's abort callback.
+    let err = recognizer
+        .transcribe(
+            jfk(),
+            RecognizeOptions::new().deadline(Duration::from_millis(50)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, RecognizeError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(50)),
+        "{err:?}"
+    );
+
+    // Queued behind a long request: expires without running.
+    let long = recognizer.submit(jfk(), RecognizeOptions::new()).unwrap();
+    eventually("the long request runs", || {
+        recognizer.health().lanes[0].busy == 1
+    });
+    let (clip, options) = short_clip();
+    let short = recognizer
+        .submit(
+            clip.clone(),
+            options.clone().deadline(Duration::from_millis(10)),
+        )
+        .unwrap();
+    assert!(long.wait().is_ok());
+    assert!(matches!(
+        short.wait(),
+        Err(RecognizeError::DeadlineExceeded { .. })
+    ));
+
+    // Neither counts as a failure, and the worker's state still works.
+    let t = recognizer.transcribe(clip, options).unwrap();
+    assert!(common::wer("ask what you can do for your country", &t.text) <= 0.25);
+    let health = recognizer.health();
+    assert_eq!(health.requests.deadline_exceeded, 2);
+    assert_eq!(health.requests.failed, 0);
+    assert_eq!(health.lanes[0].failed, 0);
+}
+
+#[test]
+fn cancelling_or_dropping_a_ticket_stops_its_request() {
+    let Some(mut config) = config() else { return };
+    config.default_deadline = Some(Duration::from_secs(600));
+    let recognizer = Recognizer::new(config).unwrap();
+
+    let running = recognizer.submit(jfk(), RecognizeOptions::new()).unwrap();
+    eventually("the request runs", || {
+        recognizer.health().lanes[0].busy == 1
+    });
+    let queued = recognizer.submit(jfk(), RecognizeOptions::new()).unwrap();
+    running.cancel();
+    assert!(matches!(running.wait(), Err(RecognizeError::Cancelled)));
+    // The queued one now runs; dropping its ticket stops it too.
+    eventually("the queued request runs", || {
+        recognizer.health().queue_depth == 0
+    });
+    drop(queued);
+    eventually("the dropped request is cancelled", || {
+        recognizer.health().requests.cancelled == 2
+    });
+    let health = recognizer.health();
+    assert_eq!(health.requests.completed, 0);
+    assert_eq!(health.requests.failed, 0);
+    assert_eq!(health.lanes[0].busy, 0);
+
+    let (clip, options) = short_clip();
+    assert!(recognizer.transcribe(clip, options).is_ok());
+}
+
+#[test]
+fn invalid_requests_and_configurations_are_refused_with_the_reason() {
+    let Some(config) = config() else { return };
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    let audio = vec![0.0f32; 16_000];
+    let invalid = |options: RecognizeOptions, audio: Vec<f32>| -> String {
+        match recognizer.submit(audio, options) {
+            Err(e @ (RecognizeError::InvalidOptions(_) | RecognizeError::InvalidAudio(_))) => {
+                e.to_string()
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    let opts = RecognizeOptions::new;
+    assert!(invalid(opts(), Vec::new()).contains("no samples"));
+    let mut nan = audio.clone();
+    nan[7] = f32::NAN;
+    assert!(invalid(opts(), nan).contains("sample 7"));
+    assert!(invalid(opts().language("xx"), audio.clone()).contains("\"xx\""));
+    assert!(invalid(opts().language("de"), audio.clone()).contains("English-only"));
+    let mut o = opts();
+    o.translate = true;
+    assert!(invalid(o, audio.clone()).contains("translate"));
+    for beams in [0, 9] {
+        let mut o = opts();
+        o.beam_size = Some(beams);
+        assert!(invalid(o, audio.clone()).contains("beam_size"));
+    }
+    let mut o = opts();
+    o.temperature = Some(1.5);
+    assert!(invalid(o, audio.clone()).contains("temperature"));
+    for frames in [0, 1501] {
+        let mut o = opts();
+        o.audio_ctx = Some(frames);
+        assert!(invalid(o, audio.clone()).contains("audio_ctx"));
+    }
+    assert!(invalid(opts().deadline(Duration::ZERO), audio.clone()).contains("deadline"));
+    let mut o = opts();
+    o.initial_prompt = Some("a\0b".into());
+    assert!(invalid(o, audio.clone()).contains("NUL"));
+    assert_eq!(recognizer.health().requests.submitted, 0);
+    // "auto" and upper case are accepted.
+    let (clip, mut options) = short_clip();
+    options.language = Some("EN".into());
+    assert!(recognizer.transcribe(clip, options).is_ok());
+
+    let mut bad = config.clone();
+    bad.workers = 0;
+    assert!(matches!(
+        Recognizer::new(bad),
+        Err(RecognizerError::InvalidConfig(why)) if why.contains("workers")
+    ));
+    let mut bad = config.clone();
+    bad.model_path = "no/such/model.bin".into();
+    let err = Recognizer::new(bad).unwrap_err();
+    assert!(err.to_string().contains("no/such/model.bin"), "{err}");
+}
+
+#[test]
+fn shutdown_finishes_queued_requests_and_refuses_new_ones() {
+    let Some(mut config) = config() else { return };
+    config.queue_limit = 8;
+    let recognizer = Recognizer::new(config).unwrap();
+    let (clip, options) = short_clip();
+    let tickets: Vec<_> = (0..3)
+        .map(|_| recognizer.submit(clip.clone(), options.clone()).unwrap())
+        .collect();
+    let other = recognizer.clone();
+    recognizer.shutdown();
+    for ticket in tickets {
+        assert!(ticket.is_finished());
+        assert!(
+            ticket.wait().is_ok(),
+            "a queued request was lost in shutdown"
+        );
+    }
+    assert!(matches!(
+        other.submit(clip, options),
+        Err(RecognizeError::ShuttingDown)
+    ));
+    assert_eq!(other.health().status, HealthStatus::ShuttingDown);
+    assert_eq!(other.health().requests.completed, 3);
+}
+
+#[test]
+fn awaiting_in_a_single_threaded_runtime_does_not_block_it() {
+    let Some(mut config) = config() else { return };
+    config.workers = 2;
+    config.threads_per_worker = 1;
+    config.queue_limit = 8;
+    let recognizer = Recognizer::new(config).unwrap();
+    let (clip, options) = short_clip();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let texts = runtime.block_on(async {
+        let ticker = {
+            let ticks = Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        // Four tickets in flight at once (tickets are futures), then one more through the
+        // async convenience method.
+        let tickets: Vec<_> = (0..4)
+            .map(|_| recognizer.submit(clip.clone(), options.clone()).unwrap())
+            .collect();
+        let mut texts = Vec::new();
+        for ticket in tickets {
+            texts.push(ticket.await.unwrap().text);
+        }
+        let last = recognizer.transcribe_async(clip.clone(), options.clone());
+        texts.push(last.await.unwrap().text);
+        ticker.abort();
+        texts
+    });
+    // The one runtime thread kept ticking while four transcriptions ran (each takes far more
+    // than 5 ms), so awaiting never blocked it.
+    assert!(ticks.load(Ordering::Relaxed) >= 10, "{ticks:?}");
+    assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
+    assert!(common::wer("ask what you can do for your country", &texts[0]) <= 0.25);
+}

@@ -17,11 +17,13 @@
 //! - [`cuda`]: the CUDA pool policy and statistics added by the patch series;
 //! - [`recognizer`]: the concurrency layer: a pool of states with a bounded queue, deadlines,
 //!   cancellation, GPU→CPU failover and a health report;
+//! - [`audio`]: resampling to whisper's 16 kHz;
 //! - [`convert`]: model conversion into whisper.cpp's format.
 
 #![deny(missing_docs)]
 
 mod api;
+pub mod audio;
 pub mod convert;
 pub mod cuda;
 pub mod recognizer;

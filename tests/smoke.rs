@@ -46,3 +46,16 @@ fn a_missing_model_fails_cleanly() {
     };
     assert!(ctx.is_null());
 }
+
+#[test]
+fn the_state_lock_of_patch_0006_is_linked_and_ignores_null() {
+    // SAFETY: patch 0006 defines these as no-ops on null states.
+    unsafe {
+        sys::whisper_state_lock(std::ptr::null_mut());
+        sys::whisper_state_unlock(std::ptr::null_mut());
+        assert!(!sys::whisper_state_try_lock(std::ptr::null_mut()));
+        sys::whisper_lock(std::ptr::null_mut());
+        sys::whisper_unlock(std::ptr::null_mut());
+    }
+    assert_eq!(sys::WHISPER_STEADY_STATE_LOCK, 1);
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use hound::{SampleFormat, WavReader};
 
-use super::resample::resample;
+use whisper_steady::audio::resample;
 
 /// The sample rate whisper.cpp expects.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;

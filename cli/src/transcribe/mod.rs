@@ -7,7 +7,6 @@
 
 mod audio;
 mod format;
-mod resample;
 
 use std::error::Error;
 use std::ffi::OsString;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Starts recognizer-server: the counterpart of the original server's start_server.sh.
+#
+# Usage: scripts/start-server.sh [--config config.json] [--model ggml-model.bin] [server args...]
+#
+# Environment (all optional):
+#   RECOGNIZER_SERVER            the binary to run (default: target/release/recognizer-server,
+#                                built with `cargo build --release -p recognizer-server` if absent)
+#   RECOGNIZER_MODEL             the model, when neither --model nor the config names one
+#   CUDA_VISIBLE_DEVICES         which GPUs the server may see (CUDA builds), e.g. "0"
+#   GGML_CUDA_FORCE_LEGACY_POOL  opt-in: set to 1 to use ggml-cuda's legacy memory pool instead of
+#                                the virtual-memory pool (patch 0002). Not needed for stability:
+#                                the patched VMM pool survives out-of-order frees (patch 0001).
+#   RUST_LOG                     overrides logging.level (e.g. "info,whisper_steady=debug")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${RECOGNIZER_SERVER:-target/release/recognizer-server}
+if [ ! -x "$bin" ]; then
+  echo "building $bin ..." >&2
+  cargo build --release -p recognizer-server >&2
+fi
+
+# Find the model the server will load, and check it before starting.
+args=("$@")
+model=""
+config=""
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --model) model="${args[$((i + 1))]:-}" ;;
+    --model=*) model="${args[$i]#--model=}" ;;
+    --config) config="${args[$((i + 1))]:-}" ;;
+    --config=*) config="${args[$i]#--config=}" ;;
+  esac
+done
+if [ -z "$model" ] && [ -n "$config" ]; then
+  [ -f "$config" ] || { echo "error: config file $config not found" >&2; exit 2; }
+  model=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("recognition") or {}).get("model_path") or "")' "$config")
+fi
+if [ -z "$model" ] && [ -n "${RECOGNIZER_MODEL:-}" ]; then
+  model="$RECOGNIZER_MODEL"
+  args+=(--model "$model")
+fi
+if [ -z "$model" ]; then
+  echo "error: no model: pass --model PATH, set recognition.model_path in the config, or set RECOGNIZER_MODEL" >&2
+  exit 2
+fi
+if [ ! -f "$model" ]; then
+  echo "error: model $model does not exist" >&2
+  exit 2
+fi
+
+if [ -n "${GGML_CUDA_FORCE_LEGACY_POOL:-}" ]; then
+  echo "GGML_CUDA_FORCE_LEGACY_POOL=$GGML_CUDA_FORCE_LEGACY_POOL (legacy CUDA pool requested)" >&2
+  export GGML_CUDA_FORCE_LEGACY_POOL
+fi
+if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+  echo "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES" >&2
+  export CUDA_VISIBLE_DEVICES
+fi
+
+# exec: SIGTERM from a service manager reaches the server, which finishes in-flight requests.
+exec "$bin" "${args[@]}"

@@ -1,0 +1,217 @@
+//! Audio bytes (WAV in any PCM or float format, MP3, FLAC, OGG Vorbis; any rate, any channels)
+//! to 16 kHz mono samples, with symphonia for decoding and the library's resampler.
+
+use std::fmt;
+use std::io::Cursor;
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+use whisper_steady::audio::{resample, WHISPER_SAMPLE_RATE};
+
+/// Decoded audio, ready for whisper.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// 16 kHz mono samples.
+    pub samples: Vec<f32>,
+    /// The duration in seconds.
+    pub seconds: f64,
+}
+
+/// Why bytes are not audio we can use. The message is meant for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioError(pub String);
+
+impl fmt::Display for AudioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AudioError {}
+
+/// Decodes `bytes` (`extension`, when known, helps the format probe) and converts them to
+/// 16 kHz mono. Audio longer than `max_seconds` is refused. Never panics: a panic inside the
+/// decoders on hostile input is turned into an error too.
+pub fn decode(
+    bytes: &[u8],
+    extension: Option<&str>,
+    max_seconds: f64,
+) -> Result<Decoded, AudioError> {
+    if bytes.is_empty() {
+        return Err(AudioError("the audio is empty".into()));
+    }
+    match std::panic::catch_unwind(|| decode_inner(bytes, extension, max_seconds)) {
+        Ok(result) => result,
+        Err(_) => Err(AudioError(
+            "the audio could not be decoded (the decoder rejected its contents)".into(),
+        )),
+    }
+}
+
+fn decode_inner(
+    bytes: &[u8],
+    extension: Option<&str>,
+    max_seconds: f64,
+) -> Result<Decoded, AudioError> {
+    let source = MediaSourceStream::new(
+        Box::new(Cursor::new(bytes.to_vec())),
+        MediaSourceStreamOptions::default(),
+    );
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            source,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| {
+            AudioError(format!(
+                "unsupported or unrecognized audio format (expected WAV, MP3, FLAC or OGG): {e}"
+            ))
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| AudioError("the file holds no audio track".into()))?;
+    let track_id = track.id;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| AudioError(format!("unsupported audio codec: {e}")))?;
+
+    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut mono: Vec<f32> = Vec::new();
+    let mut buffer: Option<SampleBuffer<f32>> = None;
+    let mut frames_limit = u64::MAX;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            // The end of the stream (or of a truncated one).
+            Err(SymError::IoError(_)) | Err(SymError::ResetRequired) => break,
+            Err(e) => return Err(AudioError(format!("the audio is malformed: {e}"))),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(decoded) => decoded,
+            // A damaged frame: skip it, as players do.
+            Err(SymError::DecodeError(_)) => continue,
+            Err(SymError::IoError(_)) => break,
+            Err(e) => return Err(AudioError(format!("the audio cannot be decoded: {e}"))),
+        };
+        let spec = *decoded.spec();
+        if spec.rate == 0 {
+            return Err(AudioError("the audio declares a sample rate of 0".into()));
+        }
+        if rate != spec.rate {
+            if !mono.is_empty() {
+                return Err(AudioError(
+                    "the sample rate changes within the audio".into(),
+                ));
+            }
+            rate = spec.rate;
+        }
+        if frames_limit == u64::MAX {
+            frames_limit = (max_seconds * f64::from(rate)) as u64;
+        }
+        let channels = spec.channels.count().max(1);
+        let buf = match &mut buffer {
+            Some(buf) if buf.capacity() >= decoded.capacity() * channels => buf,
+            _ => buffer.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
+        };
+        buf.copy_interleaved_ref(decoded);
+        let scale = 1.0 / channels as f32;
+        mono.extend(
+            buf.samples()
+                .chunks_exact(channels)
+                .map(|frame| frame.iter().sum::<f32>() * scale),
+        );
+        if mono.len() as u64 > frames_limit {
+            return Err(AudioError(format!(
+                "the audio is longer than the limit of {max_seconds} seconds"
+            )));
+        }
+    }
+    if mono.is_empty() || rate == 0 {
+        return Err(AudioError("the audio holds no samples".into()));
+    }
+    let seconds = mono.len() as f64 / f64::from(rate);
+    let samples = resample(&mono, rate, WHISPER_SAMPLE_RATE);
+    if samples.iter().any(|s| !s.is_finite()) {
+        return Err(AudioError(
+            "the audio holds samples that are not numbers".into(),
+        ));
+    }
+    Ok(Decoded { samples, seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAV file of 16-bit PCM.
+    fn wav(rate: u32, channels: u16, frames: &[i16]) -> Vec<u8> {
+        let data_len = (frames.len() * 2) as u32;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+        out.extend_from_slice(&(channels * 2).to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        for s in frames {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn stereo_48k_becomes_mono_16k() {
+        // One second of stereo: left +0.5, right -0.25 (mean 0.125).
+        let frames: Vec<i16> = (0..48_000).flat_map(|_| [16_384i16, -8_192]).collect();
+        let d = decode(&wav(48_000, 2, &frames), Some("wav"), 60.0).unwrap();
+        assert!((d.seconds - 1.0).abs() < 1e-9);
+        assert_eq!(d.samples.len(), 16_000);
+        assert!(
+            (d.samples[8_000] - 0.125).abs() < 1e-3,
+            "{}",
+            d.samples[8_000]
+        );
+    }
+
+    #[test]
+    fn garbage_empty_and_overlong_input_are_errors() {
+        assert!(decode(b"", None, 60.0).unwrap_err().0.contains("empty"));
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        assert!(decode(&noise, None, 60.0).is_err());
+        let header_only = wav(16_000, 1, &[]);
+        assert!(decode(&header_only, Some("wav"), 60.0).is_err());
+        let two_seconds = wav(16_000, 1, &[0; 32_000]);
+        assert!(decode(&two_seconds, Some("wav"), 1.0)
+            .unwrap_err()
+            .0
+            .contains("longer"));
+        let truncated = &wav(16_000, 1, &[100; 16_000])[..1000];
+        let d = decode(truncated, Some("wav"), 60.0);
+        assert!(d.is_err() || d.unwrap().samples.len() < 16_000);
+    }
+}

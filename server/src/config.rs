@@ -1,0 +1,368 @@
+//! `config.json`: the original server's shape plus our keys, with an embedded default for
+//! everything but the model. Unknown keys and wrong types are refused with the key's path.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `server`: listening, CORS, limits.
+    pub server: ServerConfig,
+    /// `recognition`: the model and the recognizer.
+    pub recognition: RecognitionConfig,
+    /// `storage`: where uploads live.
+    pub storage: StorageConfig,
+    /// `logging`: level and file.
+    pub logging: LoggingConfig,
+}
+
+/// `server`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `0.0.0.0`).
+    pub host: String,
+    /// Port (default 8080; 0 picks a free one).
+    pub port: u16,
+    /// CORS response headers.
+    pub cors: CorsConfig,
+    /// Largest request body in bytes (default 100 MiB); more is answered 413.
+    pub max_upload_bytes: u64,
+    /// Longest a recognition may take, queueing included, in seconds (default 300); longer is
+    /// answered 504.
+    pub request_timeout_seconds: f64,
+    /// Longest the client may take to send a request body, in seconds (default 60); a body
+    /// that stalls (or is shorter than its declared length) is answered 400.
+    pub body_timeout_seconds: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            cors: CorsConfig::default(),
+            max_upload_bytes: 100 << 20,
+            request_timeout_seconds: 300.0,
+            body_timeout_seconds: 60.0,
+        }
+    }
+}
+
+/// A header value given as one string (`"GET, POST"`) or as a list.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum HeaderList {
+    /// `"GET, POST"`.
+    One(String),
+    /// `["GET", "POST"]`.
+    Many(Vec<String>),
+}
+
+impl HeaderList {
+    /// The items, trimmed, empty ones left out.
+    pub fn items(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            HeaderList::One(s) => s.split(',').collect(),
+            HeaderList::Many(v) => v.iter().map(String::as_str).collect(),
+        };
+        raw.into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `server.cors`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `Access-Control-Allow-Origin` (default `*`; empty turns CORS off).
+    pub allow_origin: String,
+    /// Allowed methods (default `GET, POST, OPTIONS`).
+    pub allow_methods: HeaderList,
+    /// Allowed request headers (default `Content-Type, Authorization`).
+    pub allow_headers: HeaderList,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allow_origin: "*".into(),
+            allow_methods: HeaderList::One("GET, POST, OPTIONS".into()),
+            allow_headers: HeaderList::One("Content-Type, Authorization".into()),
+        }
+    }
+}
+
+/// `recognition`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecognitionConfig {
+    /// The ggml model file (no default: `--model` or this key).
+    pub model_path: Option<PathBuf>,
+    /// Defaults of every request.
+    pub default_params: DefaultParams,
+    /// Run on the CPU when the GPU is unavailable or fails (default `true`).
+    pub fallback_to_cpu: bool,
+    /// Requests that run at once (default: the recognizer's, cores / 4 between 1 and 4).
+    pub workers: Option<usize>,
+    /// Requests that may wait (default `4 * workers`); more are answered 429.
+    pub queue_limit: Option<usize>,
+    /// Threads per request (default: cores / workers).
+    pub threads_per_worker: Option<usize>,
+    /// Longest audio accepted, in seconds after decoding (default 3 hours).
+    pub max_audio_seconds: f64,
+}
+
+impl Default for RecognitionConfig {
+    fn default() -> Self {
+        RecognitionConfig {
+            model_path: None,
+            default_params: DefaultParams::default(),
+            fallback_to_cpu: true,
+            workers: None,
+            queue_limit: None,
+            threads_per_worker: None,
+            max_audio_seconds: 3.0 * 3600.0,
+        }
+    }
+}
+
+/// `recognition.default_params`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultParams {
+    /// The spoken language, or `"auto"` (default) to detect it.
+    pub language: String,
+    /// Run on the GPU (default `true`).
+    pub use_gpu: bool,
+    /// Beam search width; 1 decodes greedily (default 5, as whisper.cpp's CLI).
+    pub beam_size: u32,
+    /// Decoding temperature (default 0.0).
+    pub temperature: f32,
+}
+
+impl Default for DefaultParams {
+    fn default() -> Self {
+        DefaultParams {
+            language: "auto".into(),
+            use_gpu: true,
+            beam_size: 5,
+            temperature: 0.0,
+        }
+    }
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where uploads are stored and the only place `audio_path` may name (default `./storage`).
+    pub dir: PathBuf,
+    /// Smaller uploads and files are refused (default 44 bytes, a WAV header).
+    pub min_file_size_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("storage"),
+            min_file_size_bytes: 44,
+        }
+    }
+}
+
+/// `logging`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub level: String,
+    /// Append logs to this file instead of stderr (default: none).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            file: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses a configuration, naming the key of any unknown field or wrong type.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path.is_empty() || path == "." {
+                ConfigError(format!("config: {inner}"))
+            } else {
+                ConfigError(format!("config key `{path}`: {inner}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_json(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("config key `{key}`: {why}")));
+        if self.server.max_upload_bytes == 0 {
+            return bad("server.max_upload_bytes", "must be at least 1");
+        }
+        let timeout = self.server.request_timeout_seconds;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+            return bad(
+                "server.request_timeout_seconds",
+                "must be between 0 and 86400 seconds",
+            );
+        }
+        let body = self.server.body_timeout_seconds;
+        if !(body.is_finite() && body > 0.0 && body <= 86_400.0) {
+            return bad(
+                "server.body_timeout_seconds",
+                "must be between 0 and 86400 seconds",
+            );
+        }
+        let params = &self.recognition.default_params;
+        if !(1..=8).contains(&params.beam_size) {
+            return bad("recognition.default_params.beam_size", "must be 1 to 8");
+        }
+        if !(0.0..=1.0).contains(&params.temperature) {
+            return bad(
+                "recognition.default_params.temperature",
+                "must be between 0.0 and 1.0",
+            );
+        }
+        let lang = params.language.trim();
+        if lang != "auto" && whisper_steady::get_lang_id(lang).is_none() {
+            return bad(
+                "recognition.default_params.language",
+                "must be \"auto\" or a language code whisper knows (\"en\", \"de\", ...)",
+            );
+        }
+        if self.recognition.workers == Some(0) {
+            return bad("recognition.workers", "must be at least 1");
+        }
+        if self.recognition.threads_per_worker == Some(0) {
+            return bad("recognition.threads_per_worker", "must be at least 1");
+        }
+        let max_audio = self.recognition.max_audio_seconds;
+        if !(max_audio.is_finite() && max_audio > 0.0) {
+            return bad("recognition.max_audio_seconds", "must be more than 0");
+        }
+        if self.storage.dir.as_os_str().is_empty() {
+            return bad("storage.dir", "must not be empty");
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
+            return bad(
+                "logging.level",
+                "must be one of error, warn, info, debug, trace",
+            );
+        }
+        Ok(())
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.server.request_timeout_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_but_the_model_has_a_default() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.recognition.default_params.language, "auto");
+        assert_eq!(c.recognition.model_path, None);
+        assert_eq!(
+            c.server.cors.allow_methods.items(),
+            ["GET", "POST", "OPTIONS"]
+        );
+    }
+
+    #[test]
+    fn the_users_shape_parses() {
+        let c = Config::from_json(
+            r#"{
+              "server": {"host": "127.0.0.1", "port": 9000,
+                         "cors": {"allow_origin": "https://a.example", "allow_methods": ["GET", "POST"],
+                                  "allow_headers": "Content-Type"}},
+              "recognition": {"model_path": "m.bin",
+                              "default_params": {"language": "en", "use_gpu": false, "beam_size": 1, "temperature": 0.2},
+                              "fallback_to_cpu": false, "workers": 2, "queue_limit": 3},
+              "storage": {"dir": "/var/lib/rec", "min_file_size_bytes": 100},
+              "logging": {"level": "debug", "file": "rec.log"}
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(c.server.cors.allow_methods.items(), ["GET", "POST"]);
+        assert_eq!(c.recognition.workers, Some(2));
+        assert!(!c.recognition.default_params.use_gpu);
+        assert_eq!(c.logging.file.as_deref(), Some(Path::new("rec.log")));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key() {
+        let e = Config::from_json(r#"{"server": {"prot": 1}}"#)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("server.prot") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = Config::from_json(r#"{"recognition": {"default_params": {"beam_size": "5"}}}"#)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("recognition.default_params.beam_size"), "{e}");
+        let e = Config::from_json(r#"{"recognition": {"default_params": {"beam_size": 0}}}"#)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("recognition.default_params.beam_size"), "{e}");
+        let e = Config::from_json(r#"{"logging": {"level": "loud"}}"#)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("logging.level"), "{e}");
+        let e = Config::from_json(r#"{"server": {"port": 70000}}"#)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("server.port"), "{e}");
+        let e = Config::from_json("[1]").unwrap_err().0;
+        assert!(e.starts_with("config"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Errors as HTTP responses: the original API answers `{"success": false, "error": ...}`, the
+//! OpenAI-compatible one `{"error": {"message": ..., "type": ...}}`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use whisper_steady::recognizer::{Health, RecognizeError};
+
+use crate::audio::AudioError;
+use crate::storage::StorageError;
+
+/// Which API's error shape to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    Original,
+    OpenAi,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) style: Style,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+            style: Style::Original,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn style(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// The outcome label for `/metrics`.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self.status {
+            StatusCode::TOO_MANY_REQUESTS => "overloaded",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            s if s.is_client_error() => "client_error",
+            _ => "server_error",
+        }
+    }
+
+    /// Maps a recognizer error; `health` estimates `Retry-After` for overload.
+    pub(crate) fn from_recognize(e: RecognizeError, health: impl FnOnce() -> Health) -> Self {
+        let status = match &e {
+            RecognizeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RecognizeError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RecognizeError::InvalidAudio(_) | RecognizeError::InvalidOptions(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            RecognizeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            // A cancelled request has no client left to answer.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut err = ApiError::new(status, e.to_string());
+        if matches!(e, RecognizeError::Overloaded { .. }) {
+            let h = health();
+            let workers: usize = h.lanes.iter().map(|l| l.workers).sum::<usize>().max(1);
+            err.retry_after = Some((1 + h.queue_depth / workers) as u64);
+        }
+        err
+    }
+}
+
+impl From<AudioError> for ApiError {
+    fn from(e: AudioError) -> Self {
+        ApiError::bad_request(e.0)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        let status = match e {
+            StorageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            StorageError::NotFound(_) => StatusCode::NOT_FOUND,
+            StorageError::TooSmall { .. } => StatusCode::BAD_REQUEST,
+            StorageError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.style {
+            Style::Original => json!({"success": false, "error": self.message}),
+            Style::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": if self.status.is_client_error() { "invalid_request_error" } else { "server_error" },
+                "param": null,
+                "code": self.status.as_u16(),
+            }}),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
+    }
+}
+
+/// Unknown paths.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}

@@ -1,0 +1,225 @@
+//! recognizer-server: the user's HTTP recognition service on whisper-steady's
+//! [`Recognizer`](whisper_steady::recognizer::Recognizer).
+//!
+//! Endpoints: `GET /health`, `POST /api/upload`, `POST /api/recognize` (the original API),
+//! `POST /v1/audio/transcriptions` (OpenAI-compatible) and `GET /metrics` (Prometheus). The
+//! binary (`src/main.rs`) reads the configuration, sets up logging and calls [`serve`]; the
+//! tests call the same functions on a loopback port.
+
+#![deny(missing_docs)]
+
+pub mod audio;
+pub mod config;
+mod error;
+mod health;
+pub mod metrics;
+mod openai;
+mod recognize;
+pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use whisper_steady::recognizer::{RecognizeOptions, Recognizer, RecognizerConfig};
+
+pub use config::Config;
+use metrics::Metrics;
+use storage::Storage;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The recognizer.
+    pub recognizer: Recognizer,
+    /// The storage folder.
+    pub storage: Storage,
+    /// The configuration.
+    pub config: Config,
+    /// HTTP counters.
+    pub metrics: Metrics,
+}
+
+/// Why the server cannot start; the message says what to fix.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl AppState {
+    /// Opens storage and starts the recognizer (loads the model).
+    pub fn new(config: Config) -> Result<Arc<AppState>, StartError> {
+        let model = config.recognition.model_path.clone().ok_or_else(|| {
+            StartError(
+                "no model: pass --model PATH or set recognition.model_path in the config".into(),
+            )
+        })?;
+        if !model.is_file() {
+            return Err(StartError(format!(
+                "the model {} does not exist or is not a file",
+                model.display()
+            )));
+        }
+        let storage = Storage::open(&config.storage.dir, config.storage.min_file_size_bytes)
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot create the storage folder {}: {e}",
+                    config.storage.dir.display()
+                ))
+            })?;
+        let mut rc = RecognizerConfig::new(model);
+        rc.use_gpu = config.recognition.default_params.use_gpu;
+        rc.fallback_to_cpu = config.recognition.fallback_to_cpu;
+        if let Some(workers) = config.recognition.workers {
+            rc.workers = workers;
+            rc.queue_limit = 4 * workers;
+            rc.threads_per_worker =
+                (std::thread::available_parallelism().map_or(1, |n| n.get()) / workers).max(1);
+        }
+        if let Some(limit) = config.recognition.queue_limit {
+            rc.queue_limit = limit;
+        }
+        if let Some(threads) = config.recognition.threads_per_worker {
+            rc.threads_per_worker = threads;
+        }
+        rc.default_deadline = Some(config.request_timeout());
+        let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
+        Ok(Arc::new(AppState {
+            recognizer,
+            storage,
+            config,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The options of a request: the configured defaults, overridden by what it gives.
+    pub(crate) fn options(
+        &self,
+        language: Option<&str>,
+        use_gpu: Option<bool>,
+        beam_size: Option<u32>,
+        temperature: Option<f32>,
+        prompt: Option<String>,
+    ) -> RecognizeOptions {
+        let defaults = &self.config.recognition.default_params;
+        let mut options = RecognizeOptions::new();
+        let language = language
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&defaults.language);
+        options.language = (language != "auto").then(|| language.to_owned());
+        // The main backend follows the configuration; a request can only ask for the CPU.
+        options.use_gpu = (use_gpu == Some(false)).then_some(false);
+        options.beam_size = Some(beam_size.unwrap_or(defaults.beam_size));
+        options.temperature = Some(temperature.unwrap_or(defaults.temperature));
+        options.initial_prompt = prompt.filter(|p| !p.is_empty());
+        options.deadline = Some(self.config.request_timeout());
+        options
+    }
+}
+
+/// The routes, with CORS and the body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = usize::try_from(state.config.server.max_upload_bytes).unwrap_or(usize::MAX);
+    let mut app = Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .route("/api/upload", post(recognize::upload))
+        .route("/api/recognize", post(recognize::recognize))
+        .route("/v1/audio/transcriptions", post(openai::transcriptions))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs_f64(
+            state.config.server.body_timeout_seconds,
+        )));
+    if let Some(cors) = cors_layer(&state.config) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
+}
+
+fn cors_layer(config: &Config) -> Option<CorsLayer> {
+    let cors = &config.server.cors;
+    let origin = cors.allow_origin.trim();
+    if origin.is_empty() {
+        return None;
+    }
+    let origin = if origin == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origin
+                .split(',')
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    let methods: Vec<Method> = cors
+        .allow_methods
+        .items()
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect();
+    let headers: Vec<HeaderName> = cors
+        .allow_headers
+        .items()
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(AllowMethods::list(methods))
+            .allow_headers(AllowHeaders::list(headers))
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight (HTTP and
+/// recognition) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let recognizer = state.recognizer.clone();
+    // Joins the workers after the last queued request; blocking, so off the runtime.
+    let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;
+    Ok(())
+}
+
+/// Measures one request for `/metrics`.
+pub(crate) struct Timer {
+    endpoint: &'static str,
+    started: Instant,
+}
+
+impl Timer {
+    pub(crate) fn start(endpoint: &'static str) -> Self {
+        Timer {
+            endpoint,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn finish(self, state: &AppState, outcome: &'static str) {
+        state
+            .metrics
+            .record(self.endpoint, outcome, self.started.elapsed());
+    }
+}

@@ -1,0 +1,146 @@
+//! `recognizer-server`: starts the HTTP recognition service.
+//!
+//! `recognizer-server --model ggml-base.bin` starts with the embedded defaults;
+//! `--config config.json` reads the original server's configuration file (see the README).
+//! SIGTERM or Ctrl-C stops taking connections, finishes the requests in flight and exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::Parser;
+use recognizer_server::{serve, AppState, Config};
+use tracing_subscriber::EnvFilter;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "recognizer-server",
+    version,
+    about = "HTTP speech recognition on whisper.cpp"
+)]
+struct Args {
+    /// The configuration file (JSON); every key has a default except the model.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The ggml model file (overrides recognition.model_path).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Address to listen on (overrides server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (overrides server.port; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+fn load_config(args: &Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(model) = &args.model {
+        config.recognition.model_path = Some(model.clone());
+    }
+    if let Some(host) = &args.host {
+        config.server.host = host.clone();
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Logs go to `logging.file` (appended) or stderr, at `logging.level` (`RUST_LOG` overrides).
+/// The `log` records of the library (the recognizer's messages) are captured too.
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &config.logging.file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let address = (config.server.host.clone(), config.server.port);
+        let state = AppState::new(config).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(address.clone())
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", address.0, address.1))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(
+            "listening on http://{local} (backend {}, {} workers)",
+            state.recognizer.main_backend(),
+            state.recognizer.config().workers
+        );
+        // The tests and scripts read this line to find the port.
+        println!("listening on http://{local}");
+        serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

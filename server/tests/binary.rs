@@ -1,0 +1,115 @@
+//! The `recognizer-server` binary: starting from `--model` alone, refusing bad configuration,
+//! and finishing in-flight requests on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_recognizer-server");
+
+#[test]
+fn bad_configuration_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"server": {"port": 8080, "hots": "x"}}"#).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.hots"), "{err}");
+
+    std::fs::write(&config, r#"{"recognition": {"workers": "four"}}"#).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("recognition.workers"),
+        "{err}"
+    );
+
+    // No model anywhere: a clear message, not a crash.
+    let out = Command::new(BIN).args(["--port", "0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--model"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn starts_from_model_alone_and_sigterm_finishes_in_flight_requests() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--model")
+        .arg(&model)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+
+    // The embedded default storage folder is ./storage.
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let mut upload = format!(
+        "POST /api/upload?filename=jfk.wav HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        wav.len()
+    )
+    .into_bytes();
+    upload.extend_from_slice(&wav);
+    let r = common::raw(addr, &upload);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    assert!(dir.path().join("storage").join(&id).is_file());
+
+    let in_flight = std::thread::spawn(move || {
+        let body = json!({"audio_path": id}).to_string();
+        let req = format!(
+            "POST /api/recognize HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        common::raw(addr, req.as_bytes())
+    });
+    // Let the request reach a worker, then ask the server to stop.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let r = in_flight.join().unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "the in-flight request was not finished: {}",
+        r.text()
+    );
+    assert!(common::wer(common::JFK_TEXT, r.json()["text"].as_str().unwrap()) <= 0.1);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Nothing listens any more.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}

@@ -1,0 +1,290 @@
+//! A server on a loopback port, and a raw HTTP/1.1 client that can also send broken requests.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use recognizer_server::{serve, AppState, Config};
+
+/// The reference transcript of jfk.wav.
+pub const JFK_TEXT: &str = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country";
+
+/// The test model, or `None` (after saying why) when it is absent and not required.
+pub fn model_path() -> Option<PathBuf> {
+    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    match std::env::var_os("WHISPER_STEADY_TEST_MODEL").map(PathBuf::from) {
+        Some(path) if path.is_file() => Some(path),
+        other => {
+            assert!(
+                !required,
+                "WHISPER_STEADY_REQUIRE_MODEL=1 but WHISPER_STEADY_TEST_MODEL is {other:?}"
+            );
+            eprintln!("skipped: set WHISPER_STEADY_TEST_MODEL (see scripts/fetch-test-model.sh)");
+            None
+        }
+    }
+}
+
+/// A file of the shared speech samples.
+pub fn shared_audio(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/audio")
+        .join(name)
+}
+
+/// Word error rate of `hypothesis` against `reference` (case and punctuation ignored).
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(rw != hw))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// A running server; stopped (gracefully) when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub storage: PathBuf,
+    pub state: Arc<AppState>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with a fresh storage folder; `tune` adjusts the config.
+    pub fn start(tune: impl FnOnce(&mut Config)) -> Option<TestServer> {
+        let model = model_path()?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.host = "127.0.0.1".into();
+        config.server.port = 0;
+        config.recognition.model_path = Some(model);
+        config.recognition.default_params.use_gpu = false;
+        config.storage.dir = dir.path().join("storage");
+        tune(&mut config);
+        config.validate().unwrap();
+        let state = AppState::new(config).unwrap();
+        let storage = state.storage.root().to_path_buf();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = Arc::clone(&state);
+        let thread = std::thread::spawn(move || {
+            runtime
+                .block_on(serve(listener, served, async {
+                    let _ = stopped.await;
+                }))
+                .unwrap();
+        });
+        Some(TestServer {
+            addr,
+            storage,
+            state,
+            _dir: dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends raw bytes and reads the whole response.
+    pub fn raw(&self, request: &[u8]) -> Response {
+        raw(self.addr, request)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.raw(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    }
+
+    /// `POST path` with a body and a content type.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.raw(&req)
+    }
+
+    /// `POST path` with JSON.
+    pub fn post_json(&self, path: &str, json: &serde_json::Value) -> Response {
+        self.post(path, "application/json", json.to_string().as_bytes())
+    }
+
+    /// Uploads a file and returns its id.
+    pub fn upload(&self, bytes: &[u8], filename: &str) -> String {
+        let r = self.post(
+            &format!("/api/upload?filename={filename}"),
+            "application/octet-stream",
+            bytes,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Sends raw bytes to `addr` (from a second thread, so that a server answering before it has
+/// read everything, as with 413, is still heard) and reads the response until the server closes
+/// the connection (every request here says `Connection: close`, or is broken).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let request = request.to_vec();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut data = Vec::new();
+    // A reset after the response (unread body) ends the read; what arrived is kept.
+    let _ = stream.read_to_end(&mut data);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = sender.join();
+    parse(&data).unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&data)))
+}
+
+fn parse(data: &[u8]) -> Option<Response> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = data[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16)
+                    .ok()?;
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(rest.get(..size)?);
+            rest = rest.get(size + 2..)?;
+        }
+        body = out;
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A multipart/form-data body as OpenAI's official Python client (httpx) builds it: a random
+/// hex boundary, `form-data` parts with the file's name and a content type guessed from it.
+pub fn openai_multipart(
+    fields: &[(&str, &str)],
+    file: Option<(&str, &str, &[u8])>,
+) -> (String, Vec<u8>) {
+    let boundary = "4d8e0d9b6a8a4f43b7f1f2a2d7c6e5b1";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    if let Some((filename, content_type, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The request line and headers the official client sends, around a multipart body.
+pub fn openai_request(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: test\r\nAccept: application/json\r\nAccept-Encoding: gzip, deflate\r\nAuthorization: Bearer sk-test\r\nUser-Agent: OpenAI/Python 1.54.0\r\nX-Stainless-Lang: python\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}

@@ -1,0 +1,406 @@
+//! The server over real HTTP on loopback, with the real model and real speech.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{openai_multipart, openai_request, shared_audio, wer, TestServer, JFK_TEXT};
+use serde_json::json;
+
+fn jfk_wav() -> Vec<u8> {
+    std::fs::read(shared_audio("jfk.wav")).unwrap()
+}
+
+fn jfk_mp3() -> Vec<u8> {
+    std::fs::read(shared_audio("jfk.mp3")).unwrap()
+}
+
+#[test]
+fn wav_and_mp3_through_both_apis() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    for (bytes, name, mime) in [
+        (jfk_wav(), "jfk.wav", "audio/x-wav"),
+        (jfk_mp3(), "jfk.mp3", "audio/mpeg"),
+    ] {
+        let id = server.upload(&bytes, name);
+        let r = server.post_json("/api/recognize", &json!({"audio_path": id}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["success"], true);
+        let text = body["text"].as_str().unwrap();
+        assert!(wer(JFK_TEXT, text) <= 0.1, "{name}: {text:?}");
+        let confidence = body["confidence"].as_f64().unwrap();
+        assert!(confidence > 0.5 && confidence <= 1.0, "{confidence}");
+        assert_eq!(body["language"], "en");
+        assert!(
+            (body["duration"].as_f64().unwrap() - 11.0).abs() < 0.3,
+            "{body}"
+        );
+        assert!(!body["segments"].as_array().unwrap().is_empty());
+
+        let (ct, multipart) =
+            openai_multipart(&[("model", "whisper-1")], Some((name, mime, &bytes)));
+        let r = server.raw(&openai_request(&ct, &multipart));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.json()["text"].as_str().unwrap().to_owned();
+        assert!(wer(JFK_TEXT, &text) <= 0.1, "{name} (OpenAI API): {text:?}");
+    }
+}
+
+#[test]
+fn openai_response_formats() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    let wav = jfk_wav();
+    let ask = |format: &str| {
+        let (ct, body) = openai_multipart(
+            &[
+                ("model", "whisper-1"),
+                ("response_format", format),
+                ("language", "en"),
+                ("temperature", "0"),
+            ],
+            Some(("jfk.wav", "audio/x-wav", &wav)),
+        );
+        let r = server.raw(&openai_request(&ct, &body));
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+        r
+    };
+    let text = ask("text");
+    assert!(text
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(wer(JFK_TEXT, &text.text()) <= 0.1, "{}", text.text());
+
+    let srt = ask("srt").text();
+    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:"), "{srt}");
+    assert!(srt.contains("\n2\n") || wer(JFK_TEXT, &srt) < 0.5, "{srt}");
+
+    let vtt = ask("vtt").text();
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> "), "{vtt}");
+
+    let verbose = ask("verbose_json").json();
+    assert_eq!(verbose["task"], "transcribe");
+    assert_eq!(verbose["language"], "english");
+    assert!((verbose["duration"].as_f64().unwrap() - 11.0).abs() < 0.3);
+    let segments = verbose["segments"].as_array().unwrap();
+    assert!(!segments.is_empty());
+    for s in segments {
+        assert!(s["end"].as_f64() > s["start"].as_f64(), "{s}");
+        assert!(!s["tokens"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn sixteen_concurrent_clients_five_requests_each() {
+    let Some(server) = TestServer::start(|c| {
+        c.recognition.workers = Some(4);
+        c.recognition.threads_per_worker = Some(1);
+        c.recognition.queue_limit = Some(64);
+    }) else {
+        return;
+    };
+    let wav_id = server.upload(&jfk_wav(), "jfk.wav");
+    let mp3_id = server.upload(&jfk_mp3(), "jfk.mp3");
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|client| {
+                let (server, wav_id, mp3_id) = (&server, &wav_id, &mp3_id);
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    for n in 0..5 {
+                        let id = if (client + n) % 2 == 0 {
+                            wav_id
+                        } else {
+                            mp3_id
+                        };
+                        let r = server.post_json(
+                            "/api/recognize",
+                            &json!({"audio_path": id, "beam_size": 1, "language": "en"}),
+                        );
+                        let ok = r.status == 200
+                            && wer(JFK_TEXT, r.json()["text"].as_str().unwrap_or("")) <= 0.1;
+                        if !ok {
+                            failures.push(format!(
+                                "client {client} #{n}: {} {}",
+                                r.status,
+                                r.text()
+                            ));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+    let health = server.get("/health").json();
+    assert_eq!(health["requests"]["completed"], 80);
+    assert_eq!(health["requests"]["rejected_overloaded"], 0);
+}
+
+#[test]
+fn overload_answers_429_with_retry_after_then_recovers() {
+    let Some(server) = TestServer::start(|c| {
+        c.recognition.workers = Some(1);
+        c.recognition.queue_limit = Some(1);
+    }) else {
+        return;
+    };
+    let id = server.upload(&jfk_wav(), "jfk.wav");
+    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    let r = server
+                        .post_json("/api/recognize", &json!({"audio_path": id, "beam_size": 1}));
+                    (r.status, r.header("retry-after").map(str::to_owned))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+    let served = statuses.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(refused.len() + served, 6, "{statuses:?}");
+    assert!(!refused.is_empty() && served >= 1, "{statuses:?}");
+    for (_, retry_after) in &refused {
+        let secs: u64 = retry_after
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!(secs >= 1);
+    }
+    // Recovery: the next request is served, and health is fine.
+    let r = server.post_json("/api/recognize", &json!({"audio_path": id, "beam_size": 1}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let health = server.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.json()["requests"]["rejected_overloaded"],
+        refused.len()
+    );
+}
+
+#[test]
+fn a_request_over_the_timeout_gets_504() {
+    let Some(server) = TestServer::start(|c| {
+        c.server.request_timeout_seconds = 0.05;
+    }) else {
+        return;
+    };
+    let id = server.upload(&jfk_wav(), "jfk.wav");
+    let r = server.post_json("/api/recognize", &json!({"audio_path": id}));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["success"], false);
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn malformed_and_hostile_requests_get_4xx_and_harm_nothing() {
+    let Some(server) = TestServer::start(|c| {
+        c.server.max_upload_bytes = 1 << 20;
+        c.server.body_timeout_seconds = 1.0;
+        c.storage.min_file_size_bytes = 64;
+    }) else {
+        return;
+    };
+    let good = server.upload(&jfk_wav(), "jfk.wav");
+    let noise: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let noise_id = server.upload(&noise, "noise.wav");
+    std::fs::write(server.storage.join("tiny.wav"), b"RIFF").unwrap();
+    let secret = server.storage.parent().unwrap().join("secret.wav");
+    std::fs::write(&secret, jfk_wav()).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&secret, server.storage.join("escape.wav")).unwrap();
+    let big = vec![0u8; (1 << 20) + 1];
+    let (mp_ct, mp_good) = openai_multipart(
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", "audio/x-wav", &jfk_wav())),
+    );
+    let truncated = &mp_good[..mp_good.len() / 2];
+    let (no_file_ct, no_file) = openai_multipart(&[("model", "whisper-1")], None);
+    let wav = jfk_wav();
+    let with =
+        |fields: &[(&str, &str)]| openai_multipart(fields, Some(("a.wav", "audio/x-wav", &wav)));
+    let (fmt_ct, bad_format) = with(&[("response_format", "xml")]);
+    let (temp_ct, bad_temp) = with(&[("temperature", "hot")]);
+    let (lang_ct, bad_lang) = with(&[("language", "xx")]);
+    let (noise_ct, noise_file) = openai_multipart(&[], Some(("x.mp3", "audio/mpeg", &noise)));
+
+    let recognize = |body: &str| server.post("/api/recognize", "application/json", body.as_bytes());
+    let cases: Vec<(&str, common::Response)> = vec![
+        ("invalid JSON", recognize(r#"{"audio_path": "#)),
+        ("JSON missing audio_path", recognize("{}")),
+        ("audio_path of the wrong type", recognize(r#"{"audio_path": 5}"#)),
+        ("not JSON at all", server.post("/api/recognize", "text/plain", b"audio_path=x")),
+        ("../ traversal", recognize(r#"{"audio_path": "../secret.wav"}"#)),
+        ("nested traversal", recognize(r#"{"audio_path": "a/../../secret.wav"}"#)),
+        ("absolute path", recognize(r#"{"audio_path": "/etc/passwd"}"#)),
+        ("symlink out of storage", recognize(r#"{"audio_path": "escape.wav"}"#)),
+        ("missing file", recognize(r#"{"audio_path": "nope.wav"}"#)),
+        ("empty audio_path", recognize(r#"{"audio_path": ""}"#)),
+        ("file below the minimum size", recognize(r#"{"audio_path": "tiny.wav"}"#)),
+        ("random bytes as audio", recognize(&json!({"audio_path": noise_id}).to_string())),
+        ("unknown language", recognize(&json!({"audio_path": good, "language": "xx"}).to_string())),
+        ("beam_size out of range", recognize(&json!({"audio_path": good, "beam_size": 99}).to_string())),
+        ("temperature out of range", recognize(&json!({"audio_path": good, "temperature": 7.5}).to_string())),
+        ("zero-length upload", server.post("/api/upload", "application/octet-stream", b"")),
+        ("upload below the minimum size", server.post("/api/upload", "application/octet-stream", b"tiny")),
+        ("upload over the body limit", server.post("/api/upload", "application/octet-stream", &big)),
+        (
+            "declared length larger than the body",
+            server.raw(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nonly a few bytes"),
+        ),
+        ("truncated multipart", server.raw(&openai_request(&mp_ct, truncated))),
+        ("multipart without a file", server.raw(&openai_request(&no_file_ct, &no_file))),
+        ("multipart body under a JSON type", server.raw(&openai_request("application/json", &mp_good))),
+        ("multipart without a boundary", server.raw(&openai_request("multipart/form-data", &mp_good))),
+        ("unknown response_format", server.raw(&openai_request(&fmt_ct, &bad_format))),
+        ("temperature not a number", server.raw(&openai_request(&temp_ct, &bad_temp))),
+        ("unknown language (OpenAI API)", server.raw(&openai_request(&lang_ct, &bad_lang))),
+        ("random bytes as a multipart file", server.raw(&openai_request(&noise_ct, &noise_file))),
+        ("multipart over the body limit", {
+            let (ct, body) = openai_multipart(&[], Some(("big.wav", "audio/x-wav", &big)));
+            server.raw(&openai_request(&ct, &body))
+        }),
+        ("wrong method", server.get("/api/recognize")),
+        ("unknown path", server.get("/etc/passwd")),
+        ("garbage instead of HTTP", server.raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")),
+    ];
+    let mut wrong = Vec::new();
+    for (what, r) in &cases {
+        if !(400..500).contains(&r.status) {
+            wrong.push(format!("{what}: {} {}", r.status, r.text()));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(cases.len() >= 20);
+    // The original API answers its own error shape; the OpenAI one its own.
+    assert_eq!(cases[4].1.json()["success"], false);
+    assert!(cases[4].1.json()["error"].as_str().unwrap().contains(".."));
+    assert!(cases[23].1.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("response_format"));
+    // The secret stayed unread, and the server is fine.
+    let statuses: HashSet<u16> = cases.iter().map(|(_, r)| r.status).collect();
+    assert!(
+        statuses.contains(&413) && statuses.contains(&403),
+        "{statuses:?}"
+    );
+    let health = server.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    let r = server.post_json("/api/recognize", &json!({"audio_path": good}));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    assert_eq!(server.get("/health").status, 200);
+    let _ = server.post_json("/api/recognize", &json!({"audio_path": "missing.wav"}));
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    let mut families = HashSet::new();
+    let mut typed = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_owned()), "TYPE twice: {line}");
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        // name{label="value",...} value
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                for pair in labels[1..labels.len() - 1].split("\",") {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
+                    assert!(!v.contains('\n'));
+                }
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "sample before its TYPE: {line}");
+        families.insert(family.to_owned());
+    }
+    for needed in [
+        "recognizer_http_requests_total",
+        "recognizer_http_request_duration_seconds",
+        "recognizer_requests_total",
+        "recognizer_queue_depth",
+        "recognizer_workers",
+        "recognizer_device_memory_bytes",
+        "recognizer_cuda_pool_in_use_bytes",
+        "recognizer_failovers_total",
+    ] {
+        assert!(families.contains(needed), "{needed} missing:\n{text}");
+    }
+    assert!(text.contains(
+        "recognizer_http_requests_total{endpoint=\"recognize\",outcome=\"client_error\"} 1"
+    ));
+    assert!(text.contains(
+        "recognizer_http_request_duration_seconds_bucket{endpoint=\"health\",le=\"+Inf\"} 1"
+    ));
+}
+
+#[test]
+fn cors_preflight_is_answered() {
+    let Some(server) = TestServer::start(|c| {
+        c.server.cors.allow_origin = "https://app.example".into();
+    }) else {
+        return;
+    };
+    let r = server.raw(b"OPTIONS /api/recognize HTTP/1.1\r\nHost: t\r\nConnection: close\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+}

@@ -12,13 +12,15 @@
 #                                the virtual-memory pool (patch 0002). Not needed for stability:
 #                                the patched VMM pool survives out-of-order frees (patch 0001).
 #   RUST_LOG                     overrides logging.level (e.g. "info,whisper_steady=debug")
+#
+# Relative paths (the config, the model, storage.dir) are taken from the current folder.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
-bin=${RECOGNIZER_SERVER:-target/release/recognizer-server}
+bin=${RECOGNIZER_SERVER:-$root/target/release/recognizer-server}
 if [ ! -x "$bin" ]; then
   echo "building $bin ..." >&2
-  cargo build --release -p recognizer-server >&2
+  cargo build --release -p recognizer-server --manifest-path "$root/Cargo.toml" >&2
 fi
 
 # Find the model the server will load, and check it before starting.

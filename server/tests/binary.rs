@@ -113,3 +113,61 @@ fn starts_from_model_alone_and_sigterm_finishes_in_flight_requests() {
     // Nothing listens any more.
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[cfg(unix)]
+#[test]
+fn the_start_script_checks_the_model_before_starting() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/start-server.sh");
+    let run = |args: &[&str]| {
+        Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("RECOGNIZER_SERVER", BIN)
+            .env_remove("RECOGNIZER_MODEL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--model", "/no/such/model.bin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/no/such/model.bin does not exist"), "{err}");
+
+    let out = run(&["--port", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no model"), "{err}");
+
+    // With a model it execs the server, which then stops on SIGTERM.
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .arg("--model")
+        .arg(&model)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("RECOGNIZER_SERVER", BIN)
+        .env("GGML_CUDA_FORCE_LEGACY_POOL", "1")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}

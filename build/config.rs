@@ -57,8 +57,6 @@ pub struct Config {
     pub target_cpu_native: bool,
     /// Enabled Cargo features, lower-case with `-` (e.g. `intel-sycl`).
     pub features: Vec<String>,
-    /// True for debug-assertion builds (cargo's dev profile).
-    pub debug: bool,
     /// `WHISPER_STEADY_SOURCE_DIR`: use this whisper.cpp tree instead of the pinned package.
     pub source_dir: Option<PathBuf>,
     /// `WHISPER_STEADY_PATCH_EXCLUDE`: patches to leave out (for regression tests).
@@ -137,7 +135,6 @@ impl Config {
                 .collect(),
             target_cpu_native,
             features,
-            debug: env_var("PROFILE").is_some_and(|p| p == "debug"),
             source_dir: env_var("WHISPER_STEADY_SOURCE_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),

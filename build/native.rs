@@ -21,11 +21,10 @@ pub fn build(
     }
     let mut cmake = cmake::Config::new(tree);
     cmake
-        .profile(if config.debug {
-            "RelWithDebInfo"
-        } else {
-            "Release"
-        })
+        // Release (-O3) in every cargo profile: RelWithDebInfo's -O2 made whisper_full twice as
+        // slow (bench/RESULTS.md), which every `cargo test` paid. CMAKE_BUILD_TYPE (passed
+        // through, see config.rs) still selects another build type for debugging whisper.cpp.
+        .profile("Release")
         .define("BUILD_SHARED_LIBS", "OFF")
         .define("WHISPER_BUILD_TESTS", "OFF")
         .define("WHISPER_BUILD_EXAMPLES", "OFF")

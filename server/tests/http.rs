@@ -384,6 +384,7 @@ fn metrics_parse_as_prometheus_text() {
     assert!(text.contains(
         "recognizer_http_request_duration_seconds_bucket{endpoint=\"health\",le=\"+Inf\"} 1"
     ));
+    reference_parser_accepts(&text, families.len());
 }
 
 #[test]
@@ -403,4 +404,51 @@ fn cors_preflight_is_answered() {
         .header("access-control-allow-methods")
         .unwrap()
         .contains("POST"));
+}
+
+/// The Prometheus project's own parser (Python `prometheus_client`, installed by `.ci/run`)
+/// must read the exposition and find every family. Skipped without it unless
+/// `WHISPER_STEADY_REQUIRE_MODEL=1` (CI).
+fn reference_parser_accepts(text: &str, families: usize) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = "import sys\n\
+from prometheus_client.parser import text_string_to_metric_families as parse\n\
+fams = list(parse(sys.stdin.read()))\n\
+assert all(f.samples for f in fams), [f.name for f in fams if not f.samples]\n\
+print(len(fams))\n";
+    let child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    let Ok(mut child) = child else {
+        assert!(
+            !required,
+            "python3 is needed for the Prometheus parser check"
+        );
+        eprintln!("skipped the reference parser: no python3");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("No module named") {
+        assert!(!required, "prometheus_client is needed: {stderr}");
+        eprintln!("skipped the reference parser: {stderr}");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected /metrics: {stderr}"
+    );
+    let parsed: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(parsed, families, "families parsed by prometheus_client");
 }

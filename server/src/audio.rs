@@ -160,26 +160,63 @@ fn decode_inner(
 mod tests {
     use super::*;
 
-    /// A WAV file of 16-bit PCM.
-    fn wav(rate: u32, channels: u16, frames: &[i16]) -> Vec<u8> {
-        let data_len = (frames.len() * 2) as u32;
+    /// A WAV file: `format` 1 (PCM) or 3 (float), `bits` per sample, samples already encoded.
+    fn wav_raw(format: u16, bits: u16, rate: u32, channels: u16, data: &[u8]) -> Vec<u8> {
+        let block = channels * bits / 8;
         let mut out = Vec::new();
         out.extend_from_slice(b"RIFF");
-        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
         out.extend_from_slice(b"WAVEfmt ");
         out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&format.to_le_bytes());
         out.extend_from_slice(&channels.to_le_bytes());
         out.extend_from_slice(&rate.to_le_bytes());
-        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
-        out.extend_from_slice(&(channels * 2).to_le_bytes());
-        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+        out.extend_from_slice(&block.to_le_bytes());
+        out.extend_from_slice(&bits.to_le_bytes());
         out.extend_from_slice(b"data");
-        out.extend_from_slice(&data_len.to_le_bytes());
-        for s in frames {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
         out
+    }
+
+    /// A WAV file of 16-bit PCM.
+    fn wav(rate: u32, channels: u16, frames: &[i16]) -> Vec<u8> {
+        let data: Vec<u8> = frames.iter().flat_map(|s| s.to_le_bytes()).collect();
+        wav_raw(1, 16, rate, channels, &data)
+    }
+
+    #[test]
+    fn float_24_bit_and_8_bit_wav_at_other_rates() {
+        // Float32 stereo at 44.1 kHz, both channels 0.25: half a second.
+        let data: Vec<u8> = (0..22_050 * 2)
+            .flat_map(|_| 0.25f32.to_le_bytes())
+            .collect();
+        let d = decode(&wav_raw(3, 32, 44_100, 2, &data), None, 60.0).unwrap();
+        assert_eq!(d.samples.len(), 8_000);
+        assert!(
+            (d.samples[4_000] - 0.25).abs() < 1e-3,
+            "{}",
+            d.samples[4_000]
+        );
+        // 24-bit mono at 22.05 kHz, -0.5.
+        let v: i32 = -(1 << 22);
+        let data: Vec<u8> = (0..22_050)
+            .flat_map(|_| v.to_le_bytes()[..3].to_vec())
+            .collect();
+        let d = decode(&wav_raw(1, 24, 22_050, 1, &data), None, 60.0).unwrap();
+        assert!(
+            (d.samples[8_000] + 0.5).abs() < 1e-3,
+            "{}",
+            d.samples[8_000]
+        );
+        // 8-bit unsigned mono at 8 kHz, silence (128) with one loud half.
+        let data: Vec<u8> = (0..8_000)
+            .map(|i| if i < 4_000 { 128 } else { 192 })
+            .collect();
+        let d = decode(&wav_raw(1, 8, 8_000, 1, &data), None, 60.0).unwrap();
+        assert_eq!(d.samples.len(), 16_000);
+        assert!(d.samples[4_000].abs() < 1e-3 && (d.samples[12_000] - 0.5).abs() < 1e-2);
     }
 
     #[test]

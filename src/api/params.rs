@@ -108,6 +108,10 @@ impl<'a, 'b> FullParams<'a, 'b> {
     }
 
     /// Set the number of threads to use for decoding. Defaults to min(4, hardware threads).
+    ///
+    /// A count outside 1 to 512 (ggml's limit) makes [`WhisperState::full`](crate::WhisperState::full)
+    /// return [`WhisperError::InvalidThreadCount`](crate::WhisperError::InvalidThreadCount)
+    /// (whisper.cpp itself aborted the process).
     pub fn set_n_threads(&mut self, n_threads: c_int) {
         self.fp.n_threads = n_threads;
     }

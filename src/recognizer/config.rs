@@ -136,8 +136,11 @@ impl RecognizerConfig {
         if self.workers == 0 {
             return Err("workers must be at least 1".into());
         }
-        if self.threads_per_worker == 0 {
-            return Err("threads_per_worker must be at least 1".into());
+        if !(1..=512).contains(&self.threads_per_worker) {
+            return Err(format!(
+                "threads_per_worker must be between 1 and 512 (got {})",
+                self.threads_per_worker
+            ));
         }
         if self.use_gpu && self.fallback_to_cpu && self.cpu_workers == 0 {
             return Err(

@@ -59,11 +59,16 @@ impl std::fmt::Debug for WhisperState {
     }
 }
 
+/// ggml's limit on compute threads (`GGML_MAX_N_THREADS`); more aborts inside ggml.
+const MAX_THREADS: usize = sys::GGML_MAX_N_THREADS as usize;
+
+/// A thread count whisper.cpp can take: 1 to [`MAX_THREADS`]. Zero, negative or larger counts
+/// made whisper.cpp throw a C++ exception through the C API (which aborts the process).
 fn threads_arg(threads: usize) -> Result<c_int, WhisperError> {
-    if threads < 1 {
+    if !(1..=MAX_THREADS).contains(&threads) {
         return Err(WhisperError::InvalidThreadCount);
     }
-    Ok(c_int::try_from(threads).unwrap_or(c_int::MAX))
+    Ok(threads as c_int)
 }
 
 fn len_arg(len: usize) -> Result<c_int, WhisperError> {
@@ -270,6 +275,7 @@ impl WhisperState {
             return Err(WhisperError::NoSamples);
         }
         let n_samples = len_arg(data.len())?;
+        threads_arg(usize::try_from(params.fp.n_threads).unwrap_or(0))?;
         let vad = params.fp.vad;
         // SAFETY: exclusive state; `params` owns (or borrows for its lifetimes) everything its
         // pointers reach and lives until the end of this call, callbacks included.

@@ -117,8 +117,6 @@ pub(crate) struct Job {
     pub(crate) enqueued: Instant,
     pub(crate) timings: Timings,
     pub(crate) retried_on_cpu: bool,
-    /// Sent to the GPU as the breaker's half-open probe.
-    pub(crate) probe: bool,
 }
 
 #[derive(Default)]
@@ -295,7 +293,7 @@ impl Recognizer {
             .and_then(|d| submitted.checked_add(d).map(|at| (at, d)));
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot::default());
-        let mut job = Job {
+        let job = Job {
             id,
             audio,
             options,
@@ -306,7 +304,6 @@ impl Recognizer {
             enqueued: submitted,
             timings: Timings::default(),
             retried_on_cpu: false,
-            probe: false,
         };
 
         let mut queues = lock(&shared.queues);
@@ -321,7 +318,7 @@ impl Recognizer {
                 queue_limit: shared.config.queue_limit,
             });
         }
-        let lane = shared.route(&mut job)?;
+        let lane = shared.route(&job)?;
         queues.lanes[lane].push_back(job);
         drop(queues);
         shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
@@ -498,7 +495,7 @@ impl Shared {
     }
 
     /// Picks the lane for a new request (called with the queue locked).
-    fn route(&self, job: &mut Job) -> Result<usize, RecognizeError> {
+    fn route(&self, job: &Job) -> Result<usize, RecognizeError> {
         if self.lanes[0].backend == Backend::Cpu {
             return Ok(0);
         }
@@ -511,9 +508,7 @@ impl Shared {
         let Some(cpu) = cpu else { return Ok(0) };
         let mut breaker = lock(&self.breaker);
         let now = Instant::now();
-        let probing = breaker.state(now) == BreakerState::HalfOpen;
         if breaker.allow(now) {
-            job.probe = probing;
             Ok(0)
         } else {
             self.counters.diverted.fetch_add(1, Ordering::Relaxed);

@@ -151,7 +151,6 @@ fn gpu_failed(shared: &Shared, mut job: Job, error: WhisperError) -> Option<(Job
         job.id
     );
     job.retried_on_cpu = true;
-    job.probe = false;
     job.enqueued = Instant::now();
     shared.counters.retried.fetch_add(1, Ordering::Relaxed);
     // A retry goes first and is not subject to the queue limit: it was accepted already.

@@ -5,9 +5,12 @@
 #include "pool-policy.h"
 #include "pool-stats.h"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <new>
+#include <vector>
 
 extern "C" {
 
@@ -129,4 +132,97 @@ void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
     out->rejected_frees        = c->rejected_frees.load();
 }
 
+// ---- the pool microbenchmark (bench/steady-bench pool) ----
+//
+// Nanoseconds per alloc/free pair of the host-side bookkeeping, in C++ like the pool itself.
+// impl 0: upstream's VMM bookkeeping (`pool_used += size`; free: `pool_used -= size` and the
+//         assertion's comparison), which only survives LIFO frees;
+// impl 1: patch 0001's ledger behind the pool's mutex, as ggml_cuda_pool_vmm now runs it.
+// workload 0: LIFO: `depth` blocks allocated, then freed newest first, repeated;
+// workload 1: out of order: `depth` blocks alive, each step frees a pseudo-random one and
+//             allocates a new one (impl 1 only: upstream aborts on the first such free).
+// Returns ns per pair, or -1 for an impossible combination.
+double ws_pool_bench(int impl, int workload, int depth, uint64_t pairs, uint64_t seed) {
+    if (depth <= 0 || pairs == 0 || (impl == 0 && workload != 0)) {
+        return -1.0;
+    }
+    uint64_t rng = seed != 0 ? seed : 0x9E3779B97F4A7C15ull;
+    auto next = [&rng]() {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return rng;
+    };
+    std::vector<size_t> sizes(1024);
+    for (size_t & s : sizes) {
+        s = 128 * (1 + next() % 4096); // 128 B .. 512 KiB, aligned as the pool rounds them
+    }
+    volatile size_t sink = 0;
+    uint64_t done = 0;
+    const auto start = std::chrono::steady_clock::now();
+    if (impl == 0) {
+        size_t pool_used = 0;
+        std::vector<std::pair<size_t, size_t>> stack;
+        stack.reserve(depth);
+        while (done < pairs) {
+            for (int i = 0; i < depth; i++) {
+                const size_t size = sizes[(done + i) & 1023];
+                stack.push_back({pool_used, size});
+                pool_used += size;
+            }
+            for (int i = 0; i < depth; i++) {
+                const auto [ptr, size] = stack.back();
+                stack.pop_back();
+                pool_used -= size;
+                if (ptr != pool_used) { // GGML_ASSERT(ptr == pool_addr + pool_used)
+                    return -1.0;
+                }
+            }
+            done += depth;
+        }
+        sink = sink + pool_used;
+    } else {
+        ggml_cuda_vmm_ledger ledger;
+        std::mutex mutex;
+        std::vector<std::pair<size_t, size_t>> live;
+        live.reserve(depth);
+        auto alloc = [&](size_t size) {
+            std::lock_guard<std::mutex> lock(mutex);
+            live.push_back({ledger.alloc(size), size});
+        };
+        auto free_at = [&](size_t i) {
+            std::lock_guard<std::mutex> lock(mutex);
+            sink = sink + (size_t) ledger.free(live[i].first, live[i].second);
+        };
+        if (workload == 0) {
+            while (done < pairs) {
+                for (int i = 0; i < depth; i++) {
+                    alloc(sizes[(done + i) & 1023]);
+                }
+                for (int i = depth - 1; i >= 0; i--) {
+                    free_at((size_t) i);
+                    live.pop_back();
+                }
+                done += depth;
+            }
+        } else {
+            for (int i = 0; i < depth; i++) {
+                alloc(sizes[i & 1023]);
+            }
+            while (done < pairs) {
+                const size_t i = (size_t) (next() % live.size());
+                free_at(i);
+                live[i] = live.back();
+                live.pop_back();
+                alloc(sizes[done & 1023]);
+                done++;
+            }
+        }
+        sink = sink + ledger.used;
+    }
+    const auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    return ns / (double) done;
 }
+
+}
+

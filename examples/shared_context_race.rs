@@ -34,12 +34,17 @@ unsafe impl Sync for SharedContext {}
 impl SharedContext {
     /// Loads a model on the CPU with its default state, or says why not.
     pub fn load(model: &Path) -> Result<Self, String> {
+        Self::load_on(model, false)
+    }
+
+    /// Loads a model with its default state, on the GPU when `use_gpu` and the build has one.
+    pub fn load_on(model: &Path, use_gpu: bool) -> Result<Self, String> {
         let path = std::ffi::CString::new(model.to_string_lossy().into_owned())
             .map_err(|_| format!("{} contains a NUL byte", model.display()))?;
         // SAFETY: default parameters by value; a valid C string.
         let ctx = unsafe {
             let mut params = sys::whisper_context_default_params();
-            params.use_gpu = false;
+            params.use_gpu = use_gpu;
             sys::whisper_init_from_file_with_params(path.as_ptr(), params)
         };
         if ctx.is_null() {

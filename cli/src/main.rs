@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod gpu_check;
+mod quantize;
 mod transcribe;
 
 /// whisper.cpp speech recognition tools.
@@ -23,6 +25,12 @@ struct Cli {
 enum Command {
     /// Convert a CTranslate2 (faster-whisper) Whisper model folder into a whisper.cpp model file.
     ConvertCt2(convert::ConvertCt2Args),
+    /// Prove the CUDA fixes on this machine's GPU (pool self-tests, shared-context scenario,
+    /// 4 states x 50 requests, CUDA vs CPU text and speed); prints a table, writes JSON.
+    GpuCheck(gpu_check::GpuCheckArgs),
+    /// Quantize the weight matrices of an f32/f16 whisper.cpp model (q4_0, q4_1, q5_0, q5_1,
+    /// q8_0).
+    Quantize(quantize::QuantizeArgs),
     /// Transcribe (or translate) the speech in a WAV file; print it, and write text, SRT, WebVTT
     /// or JSON files.
     Transcribe(transcribe::TranscribeArgs),
@@ -32,6 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ConvertCt2(args) => convert::run(&args),
+        Command::GpuCheck(args) => gpu_check::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
         Command::Transcribe(args) => transcribe::run(&args),
     };
     match result {

@@ -71,6 +71,8 @@ pub enum ConvertError {
     Hparams(String),
     /// The vocabulary is malformed or does not match the model.
     Vocabulary(String),
+    /// A whisper.cpp model file given to the quantizer is malformed or cannot be quantized.
+    Model(String),
 }
 
 impl fmt::Display for ConvertError {
@@ -126,6 +128,7 @@ impl fmt::Display for ConvertError {
             ),
             ConvertError::Hparams(msg) => write!(f, "unsupported model dimensions: {msg}"),
             ConvertError::Vocabulary(msg) => write!(f, "bad vocabulary: {msg}"),
+            ConvertError::Model(msg) => write!(f, "whisper.cpp model: {msg}"),
         }
     }
 }

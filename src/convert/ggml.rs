@@ -58,6 +58,20 @@ impl<W: Write> GgmlWriter<W> {
         self.bytes(&v.to_le_bytes())
     }
 
+    /// Bytes passed on as they are (the quantizer copies sections of an existing file).
+    pub(crate) fn raw(&mut self, b: &[u8]) -> io::Result<()> {
+        self.bytes(b)
+    }
+
+    /// Little-endian `i32`s passed on as they are.
+    pub(crate) fn raw_i32s(&mut self, values: &[i32]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        self.bytes(&buf)
+    }
+
     /// The magic and the hyper parameters.
     pub(crate) fn header(&mut self, h: &Hparams) -> io::Result<()> {
         self.bytes(&MAGIC.to_le_bytes())?;

@@ -1,5 +1,8 @@
 //! Model conversion into whisper.cpp's ggml format.
 //!
+//! [`quantize_file`] rewrites the weight matrices of an f32/f16 whisper.cpp model in one of
+//! ggml's block-quantized types ([`QuantType`]: q4_0 to q8_0).
+//!
 //! [`convert_ct2_dir`] turns a CTranslate2 Whisper model folder (as used by faster-whisper:
 //! `model.bin` plus `vocabulary.txt` or `vocabulary.json`) into the single `ggml-*.bin` file
 //! that whisper.cpp loads. [`convert_ct2`] does the same from buffers.
@@ -23,6 +26,7 @@ mod error;
 mod ggml;
 mod layout;
 mod mel;
+mod quantize;
 mod vocab;
 
 use std::fs;
@@ -32,6 +36,7 @@ use std::path::{Path, PathBuf};
 pub use error::ConvertError;
 pub use ggml::{f16_to_f32, f32_to_f16};
 pub use mel::{mel_filterbank, WHISPER_N_FFT, WHISPER_SAMPLE_RATE};
+pub use quantize::{quantize, quantize_file, QuantType, QuantizeReport};
 pub use vocab::{decode_gpt2_token, gpt2_byte, parse_vocabulary_json, parse_vocabulary_txt};
 
 use ggml::GgmlWriter;
@@ -115,12 +120,21 @@ pub fn convert_ct2_dir(model_dir: &Path, out: &Path) -> Result<ConvertReport, Co
         return Err(ConvertError::MissingFile(txt));
     };
 
+    write_atomically(out, |w| convert_ct2_tokens(&model_bin, &tokens, w))
+}
+
+/// Writes `out` through `write` under a temporary name beside it, syncs, and renames it into
+/// place, so `out` never holds a partial file; the temporary file is removed on failure.
+pub(crate) fn write_atomically<R>(
+    out: &Path,
+    write: impl FnOnce(&mut BufWriter<fs::File>) -> Result<R, ConvertError>,
+) -> Result<R, ConvertError> {
     let tmp = partial_path(out)?;
     let result = (|| {
         let file = fs::File::create(&tmp)
             .map_err(|e| ConvertError::io(format!("creating {}", out.display()), e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        let report = convert_ct2_tokens(&model_bin, &tokens, &mut w)?;
+        let report = write(&mut w)?;
         let file = w
             .into_inner()
             .map_err(|e| ConvertError::io(format!("writing {}", out.display()), e.into_error()))?;

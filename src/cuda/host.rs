@@ -18,6 +18,7 @@ struct RawSnapshot {
 }
 
 extern "C" {
+    fn ws_pool_bench(imp: c_int, workload: c_int, depth: c_int, pairs: u64, seed: u64) -> f64;
     fn ws_ledger_new() -> *mut c_void;
     fn ws_ledger_drop(ledger: *mut c_void);
     fn ws_ledger_alloc(ledger: *mut c_void, size: usize) -> usize;
@@ -311,4 +312,24 @@ impl Drop for Counters {
         // SAFETY: self.0 came from ws_counters_new and is dropped once.
         unsafe { ws_counters_drop(self.0) }
     }
+}
+
+/// The pool microbenchmark of `csrc/pool_host.cpp`: nanoseconds per alloc/free pair of
+/// upstream's LIFO bookkeeping (`ledger == false`, LIFO workload only) or of patch 0001's ledger
+/// behind the pool's mutex (`ledger == true`), with `depth` live blocks, LIFO frees or
+/// pseudo-random out-of-order frees. `None` for an impossible combination (upstream
+/// bookkeeping cannot take out-of-order frees).
+pub fn pool_bench(ledger: bool, out_of_order: bool, depth: u32, pairs: u64) -> Option<f64> {
+    let depth = c_int::try_from(depth).ok()?;
+    // SAFETY: plain computation on the host; arguments are checked by the C side.
+    let ns = unsafe {
+        ws_pool_bench(
+            c_int::from(ledger),
+            c_int::from(out_of_order),
+            depth,
+            pairs,
+            0x5eed,
+        )
+    };
+    (ns >= 0.0).then_some(ns)
 }

@@ -132,3 +132,95 @@ pub fn pool_stats() -> PoolStats {
         PoolStats::default()
     }
 }
+
+/// What [`pool_selftest`] found: the device self-test of patch 0007.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PoolSelftest {
+    /// The device tested.
+    pub device: i32,
+    /// True when the pool under test was the virtual-memory pool, false for the legacy pool.
+    pub vmm: bool,
+    /// Allocations and frees performed.
+    pub operations: u64,
+    /// Most blocks alive at once.
+    pub max_live_blocks: u64,
+    /// Live-block read-backs performed.
+    pub blocks_verified: u64,
+    /// Bytes read back from the device and compared.
+    pub bytes_verified: u64,
+    /// Bytes that did not hold their block's pattern (0 expected).
+    pub pattern_mismatches: u64,
+    /// Pairs of live blocks whose address ranges overlapped (0 expected).
+    pub overlaps: u64,
+    /// Out-of-order frees counted by the pool statistics during the test (VMM: more than 0).
+    pub out_of_order_frees: u64,
+    /// Rejected frees counted during the test (0 expected).
+    pub rejected_frees: u64,
+    /// Process-wide peak of bytes in use, read after the test.
+    pub peak_bytes_in_use: u64,
+    /// Device memory the tested pool reserved.
+    pub bytes_reserved: u64,
+    /// Bytes still counted in use after everything was freed (0 expected).
+    pub bytes_in_use_after: i64,
+    /// Wall time of the test in microseconds.
+    pub elapsed_us: i64,
+    /// True when every check passed.
+    pub passed: bool,
+    /// `ok`, or what failed.
+    pub message: String,
+}
+
+/// Runs patch 0007's self-test of the pool a new backend gets on `device`: `operations`
+/// allocations and frees in a pseudo-random order seeded by `seed` (most frees out of order),
+/// every live block filled with its own byte pattern on the device and read back after every
+/// operation, then the pool statistics compared before and after.
+///
+/// The pool kind follows [`pool_policy`] and the environment, as for any backend. Returns the
+/// report (with [`passed`](PoolSelftest::passed) false when a check failed), or an error when
+/// the test could not run: no CUDA in this build, no such device, or a CUDA error.
+pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelftest, String> {
+    #[cfg(feature = "cuda")]
+    {
+        let ops = i32::try_from(operations).map_err(|_| "too many operations".to_string())?;
+        // SAFETY: the report is plain data; zeroed is a valid value, and the function fills it.
+        let mut raw: crate::sys::ggml_cuda_pool_selftest_report = unsafe { std::mem::zeroed() };
+        // SAFETY: `raw` is a valid, writable report; the other arguments are checked by the C side.
+        let ret =
+            unsafe { crate::sys::ggml_backend_cuda_pool_selftest(device, ops, seed, &mut raw) };
+        let message = {
+            let bytes: Vec<u8> = raw
+                .message
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        if ret < 0 {
+            return Err(message);
+        }
+        Ok(PoolSelftest {
+            device: raw.device,
+            vmm: raw.vmm != 0,
+            operations: raw.operations,
+            max_live_blocks: raw.max_live_blocks,
+            blocks_verified: raw.blocks_verified,
+            bytes_verified: raw.bytes_verified,
+            pattern_mismatches: raw.pattern_mismatches,
+            overlaps: raw.overlaps,
+            out_of_order_frees: raw.out_of_order_frees,
+            rejected_frees: raw.rejected_frees,
+            peak_bytes_in_use: raw.peak_bytes_in_use,
+            bytes_reserved: raw.bytes_reserved,
+            bytes_in_use_after: raw.bytes_in_use_after,
+            elapsed_us: raw.elapsed_us,
+            passed: ret == 0,
+            message,
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (device, operations, seed);
+        Err("this build has no CUDA backend (build with the `cuda` feature)".to_string())
+    }
+}

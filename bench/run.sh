@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The speed benchmark (README, "Benchmarks"): on this machine, in one invocation, for each thread
+# count, the same audio through
+#   - whisper-rs 0.16 (bench/whisper-rs-bench, built outside the workspace),
+#   - whisper-steady through whisper-rs's API (the same source, bench/common/compat.rs),
+#   - whisper-steady's Recognizer with its defaults (bench/steady-bench),
+#   - faster-whisper float32 and int8 (bench/faster_whisper_bench.py),
+# then prints a table of medians with the ratios, the WER of each on jfk.wav and on espeak-ng
+# sentences, and each process's peak memory. Greedy decoding, English, models loaded once per
+# process and not timed.
+#
+#   bench/run.sh                 # threads 1 and 2, 5 runs each
+#   BENCH_THREADS="2" BENCH_RUNS=7 bench/run.sh --append   # also append to bench/RESULTS.md
+#
+# Needs WHISPER_STEADY_TEST_MODEL (ggml tiny.en) and WHISPER_STEADY_TEST_MODEL_CT2 (the same
+# weights as a CTranslate2 folder); scripts/fetch-test-model.sh provides both. BENCH_MODEL
+# overrides the ggml model of the whisper-steady runs (e.g. a quantized one); whisper-rs always
+# gets WHISPER_STEADY_TEST_MODEL. Installs faster-whisper and av with pip if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+threads="${BENCH_THREADS:-1 2}"
+runs="${BENCH_RUNS:-5}"
+append=0
+[ "${1:-}" = "--append" ] && append=1
+model="${WHISPER_STEADY_TEST_MODEL:?set WHISPER_STEADY_TEST_MODEL (scripts/fetch-test-model.sh)}"
+ct2="${WHISPER_STEADY_TEST_MODEL_CT2:?set WHISPER_STEADY_TEST_MODEL_CT2 (scripts/fetch-test-model.sh)}"
+steady_model="${BENCH_MODEL:-$model}"
+jfk="${BENCH_AUDIO:-../shared/audio/jfk.wav}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+say "building (release, this machine's CPU)"
+export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}"
+cargo build --release --quiet -p whisper-steady-bench
+steady="${CARGO_TARGET_DIR:-target}/release/steady-bench"
+cargo build --release --quiet --manifest-path bench/whisper-rs-bench/Cargo.toml \
+  --target-dir target/whisper-rs-bench
+upstream=target/whisper-rs-bench/release/whisper-rs-bench
+python3 -c 'import faster_whisper, av' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'faster-whisper==1.2.1' 'av'
+
+say "speech: jfk.wav and espeak-ng sentences"
+sentences=(
+  "The quick brown fox jumps over the lazy dog."
+  "Please call me tomorrow morning at the office."
+  "We are going to the park after school."
+  "My sister lives in a small house near the river."
+  "Thank you very much for your help yesterday."
+  "Can you tell me the way to the library?"
+  "He opened the window and looked at the sea."
+  "It is important to drink water every day."
+)
+audio=("$jfk")
+: > "$work/references.tsv"
+printf '%s\t%s\n' "$jfk" "And so my fellow Americans ask not what your country can do for you ask what you can do for your country" >> "$work/references.tsv"
+for i in "${!sentences[@]}"; do
+  espeak-ng -v en-gb -s 130 -w "$work/raw$i.wav" "${sentences[$i]}"
+  sox -D "$work/raw$i.wav" -r 16000 -c 1 -b 16 "$work/s$i.wav"
+  audio+=("$work/s$i.wav")
+  printf '%s\t%s\n' "$work/s$i.wav" "${sentences[$i]}" >> "$work/references.tsv"
+done
+
+measure() { # name, command...
+  local name="$1"; shift
+  say "$name"
+  /usr/bin/time -f '%M' -o "$work/$name.mem" "$@" > "$work/$name.jsonl"
+}
+for t in $threads; do
+  measure "whisper-rs-$t" "$upstream" "$model" "$t" "$runs" "${audio[@]}"
+  measure "compat-$t" "$steady" compat "$steady_model" "$t" "$runs" "${audio[@]}"
+  measure "recognizer-$t" "$steady" recognizer "$steady_model" "$t" "$runs" "${audio[@]}"
+  measure "fw-float32-$t" python3 bench/faster_whisper_bench.py "$ct2" float32 "$t" "$runs" "${audio[@]}"
+  measure "fw-int8-$t" python3 bench/faster_whisper_bench.py "$ct2" int8 "$t" "$runs" "${audio[@]}"
+done
+
+table=$(python3 bench/summarize.py "$work" "$jfk" "$threads")
+echo "$table"
+if [ "$append" = 1 ]; then
+  {
+    echo
+    echo "## $(date -u +%Y-%m-%d): bench/run.sh at $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes')"
+    echo
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores;" \
+      "ggml model $(basename "$steady_model") for whisper-steady, $(basename "$model") for whisper-rs;" \
+      "$runs runs per engine and thread count."
+    echo
+    echo "$table"
+  } >> bench/RESULTS.md
+  say "appended to bench/RESULTS.md"
+fi

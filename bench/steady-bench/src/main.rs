@@ -1,0 +1,160 @@
+//! Speed measurements of whisper-steady (run by bench/run.sh):
+//!
+//! - `steady-bench compat MODEL THREADS RUNS AUDIO...`: the whisper-rs code of
+//!   bench/common/compat.rs, compiled against this crate (whisper-rs's defaults);
+//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO...`: one request at a time through a
+//!   `Recognizer` with one worker of THREADS threads and every other setting at its default;
+//! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO`: REQUESTS requests
+//!   from 8 client threads, served by a `Recognizer` with STATES states sharing TOTAL_THREADS
+//!   threads, and by the pattern of the user's original server: one context, one state, one
+//!   global mutex, TOTAL_THREADS threads per call. Prints requests per minute for both;
+//! - `steady-bench pool`: nanoseconds per alloc/free pair of the VMM pool's bookkeeping,
+//!   upstream's LIFO counter vs patch 0001's ledger, LIFO and out-of-order workloads.
+
+#[path = "../../common/compat.rs"]
+mod compat;
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use whisper_rs::recognizer::{RecognizeOptions, Recognizer, RecognizerConfig};
+use whisper_rs::{FullParams, SamplingStrategy};
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let rest: Vec<String> = std::env::args().skip(2).collect();
+    match mode.as_str() {
+        "compat" => compat_mode(),
+        "recognizer" => recognizer_mode(&rest),
+        "throughput" => throughput_mode(&rest),
+        "pool" => pool_mode(),
+        _ => {
+            eprintln!("usage: steady-bench compat|recognizer|throughput|pool ...");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn compat_mode() {
+    let (model, threads, runs, audio) = compat::args(std::env::args().skip(2));
+    let ctx = compat::load(&model);
+    for path in &audio {
+        let samples = compat::read_wav(path);
+        let (times, text) = compat::run(&ctx, &samples, threads, runs);
+        compat::report(
+            "whisper-steady (whisper-rs API)",
+            threads,
+            path,
+            &times,
+            &text,
+        );
+    }
+}
+
+fn recognizer_mode(a: &[String]) {
+    let (model, threads, runs): (&str, usize, usize) = (
+        &a[0],
+        a[1].parse().expect("THREADS"),
+        a[2].parse().expect("RUNS"),
+    );
+    let mut config = RecognizerConfig::new(model);
+    config.workers = 1;
+    config.threads_per_worker = threads;
+    config.use_gpu = false;
+    let recognizer = Recognizer::new(config).expect("the recognizer starts");
+    for path in &a[3..] {
+        let samples = compat::read_wav(path);
+        let mut times = Vec::new();
+        let mut text = String::new();
+        for _ in 0..runs {
+            let start = Instant::now();
+            let t = recognizer
+                .transcribe(samples.clone(), RecognizeOptions::new().language("en"))
+                .expect("a transcript");
+            times.push(start.elapsed().as_secs_f64());
+            text = t.text;
+        }
+        compat::report(
+            "whisper-steady (Recognizer defaults)",
+            threads as i32,
+            path,
+            &times,
+            &text,
+        );
+    }
+}
+
+fn throughput_mode(a: &[String]) {
+    let model = &a[0];
+    let total: usize = a[1].parse().expect("TOTAL_THREADS");
+    let states: usize = a[2].parse().expect("STATES");
+    let requests: usize = a[3].parse().expect("REQUESTS");
+    let audio = compat::read_wav(&a[4]);
+    let clients = 8;
+
+    // The user's pattern: one context, one state, a global mutex around every call.
+    let ctx = compat::load(model);
+    let state = Mutex::new(ctx.create_state().expect("a state"));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (state, audio) = (&state, &audio);
+            s.spawn(move || {
+                for _ in (c..requests).step_by(clients) {
+                    let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+                    p.set_n_threads(total as i32);
+                    p.set_language(Some("en"));
+                    p.set_print_progress(false);
+                    p.set_print_realtime(false);
+                    let mut st = state.lock().unwrap();
+                    st.full(p, audio).expect("whisper_full");
+                }
+            });
+        }
+    });
+    let mutex_rpm = requests as f64 / start.elapsed().as_secs_f64() * 60.0;
+    drop(state);
+    drop(ctx);
+
+    let mut config = RecognizerConfig::new(model);
+    config.workers = states;
+    config.threads_per_worker = (total / states).max(1);
+    config.use_gpu = false;
+    config.queue_limit = requests;
+    let recognizer = Recognizer::new(config).expect("the recognizer starts");
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (recognizer, audio) = (&recognizer, &audio);
+            s.spawn(move || {
+                for _ in (c..requests).step_by(clients) {
+                    recognizer
+                        .transcribe(audio.clone(), RecognizeOptions::new().language("en"))
+                        .expect("a transcript");
+                }
+            });
+        }
+    });
+    let rec_rpm = requests as f64 / start.elapsed().as_secs_f64() * 60.0;
+    println!(
+        "{{\"total_threads\":{total},\"states\":{states},\"requests\":{requests},\"mutex_rpm\":{mutex_rpm:.1},\"recognizer_rpm\":{rec_rpm:.1}}}"
+    );
+}
+
+fn pool_mode() {
+    use whisper_rs::cuda::host::pool_bench;
+    let pairs = 20_000_000;
+    for depth in [4u32, 16, 64] {
+        let best = |ledger: bool, out_of_order: bool| {
+            (0..5)
+                .filter_map(|_| pool_bench(ledger, out_of_order, depth, pairs))
+                .fold(f64::INFINITY, f64::min)
+        };
+        let upstream = best(false, false);
+        let ledger = best(true, false);
+        let ooo = best(true, true);
+        println!(
+            "{{\"depth\":{depth},\"upstream_lifo_ns\":{upstream:.2},\"ledger_lifo_ns\":{ledger:.2},\"ledger_out_of_order_ns\":{ooo:.2}}}"
+        );
+    }
+}

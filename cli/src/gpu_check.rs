@@ -1,0 +1,591 @@
+//! `whisper-steady gpu-check`: proves the CUDA fixes on the machine it runs on and prints a
+//! table plus a JSON report. Made to be carried to a lent GPU machine by scripts/gpu-check.sh.
+//!
+//! Rows:
+//! - `device`: the CUDA device, its memory, and the pool kind a backend gets there;
+//! - `pool-vmm`: patch 0007's self-test of the real pool on the real device (out-of-order frees,
+//!   a byte pattern in every live block read back after every operation, statistics);
+//! - `pool-legacy`: the same in a child process with `GGML_CUDA_FORCE_LEGACY_POOL=1`, which must
+//!   also log that it forced the legacy pool;
+//! - `jfk-cuda-vs-cpu`: the audio transcribed on CUDA and on the CPU gives the same words;
+//! - `shared-unlocked` / `shared-locked`: the user's crash scenario, 8 threads calling
+//!   `whisper_full` on one shared context: no abort; with the state lock every transcript right;
+//! - `recognizer-4x50`: 4 states in parallel serve 50 requests, all right, pool bytes bounded;
+//! - `timing`: real-time factor on CUDA and on the CPU, VMM pool and legacy pool.
+//!
+//! Without a CUDA device the GPU rows are `skip` (and the exit status is 1 unless
+//! `--allow-no-gpu`), so the CPU-side rows can be proven on any machine.
+
+use std::error::Error;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+use whisper_steady::cuda::{self, PoolSelftest};
+use whisper_steady::recognizer::{
+    devices, Backend, RecognizeOptions, Recognizer, RecognizerConfig,
+};
+use whisper_steady::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+#[path = "../../examples/shared_context_race.rs"]
+#[allow(dead_code)]
+mod race;
+
+/// Arguments of `gpu-check`.
+#[derive(Debug, Args)]
+pub struct GpuCheckArgs {
+    /// The whisper.cpp model (a quantized tiny.en travels well: see `quantize`).
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// 16 kHz mono 16-bit speech (jfk.wav).
+    #[arg(long, short = 'a')]
+    pub audio: PathBuf,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "gpu-check.json")]
+    pub json: PathBuf,
+    /// The reference transcript the CPU and CUDA texts are scored against.
+    #[arg(
+        long,
+        default_value = "And so my fellow Americans ask not what your country can do for you \
+                         ask what you can do for your country"
+    )]
+    pub reference: String,
+    /// Allocations and frees of each pool self-test.
+    #[arg(long, default_value_t = 2000)]
+    pub pool_ops: u32,
+    /// Requests of the recognizer row.
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// Exit 0 even when there is no CUDA device (the GPU rows are then skipped).
+    #[arg(long)]
+    pub allow_no_gpu: bool,
+    /// Internal: run only the pool self-test and a timed transcription, print one JSON line.
+    #[arg(long, hide = true)]
+    pub child_pool: bool,
+}
+
+/// One row of the table.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: &'static str,
+    status: &'static str,
+    detail: String,
+    data: Value,
+}
+
+impl Row {
+    fn new(name: &'static str, ok: bool, detail: String, data: Value) -> Row {
+        Row {
+            name,
+            status: if ok { "pass" } else { "FAIL" },
+            detail,
+            data,
+        }
+    }
+
+    fn skip(name: &'static str, why: &str) -> Row {
+        Row {
+            name,
+            status: "skip",
+            detail: why.to_string(),
+            data: Value::Null,
+        }
+    }
+}
+
+const CHILD_MARK: &str = "GPU_CHECK_CHILD ";
+
+/// Runs the check.
+pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
+    let audio = race::read_wav(&args.audio)?;
+    if args.child_pool {
+        return child_pool(args, &audio);
+    }
+    let started = Instant::now();
+    let audio_seconds = audio.len() as f64 / 16_000.0;
+    let gpu = devices().into_iter().find(|d| d.kind == "gpu");
+    let mut rows = Vec::new();
+
+    // device and pool self-tests
+    let mut legacy_rtf = None;
+    match &gpu {
+        Some(dev) => {
+            let vmm = cuda::pool_selftest(0, args.pool_ops, 0x5eed);
+            let kind = match &vmm {
+                Ok(r) if r.vmm => "vmm",
+                Ok(_) => "legacy",
+                Err(_) => "unknown",
+            };
+            rows.push(Row::new(
+                "device",
+                true,
+                format!(
+                    "{} ({}), {:.1} GiB, {:.1} GiB free, pool: {kind}",
+                    dev.description,
+                    dev.name,
+                    gib(dev.memory_total),
+                    gib(dev.memory_free)
+                ),
+                json!({"name": dev.name, "description": dev.description,
+                       "memory_total": dev.memory_total, "memory_free": dev.memory_free,
+                       "pool": kind}),
+            ));
+            rows.push(pool_row("pool-vmm", vmm, true));
+            let (legacy_row, rtf) = legacy_child(args);
+            rows.push(legacy_row);
+            legacy_rtf = rtf;
+        }
+        None => {
+            rows.push(Row::skip(
+                "device",
+                "no CUDA device in this build or machine",
+            ));
+            rows.push(Row::skip("pool-vmm", "no CUDA device"));
+            rows.push(Row::skip("pool-legacy", "no CUDA device"));
+        }
+    }
+
+    // jfk on CPU and on CUDA
+    let cpu_ctx = load(&args.model, false)?;
+    let cpu_threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8) as i32;
+    let (cpu_text, cpu_time) = best_of(3, || transcribe(&cpu_ctx, &audio, cpu_threads));
+    let cpu_wer = wer(&args.reference, &cpu_text);
+    let gpu_ctx = if gpu.is_some() {
+        Some(load(&args.model, true)?)
+    } else {
+        None
+    };
+    let mut gpu_time = None;
+    match &gpu_ctx {
+        Some(ctx) => {
+            let stats_before = cuda::pool_stats();
+            let (text, time) = best_of(3, || transcribe(ctx, &audio, 1));
+            let stats = cuda::pool_stats();
+            gpu_time = Some(time);
+            let same = words(&text) == words(&cpu_text);
+            let ran_on_gpu = stats.vmm_pools + stats.legacy_pools > 0
+                || stats.peak_bytes_in_use > stats_before.peak_bytes_in_use;
+            rows.push(Row::new(
+                "jfk-cuda-vs-cpu",
+                same && ran_on_gpu && cpu_wer <= 0.1,
+                format!(
+                    "CUDA {:?}; same words as CPU: {same}; WER {:.3}; CUDA pools used: {ran_on_gpu}",
+                    text.trim(),
+                    wer(&args.reference, &text)
+                ),
+                json!({"cuda_text": text, "cpu_text": cpu_text, "same_words": same,
+                       "cpu_wer": cpu_wer, "cuda_pool_stats": stats_json(&stats)}),
+            ));
+        }
+        None => rows.push(Row::new(
+            "jfk-cpu",
+            cpu_wer <= 0.1,
+            format!(
+                "CPU {:?}; WER {cpu_wer:.3} (CUDA: no device)",
+                cpu_text.trim()
+            ),
+            json!({"cpu_text": cpu_text, "cpu_wer": cpu_wer}),
+        )),
+    }
+    drop(gpu_ctx);
+
+    // the user's crash scenario: 8 threads, one shared context
+    let on_gpu = gpu.is_some();
+    let shared = race::SharedContext::load_on(&args.model, on_gpu)?;
+    let reference = race::transcribe(&shared, &audio, None);
+    let unlocked = race::hammer(&shared, &audio, 8, 2, None);
+    let all_returned = unlocked.iter().all(|c| c.ret == 0);
+    rows.push(Row::new(
+        "shared-unlocked",
+        reference.ret == 0 && all_returned,
+        format!(
+            "{}: 8 threads x 2 whisper_full on one context, no caller lock: no abort, {} of {} \
+             returned 0",
+            if on_gpu { "CUDA" } else { "CPU" },
+            unlocked.iter().filter(|c| c.ret == 0).count(),
+            unlocked.len()
+        ),
+        json!({"calls": unlocked.len(), "returned_0": unlocked.iter().filter(|c| c.ret == 0).count()}),
+    ));
+    let hold: race::Hold = (
+        whisper_steady::sys::whisper_lock,
+        whisper_steady::sys::whisper_unlock,
+    );
+    let locked = race::hammer(&shared, &audio, 8, 2, Some(hold));
+    let correct = locked.iter().filter(|c| **c == reference).count();
+    rows.push(Row::new(
+        "shared-locked",
+        reference.ret == 0 && correct == locked.len(),
+        format!(
+            "with whisper_lock held across full + reading: {correct} of {} transcripts equal the \
+             sequential one",
+            locked.len()
+        ),
+        json!({"calls": locked.len(), "correct": correct, "reference": reference.text}),
+    ));
+    drop(shared);
+
+    // 4 states in parallel, 50 requests
+    rows.push(recognizer_row(args, &audio, on_gpu)?);
+
+    // timings
+    let cpu_rtf = cpu_time.as_secs_f64() / audio_seconds;
+    let mut timing = json!({"audio_seconds": audio_seconds, "cpu_threads": cpu_threads,
+                            "cpu_seconds": cpu_time.as_secs_f64(), "rtf_cpu": cpu_rtf});
+    let detail = match gpu_time {
+        Some(t) => {
+            let rtf = t.as_secs_f64() / audio_seconds;
+            timing["cuda_seconds"] = json!(t.as_secs_f64());
+            timing["rtf_cuda_vmm"] = json!(rtf);
+            timing["rtf_cuda_legacy"] = json!(legacy_rtf);
+            let legacy = legacy_rtf.map_or("not measured".to_string(), |l| {
+                format!("{l:.4} ({:+.1}% vs VMM)", (l / rtf - 1.0) * 100.0)
+            });
+            format!(
+                "RTF CUDA {rtf:.4} (VMM pool), legacy pool {legacy}; CPU ({cpu_threads} threads) \
+                 {cpu_rtf:.4}: CUDA {:.1}x faster",
+                cpu_rtf / rtf
+            )
+        }
+        None => format!("RTF CPU ({cpu_threads} threads) {cpu_rtf:.4}; no CUDA device"),
+    };
+    rows.push(Row::new("timing", true, detail, timing));
+
+    // report
+    let failed = rows.iter().filter(|r| r.status == "FAIL").count();
+    let skipped = rows.iter().filter(|r| r.status == "skip").count();
+    print_table(&rows);
+    let report = json!({
+        "tool": "whisper-steady gpu-check",
+        "version": env!("CARGO_PKG_VERSION"),
+        "whisper_cpp": whisper_steady::WHISPER_CPP_VERSION,
+        "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "model": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "elapsed_seconds": started.elapsed().as_secs_f64(),
+        "devices": devices().iter().map(|d| json!({"name": d.name, "description": d.description,
+            "kind": d.kind, "memory_total": d.memory_total})).collect::<Vec<_>>(),
+        "rows": rows,
+        "passed": failed == 0 && (skipped == 0 || args.allow_no_gpu),
+    });
+    fs::write(&args.json, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!(
+        "{} rows failed, {skipped} skipped, {:.0} s; report: {}",
+        failed,
+        started.elapsed().as_secs_f64(),
+        args.json.display()
+    );
+    if failed > 0 {
+        return Err(format!("{failed} gpu-check rows failed").into());
+    }
+    if skipped > 0 && !args.allow_no_gpu {
+        return Err(
+            "no CUDA device: the GPU rows were skipped (--allow-no-gpu accepts that)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The child run with `GGML_CUDA_FORCE_LEGACY_POOL=1`: the pool self-test and a timed
+/// transcription, as one JSON line on stdout.
+fn child_pool(args: &GpuCheckArgs, audio: &[f32]) -> Result<(), Box<dyn Error>> {
+    let selftest = cuda::pool_selftest(0, args.pool_ops, 0x5eed);
+    let rtf = match load(&args.model, true) {
+        Ok(ctx) => {
+            let (_, time) = best_of(3, || transcribe(&ctx, audio, 1));
+            Some(time.as_secs_f64() / (audio.len() as f64 / 16_000.0))
+        }
+        Err(_) => None,
+    };
+    let line = json!({
+        "selftest": selftest.as_ref().map(selftest_json).map_err(|e| e.clone()),
+        "rtf": rtf,
+    });
+    println!("{CHILD_MARK}{line}");
+    Ok(())
+}
+
+/// Runs the legacy-pool child; returns its row and its real-time factor.
+fn legacy_child(args: &GpuCheckArgs) -> (Row, Option<f64>) {
+    let name = "pool-legacy";
+    let dir = args
+        .json
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let err_path = dir.join("gpu-check-legacy-child.log");
+    let run = || -> Result<(String, String), Box<dyn Error>> {
+        let stderr = fs::File::create(&err_path)?;
+        let out = Command::new(std::env::current_exe()?)
+            .args(["gpu-check", "--child-pool", "--model"])
+            .arg(&args.model)
+            .arg("--audio")
+            .arg(&args.audio)
+            .arg("--pool-ops")
+            .arg(args.pool_ops.to_string())
+            .env("GGML_CUDA_FORCE_LEGACY_POOL", "1")
+            .env("GGML_NO_BACKTRACE", "1")
+            .stderr(stderr)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("child exited with {}", out.status).into());
+        }
+        Ok((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            fs::read_to_string(&err_path).unwrap_or_default(),
+        ))
+    };
+    let (stdout, stderr) = match run() {
+        Ok(v) => v,
+        Err(e) => return (Row::new(name, false, e.to_string(), Value::Null), None),
+    };
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(CHILD_MARK)) else {
+        return (
+            Row::new(
+                name,
+                false,
+                "the child printed no report".into(),
+                Value::Null,
+            ),
+            None,
+        );
+    };
+    let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    let logged =
+        stderr.contains("Forcing legacy CUDA memory pool due to GGML_CUDA_FORCE_LEGACY_POOL");
+    let rtf = v["rtf"].as_f64();
+    let test = &v["selftest"]["Ok"];
+    if test.is_null() {
+        return (
+            Row::new(
+                name,
+                false,
+                format!("self-test could not run: {}", v["selftest"]["Err"]),
+                v,
+            ),
+            rtf,
+        );
+    }
+    let passed = test["passed"].as_bool() == Some(true) && test["vmm"].as_bool() == Some(false);
+    let row = Row::new(
+        name,
+        passed && logged,
+        format!(
+            "GGML_CUDA_FORCE_LEGACY_POOL=1: legacy pool {}; log line: {}; {} ops, {} MB verified; {}",
+            if test["vmm"].as_bool() == Some(false) {
+                "chosen"
+            } else {
+                "NOT chosen"
+            },
+            if logged { "printed" } else { "MISSING" },
+            test["operations"],
+            test["bytes_verified"].as_u64().unwrap_or(0) / 1_000_000,
+            test["message"].as_str().unwrap_or("")
+        ),
+        json!({"selftest": test, "log_line_printed": logged}),
+    );
+    (row, rtf)
+}
+
+fn pool_row(name: &'static str, result: Result<PoolSelftest, String>, want_vmm: bool) -> Row {
+    match result {
+        Err(e) => Row::new(
+            name,
+            false,
+            format!("self-test could not run: {e}"),
+            Value::Null,
+        ),
+        Ok(r) => Row::new(
+            name,
+            r.passed && r.vmm == want_vmm,
+            format!(
+                "{} pool: {} ops, max {} live blocks, {} out-of-order frees, {} MB verified, \
+                 {} mismatches, {} overlaps, {} rejected, {} B in use after; {}",
+                if r.vmm { "VMM" } else { "legacy" },
+                r.operations,
+                r.max_live_blocks,
+                r.out_of_order_frees,
+                r.bytes_verified / 1_000_000,
+                r.pattern_mismatches,
+                r.overlaps,
+                r.rejected_frees,
+                r.bytes_in_use_after,
+                r.message
+            ),
+            selftest_json(&r),
+        ),
+    }
+}
+
+fn selftest_json(r: &PoolSelftest) -> Value {
+    json!({
+        "vmm": r.vmm, "operations": r.operations, "max_live_blocks": r.max_live_blocks,
+        "blocks_verified": r.blocks_verified, "bytes_verified": r.bytes_verified,
+        "pattern_mismatches": r.pattern_mismatches, "overlaps": r.overlaps,
+        "out_of_order_frees": r.out_of_order_frees, "rejected_frees": r.rejected_frees,
+        "peak_bytes_in_use": r.peak_bytes_in_use, "bytes_reserved": r.bytes_reserved,
+        "bytes_in_use_after": r.bytes_in_use_after, "elapsed_us": r.elapsed_us,
+        "passed": r.passed, "message": r.message,
+    })
+}
+
+fn stats_json(s: &cuda::PoolStats) -> Value {
+    json!({
+        "vmm_pools": s.vmm_pools, "legacy_pools": s.legacy_pools,
+        "bytes_reserved": s.bytes_reserved, "bytes_in_use": s.bytes_in_use,
+        "peak_bytes_in_use": s.peak_bytes_in_use, "out_of_order_frees": s.out_of_order_frees,
+        "bytes_waiting_reclaim": s.bytes_waiting_reclaim, "rejected_frees": s.rejected_frees,
+    })
+}
+
+/// 4 worker states serve `args.requests` requests submitted at once.
+fn recognizer_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Row, Box<dyn Error>> {
+    let mut config = RecognizerConfig::new(&args.model);
+    config.use_gpu = on_gpu;
+    config.fallback_to_cpu = false;
+    config.workers = 4;
+    config.threads_per_worker = if on_gpu { 1 } else { 2 };
+    config.queue_limit = args.requests.max(1);
+    let recognizer = Recognizer::new(config)?;
+    let options = || {
+        let mut o = RecognizeOptions::new().language("en");
+        o.temperature = Some(0.0);
+        o
+    };
+    let expected = recognizer.transcribe(audio.to_vec(), options())?.text;
+    let started = Instant::now();
+    let mut reserved_after_first = None;
+    let mut results = Vec::new();
+    let batch = 10.min(args.requests.max(1));
+    let mut submitted = 0;
+    while submitted < args.requests {
+        let n = batch.min(args.requests - submitted);
+        let tickets: Vec<_> = (0..n)
+            .map(|_| recognizer.submit(audio.to_vec(), options()))
+            .collect::<Result<_, _>>()?;
+        for t in tickets {
+            results.push(t.wait());
+        }
+        submitted += n;
+        reserved_after_first.get_or_insert(cuda::pool_stats().bytes_reserved);
+    }
+    let elapsed = started.elapsed();
+    let stats = cuda::pool_stats();
+    let correct = results
+        .iter()
+        .filter(|r| matches!(r, Ok(t) if t.text == expected))
+        .count();
+    let right_backend = results
+        .iter()
+        .filter(
+            |r| matches!(r, Ok(t) if t.backend == if on_gpu { Backend::Gpu } else { Backend::Cpu }),
+        )
+        .count();
+    let first = reserved_after_first.unwrap_or(0);
+    let bounded = stats.bytes_reserved <= first + first / 4 + (16 << 20);
+    let clean = stats.out_of_order_frees == 0 && stats.rejected_frees == 0;
+    let ok = correct == args.requests
+        && right_backend == args.requests
+        && (!on_gpu || (bounded && clean));
+    recognizer.shutdown();
+    Ok(Row::new(
+        "recognizer-4x50",
+        ok,
+        format!(
+            "{} on 4 states: {correct}/{} correct, {:.1} requests/min; pool reserved {:.1} MB \
+             after the first {batch}, {:.1} MB at the end, {} out-of-order frees",
+            if on_gpu { "CUDA" } else { "CPU" },
+            args.requests,
+            args.requests as f64 / elapsed.as_secs_f64() * 60.0,
+            first as f64 / 1e6,
+            stats.bytes_reserved as f64 / 1e6,
+            stats.out_of_order_frees
+        ),
+        json!({"requests": args.requests, "correct": correct, "right_backend": right_backend,
+               "seconds": elapsed.as_secs_f64(), "reserved_after_first_batch": first,
+               "pool_stats": stats_json(&stats), "expected": expected}),
+    ))
+}
+
+fn load(model: &Path, use_gpu: bool) -> Result<Arc<WhisperContext>, Box<dyn Error>> {
+    let mut params = WhisperContextParameters::default();
+    params.use_gpu(use_gpu);
+    Ok(Arc::new(WhisperContext::new_with_params(model, params)?))
+}
+
+fn transcribe(ctx: &WhisperContext, audio: &[f32], threads: i32) -> String {
+    let run = || -> Result<String, Box<dyn Error>> {
+        let mut state = ctx.create_state()?;
+        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        p.set_n_threads(threads);
+        p.set_language(Some("en"));
+        p.set_temperature_inc(0.0);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_special(false);
+        state.full(p, audio)?;
+        let mut text = String::new();
+        for s in state.as_iter() {
+            text.push_str(&s.to_str_lossy()?);
+        }
+        Ok(text)
+    };
+    run().unwrap_or_else(|e| format!("<error: {e}>"))
+}
+
+/// Runs `f` `n` times; the last result and the fastest time.
+fn best_of(n: usize, mut f: impl FnMut() -> String) -> (String, Duration) {
+    let mut best = Duration::MAX;
+    let mut out = String::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        out = f();
+        best = best.min(t.elapsed());
+    }
+    (out, best)
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word error rate of `hyp` against `reference`.
+fn wer(reference: &str, hyp: &str) -> f64 {
+    let r = words(reference);
+    let h = words(hyp);
+    let mut row: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, hw) in h.iter().enumerate() {
+            let next = (row[j] + 1)
+                .min(row[j + 1] + 1)
+                .min(prev + usize::from(rw != hw));
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[h.len()] as f64 / r.len().max(1) as f64
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn print_table(rows: &[Row]) {
+    println!("{:<18} {:<6} detail", "check", "status");
+    for r in rows {
+        println!("{:<18} {:<6} {}", r.name, r.status, r.detail);
+    }
+}

@@ -26,6 +26,7 @@ mod api;
 pub mod audio;
 pub mod convert;
 pub mod cuda;
+pub mod model;
 pub mod recognizer;
 pub mod sys;
 

@@ -585,6 +585,10 @@ fn errors(e: WhisperError, bytes: &[u8]) {
         WhisperError::HalfSampleMissing(n) => {
             let _: usize = n;
         }
+        // Added by whisper-steady (see COMPAT.md): a model refused before whisper.cpp reads it.
+        WhisperError::InvalidModel(defect) => {
+            let _: whisper_steady::model::ModelDefect = defect;
+        }
     }
 }
 

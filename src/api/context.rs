@@ -46,6 +46,20 @@ impl std::fmt::Debug for WhisperInnerContext {
     }
 }
 
+/// Maps a validation result to the safe API's error: a file that cannot be opened or read
+/// stays `InitError`, as in whisper-rs; a defective model is `InvalidModel`.
+fn check_model(
+    checked: Result<crate::model::ModelInfo, crate::model::ModelDefect>,
+) -> Result<(), WhisperError> {
+    match checked {
+        Ok(_) => Ok(()),
+        Err(d) if matches!(d.kind(), crate::model::DefectKind::Io(_)) => {
+            Err(WhisperError::InitError)
+        }
+        Err(d) => Err(WhisperError::InvalidModel(d)),
+    }
+}
+
 impl WhisperContext {
     fn from_raw(ctx: *mut sys::whisper_context) -> Result<Self, WhisperError> {
         if ctx.is_null() {
@@ -60,6 +74,10 @@ impl WhisperContext {
     }
 
     /// Create a new WhisperContext from a file, with parameters.
+    ///
+    /// The file is checked with [`model::validate_file`](crate::model::validate_file) before
+    /// whisper.cpp reads it: a defective model is `Err(WhisperError::InvalidModel)`, a file that
+    /// cannot be read `Err(WhisperError::InitError)`.
     pub fn new_with_params<P>(
         path: P,
         parameters: WhisperContextParameters<'_>,
@@ -73,6 +91,7 @@ impl WhisperContext {
             valid_up_to: 0,
         })?;
         let path = CString::new(path)?;
+        check_model(crate::model::validate_file(path.to_str()?))?;
         let params = parameters.to_c_struct();
         // SAFETY: valid path and parameters; the aheads slice in `params` borrows from
         // `parameters`, which outlives the call. whisper.cpp copies what it keeps.
@@ -82,10 +101,14 @@ impl WhisperContext {
     }
 
     /// Create a new WhisperContext from a buffer.
+    ///
+    /// The buffer is checked with [`model::validate_bytes`](crate::model::validate_bytes)
+    /// first: a defective model is `Err(WhisperError::InvalidModel)`.
     pub fn new_from_buffer_with_params(
         buffer: &[u8],
         parameters: WhisperContextParameters<'_>,
     ) -> Result<Self, WhisperError> {
+        check_model(crate::model::validate_bytes(buffer))?;
         let params = parameters.to_c_struct();
         // SAFETY: the buffer is valid for reads of its length during the call; whisper.cpp
         // copies the weights out of it.

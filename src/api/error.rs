@@ -3,6 +3,8 @@
 use std::ffi::{c_int, NulError};
 use std::str::Utf8Error;
 
+use crate::model::ModelDefect;
+
 /// Everything the safe API can fail with. The variants and their messages are whisper-rs's, so
 /// code that matches on them keeps working.
 ///
@@ -61,6 +63,10 @@ pub enum WhisperError {
     },
     /// Input slice was not an even number of samples.
     HalfSampleMissing(usize),
+    /// The model file was refused before whisper.cpp read it (not in whisper-rs, whose loader
+    /// could abort the process on such files): the defect says what is wrong and where. See
+    /// [`model::validate_file`](crate::model::validate_file).
+    InvalidModel(ModelDefect),
 }
 
 impl From<Utf8Error> for WhisperError {
@@ -134,6 +140,7 @@ impl std::fmt::Display for WhisperError {
                 "Input slice was not an even number of samples, got {size}, expected {}",
                 size + 1
             ),
+            InvalidModel(defect) => write!(f, "Invalid model: {defect}"),
         }
     }
 }

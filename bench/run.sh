@@ -39,7 +39,7 @@ cargo build --release --quiet --manifest-path bench/whisper-rs-bench/Cargo.toml 
   --target-dir target/whisper-rs-bench
 upstream=target/whisper-rs-bench/release/whisper-rs-bench
 python3 -c 'import faster_whisper, av' 2>/dev/null ||
-  python3 -m pip install --quiet --disable-pip-version-check 'faster-whisper==1.2.1' 'av'
+  python3 -m pip install --quiet --disable-pip-version-check 'faster-whisper==1.2.1' 'ctranslate2==4.8.5' 'av'
 
 say "speech: jfk.wav and espeak-ng sentences"
 sentences=(
@@ -62,17 +62,20 @@ for i in "${!sentences[@]}"; do
   printf '%s\t%s\n' "$work/s$i.wav" "${sentences[$i]}" >> "$work/references.tsv"
 done
 
-measure() { # name, command...
+# Each engine: jfk.wav $runs times (timed, peak memory of that process), then every sentence
+# once (for the WER only).
+measure() { # name, then the command up to (not including) RUNS AUDIO...
   local name="$1"; shift
   say "$name"
-  /usr/bin/time -f '%M' -o "$work/$name.mem" "$@" > "$work/$name.jsonl"
+  /usr/bin/time -f '%M' -o "$work/$name.mem" "$@" "$runs" "$jfk" > "$work/$name.jsonl"
+  "$@" 1 "${audio[@]:1}" >> "$work/$name.jsonl"
 }
 for t in $threads; do
-  measure "whisper-rs-$t" "$upstream" "$model" "$t" "$runs" "${audio[@]}"
-  measure "compat-$t" "$steady" compat "$steady_model" "$t" "$runs" "${audio[@]}"
-  measure "recognizer-$t" "$steady" recognizer "$steady_model" "$t" "$runs" "${audio[@]}"
-  measure "fw-float32-$t" python3 bench/faster_whisper_bench.py "$ct2" float32 "$t" "$runs" "${audio[@]}"
-  measure "fw-int8-$t" python3 bench/faster_whisper_bench.py "$ct2" int8 "$t" "$runs" "${audio[@]}"
+  measure "whisper-rs-$t" "$upstream" "$model" "$t"
+  measure "compat-$t" "$steady" compat "$steady_model" "$t"
+  measure "recognizer-$t" "$steady" recognizer "$steady_model" "$t"
+  measure "fw-float32-$t" python3 bench/faster_whisper_bench.py "$ct2" float32 "$t"
+  measure "fw-int8-$t" python3 bench/faster_whisper_bench.py "$ct2" int8 "$t"
 done
 
 table=$(python3 bench/summarize.py "$work" "$jfk" "$threads")

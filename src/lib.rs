@@ -40,6 +40,7 @@ pub mod vulkan {
     pub use crate::api::vulkan::*;
 }
 
+pub use api::abort::install_abort_report;
 pub use api::context::{
     DtwMode, DtwModelPreset, DtwParameters, WhisperContext, WhisperContextParameters,
 };

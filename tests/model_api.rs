@@ -289,6 +289,20 @@ fn tokenize_reports_too_many_tokens() {
         ctx.tokenize("a\0b", 10),
         Err(WhisperError::NullByteInString { idx: 1 })
     ));
+    // A run of 30,000 letters overflowed the stack of whisper.cpp's tokenizer: refused, in
+    // a thread with a small stack to show that nothing deep runs. 1024 letters still tokenize.
+    let ctx2 = ctx.clone();
+    let refused = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || ctx2.tokenize(&"a".repeat(30_000), 100_000))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        matches!(refused, Err(WhisperError::InvalidText)),
+        "{refused:?}"
+    );
+    assert!(!ctx.tokenize(&"a".repeat(1024), 2000).unwrap().is_empty());
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use whisper_steady::recognizer::{
-    devices, Backend, BreakerState, FaultInjection, HealthStatus, RecognizeError, RecognizeOptions,
-    Recognizer, RecognizerConfig, RecognizerError,
+    devices, fitted_audio_ctx, Backend, BreakerState, FaultInjection, HealthStatus, RecognizeError,
+    RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
 };
 
 fn jfk() -> Vec<f32> {
@@ -89,6 +89,36 @@ fn transcript_has_text_segments_tokens_language_and_timings() {
         "{:?}",
         b.text
     );
+}
+
+#[test]
+fn the_encoder_window_is_fitted_to_short_clips_without_changing_the_words() {
+    // 20 ms per position plus the 200-position margin; 26 s and more keep the full window.
+    assert_eq!(fitted_audio_ctx(11 * 16_000, 1500), Some(550 + 200));
+    assert_eq!(fitted_audio_ctx(1, 1500), Some(201));
+    assert_eq!(fitted_audio_ctx(0, 1500), Some(200));
+    assert_eq!(fitted_audio_ctx(26 * 16_000 - 320, 1500), Some(1499));
+    assert_eq!(fitted_audio_ctx(26 * 16_000, 1500), None);
+    assert_eq!(fitted_audio_ctx(usize::MAX, 1500), None);
+
+    let Some(mut config) = config() else { return };
+    assert!(config.fit_audio_ctx, "the default");
+    let fitted = Recognizer::new(config.clone()).unwrap();
+    config.fit_audio_ctx = false;
+    let full = Recognizer::new(config).unwrap();
+    let audio = jfk();
+    let a = fitted
+        .transcribe(audio.clone(), RecognizeOptions::new())
+        .unwrap();
+    let b = full.transcribe(audio, RecognizeOptions::new()).unwrap();
+    assert_eq!(common::words(&a.text), common::words(&b.text));
+    assert!(
+        common::wer(common::JFK_TEXT, &a.text) <= 0.1,
+        "{:?}",
+        a.text
+    );
+    // The segments still end within the audio.
+    assert!(a.segments.last().unwrap().end <= Duration::from_millis(11_100));
 }
 
 #[test]

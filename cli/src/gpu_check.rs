@@ -109,6 +109,17 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     let audio_seconds = audio.len() as f64 / 16_000.0;
     let gpu = devices().into_iter().find(|d| d.kind == "gpu");
+    if gpu.is_none() && !args.allow_no_gpu {
+        return Err(format!(
+            "no CUDA device ({}); --allow-no-gpu runs the CPU-side rows only",
+            if cuda::pool_stats().cuda_available {
+                "none found by this CUDA build"
+            } else {
+                "this build has no CUDA backend: see scripts/build-cuda.sh"
+            }
+        )
+        .into());
+    }
     let mut rows = Vec::new();
 
     // device and pool self-tests

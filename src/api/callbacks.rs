@@ -54,7 +54,9 @@ pub(crate) unsafe extern "C" fn progress_trampoline(
     // SAFETY: user data is the `Arc::as_ptr` of a `Shared<ProgressFn>` that the FullParams
     // passed to whisper_full keeps alive for the whole call.
     let cell = unsafe { &*(user_data as *const Mutex<Box<ProgressFn>>) };
-    call(cell, (), |f| f(progress));
+    // whisper.cpp reports past 100 when its last window reaches beyond the audio (3030 for one
+    // second of it); a percentage is what the callback was promised.
+    call(cell, (), |f| f(progress.clamp(0, 100)));
 }
 
 pub(crate) unsafe extern "C" fn abort_trampoline(user_data: *mut c_void) -> bool {

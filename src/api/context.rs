@@ -130,7 +130,9 @@ impl WhisperContext {
     ///
     /// Fails with [`WhisperError::InvalidText`] when the text needs more than `max_tokens`
     /// tokens (whisper.cpp reports the number it needs as a negative count; whisper-rs turned
-    /// every count but 1 into an out-of-bounds length).
+    /// every count but 1 into an out-of-bounds length), and when the text has a run of more than
+    /// 1024 letters, digits, blanks or other characters without a change of class, which
+    /// whisper.cpp's tokenizer cannot take (it overflowed a 2 MiB thread stack at 30,000).
     pub fn tokenize(
         &self,
         text: &str,
@@ -139,6 +141,13 @@ impl WhisperContext {
         // A token covers at least one byte, so more room than the text's length is never used;
         // this bounds the allocation whatever `max_tokens` says.
         let room = max_tokens.min(text.len() + 1);
+        // whisper.cpp's tokenizer overflows its thread's stack (or takes minutes) on a long run
+        // of one character class: refused like any text it cannot tokenize.
+        if crate::api::state::checks::longest_class_run(text.as_bytes())
+            > crate::api::state::checks::MAX_PROMPT_RUN
+        {
+            return Err(WhisperError::InvalidText);
+        }
         let text = CString::new(text)?;
         let max = c_int::try_from(room).unwrap_or(c_int::MAX);
         let mut tokens: Vec<WhisperTokenId> = Vec::with_capacity(max as usize);

@@ -1,5 +1,6 @@
 //! The safe API, compatible with whisper-rs 0.16. Everything is re-exported at the crate root.
 
+pub(crate) mod abort;
 pub(crate) mod callbacks;
 pub(crate) mod context;
 pub(crate) mod error;

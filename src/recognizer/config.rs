@@ -49,6 +49,12 @@ pub struct RecognizerConfig {
     pub gpu_device: i32,
     /// Use flash attention (default `false`).
     pub flash_attn: bool,
+    /// When a request leaves [`RecognizeOptions::audio_ctx`] unset and its audio is shorter
+    /// than the encoder's 30 s window, encode only the audio plus a margin of
+    /// [`FIT_AUDIO_CTX_MARGIN`] frames (4 s) instead of the whole window, padded with silence
+    /// (default `true`). The encoder's cost falls with the window; bench/RESULTS.md has the
+    /// measurements and the quality check. Audio of 26 s or more always gets the full window.
+    pub fit_audio_ctx: bool,
     /// Worker states on the main backend: how many requests run at once (default
     /// [`default_workers`]).
     pub workers: usize,
@@ -81,6 +87,7 @@ impl fmt::Debug for RecognizerConfig {
             .field("fallback_to_cpu", &self.fallback_to_cpu)
             .field("gpu_device", &self.gpu_device)
             .field("flash_attn", &self.flash_attn)
+            .field("fit_audio_ctx", &self.fit_audio_ctx)
             .field("workers", &self.workers)
             .field("threads_per_worker", &self.threads_per_worker)
             .field("cpu_workers", &self.cpu_workers)
@@ -96,6 +103,20 @@ impl fmt::Debug for RecognizerConfig {
 /// The machine's cores (at least 1).
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Frames (20 ms each) of context [`RecognizerConfig::fit_audio_ctx`] adds after the audio.
+/// With less, tiny.en repeated the last sentence of short clips (16 and 64 frames were too few
+/// in the stress test; 200 were enough there and on every clip measured since).
+pub const FIT_AUDIO_CTX_MARGIN: u32 = 200;
+
+/// The encoder context [`RecognizerConfig::fit_audio_ctx`] chooses for `samples` of 16 kHz
+/// audio on a model with `n_audio_ctx` positions, or `None` for the full window.
+pub fn fitted_audio_ctx(samples: usize, n_audio_ctx: u32) -> Option<u32> {
+    // One encoder position is 20 ms: 320 samples.
+    let positions = u32::try_from(samples.div_ceil(320)).ok()?;
+    let ctx = positions.checked_add(FIT_AUDIO_CTX_MARGIN)?;
+    (ctx < n_audio_ctx).then_some(ctx)
 }
 
 /// The default number of worker states: one per four cores, between 1 and 4.
@@ -121,6 +142,7 @@ impl RecognizerConfig {
             fallback_to_cpu: true,
             gpu_device: 0,
             flash_attn: false,
+            fit_audio_ctx: true,
             workers,
             threads_per_worker: (cores() / workers).max(1),
             cpu_workers: 1,
@@ -228,8 +250,9 @@ pub struct RecognizeOptions {
     /// Compute per-token timestamps.
     pub token_timestamps: bool,
     /// The encoder's context in 20 ms frames (whisper.cpp's `audio_ctx`, at most the model's
-    /// 1500). `None` encodes the full 30 s window, as whisper was trained; a smaller value makes
-    /// short clips much faster to encode, at some cost in accuracy, and cuts longer audio.
+    /// 1500). `None` leaves the choice to [`RecognizerConfig::fit_audio_ctx`] (the clip plus a
+    /// margin for clips under 26 s, otherwise the full 30 s window, as whisper was trained). A
+    /// value applies to every 30 s window of the request, so one smaller than the audio cuts it.
     pub audio_ctx: Option<u32>,
     /// `Some(false)` runs this request on the CPU even when the recognizer has a GPU (needs
     /// `fallback_to_cpu`); `None` or `Some(true)` uses the recognizer's main backend.

@@ -38,8 +38,8 @@ mod worker;
 
 pub use breaker::BreakerState;
 pub use config::{
-    default_workers, Backend, FaultFn, FaultInjection, FaultSite, RecognizeOptions,
-    RecognizerConfig,
+    default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite,
+    RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN,
 };
 pub use error::{RecognizeError, RecognizerError};
 pub use health::{
@@ -170,6 +170,7 @@ fn load_context(config: &RecognizerConfig, gpu: bool) -> Result<Arc<WhisperConte
 impl Recognizer {
     /// Loads the model, creates the worker states and starts their threads.
     pub fn new(config: RecognizerConfig) -> Result<Self, RecognizerError> {
+        crate::install_abort_report();
         config.validate().map_err(RecognizerError::InvalidConfig)?;
         if !config.model_path.is_file() {
             return Err(RecognizerError::ModelLoad {

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::config::fitted_audio_ctx;
 use super::ticket::Outcome;
 use super::transcript::centis;
 use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Token, Transcript};
@@ -220,7 +221,14 @@ fn attempt(
     params.set_print_special(false);
     params.set_print_timestamps(false);
     params.set_token_timestamps(options.token_timestamps);
-    if let Some(frames) = options.audio_ctx {
+    let fitted = || {
+        let n_audio_ctx = shared.lanes[lane].ctx.n_audio_ctx().max(0) as u32;
+        fitted_audio_ctx(job.audio.len(), n_audio_ctx)
+    };
+    let audio_ctx = options
+        .audio_ctx
+        .or_else(|| shared.config.fit_audio_ctx.then(fitted).flatten());
+    if let Some(frames) = audio_ctx {
         params.set_audio_ctx(frames as i32);
     }
     if let Some(t) = options.temperature {

@@ -2,9 +2,12 @@
 //!
 //! - `steady-bench compat MODEL THREADS RUNS AUDIO...`: the whisper-rs code of
 //!   bench/common/compat.rs, compiled against this crate (whisper-rs's defaults);
-//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO...`: one request at a time through a
-//!   `Recognizer` with one worker of THREADS threads and every other setting at its default;
-//! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO`: REQUESTS requests
+//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--full-window]`: one
+//!   request at a time through a `Recognizer` with one worker of THREADS threads and every other
+//!   setting at its default; the flags turn flash attention on and `fit_audio_ctx` off, for the
+//!   experiments in bench/RESULTS.md;
+//! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO [--full-window]`:
+//!   REQUESTS requests
 //!   from 8 client threads, served by a `Recognizer` with STATES states sharing TOTAL_THREADS
 //!   threads, and by the pattern of the user's original server: one context, one state, one
 //!   global mutex, TOTAL_THREADS threads per call. Prints requests per minute for both;
@@ -51,9 +54,11 @@ fn compat_mode() {
     }
 }
 
-fn recognizer_mode(a: &[String]) {
+fn recognizer_mode(all: &[String]) {
+    let flag = |name: &str| all.iter().any(|a| a == name);
+    let a: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let (model, threads, runs): (&str, usize, usize) = (
-        &a[0],
+        a[0],
         a[1].parse().expect("THREADS"),
         a[2].parse().expect("RUNS"),
     );
@@ -61,8 +66,23 @@ fn recognizer_mode(a: &[String]) {
     config.workers = 1;
     config.threads_per_worker = threads;
     config.use_gpu = false;
+    config.flash_attn = flag("--flash-attn");
+    config.fit_audio_ctx = !flag("--full-window");
+    let label = format!(
+        "whisper-steady (Recognizer{}{})",
+        if config.flash_attn {
+            ", flash attn"
+        } else {
+            ""
+        },
+        if config.fit_audio_ctx {
+            ""
+        } else {
+            ", full window"
+        }
+    );
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
-    for path in &a[3..] {
+    for path in a[3..].iter().copied() {
         let samples = compat::read_wav(path);
         let mut times = Vec::new();
         let mut text = String::new();
@@ -74,22 +94,18 @@ fn recognizer_mode(a: &[String]) {
             times.push(start.elapsed().as_secs_f64());
             text = t.text;
         }
-        compat::report(
-            "whisper-steady (Recognizer defaults)",
-            threads as i32,
-            path,
-            &times,
-            &text,
-        );
+        compat::report(&label, threads as i32, path, &times, &text);
     }
 }
 
 fn throughput_mode(a: &[String]) {
-    let model = &a[0];
+    let full_window = a.iter().any(|x| x == "--full-window");
+    let a: Vec<&String> = a.iter().filter(|x| !x.starts_with("--")).collect();
+    let model = a[0];
     let total: usize = a[1].parse().expect("TOTAL_THREADS");
     let states: usize = a[2].parse().expect("STATES");
     let requests: usize = a[3].parse().expect("REQUESTS");
-    let audio = compat::read_wav(&a[4]);
+    let audio = compat::read_wav(a[4]);
     let clients = 8;
 
     // The user's pattern: one context, one state, a global mutex around every call.
@@ -121,6 +137,7 @@ fn throughput_mode(a: &[String]) {
     config.threads_per_worker = (total / states).max(1);
     config.use_gpu = false;
     config.queue_limit = requests;
+    config.fit_audio_ctx = !full_window;
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -137,7 +154,7 @@ fn throughput_mode(a: &[String]) {
     });
     let rec_rpm = requests as f64 / start.elapsed().as_secs_f64() * 60.0;
     println!(
-        "{{\"total_threads\":{total},\"states\":{states},\"requests\":{requests},\"mutex_rpm\":{mutex_rpm:.1},\"recognizer_rpm\":{rec_rpm:.1}}}"
+        "{{\"total_threads\":{total},\"states\":{states},\"requests\":{requests},\"full_window\":{full_window},\"mutex_rpm\":{mutex_rpm:.1},\"recognizer_rpm\":{rec_rpm:.1}}}"
     );
 }
 

@@ -1,5 +1,6 @@
 //! [`WhisperState`]: the buffers of one transcription, and its results.
 
+pub(crate) mod checks;
 mod segment;
 mod token;
 
@@ -113,6 +114,7 @@ impl WhisperState {
         if pcm.is_empty() {
             return Err(WhisperError::NoSamples);
         }
+        let pcm = checks::padded_for_mel(pcm);
         // SAFETY: valid slice and exclusive state.
         let ret = unsafe {
             sys::whisper_pcm_to_mel_with_state(
@@ -270,24 +272,69 @@ impl WhisperState {
 
     /// Run the entire model: PCM -> log mel spectrogram -> encoder -> decoder -> text
     /// Uses the specified decoding strategy to obtain the text.
+    ///
+    /// `data` is 16 kHz mono PCM within ±1. Audio and parameters that made whisper.cpp loop
+    /// forever, read out of bounds, abort the process or compute NaN are refused before it
+    /// runs, with [`WhisperError::GenericError`] and a code below (the reason is also logged
+    /// to the `log` crate, target `whisper_steady`):
+    ///
+    /// | code | refused |
+    /// |---|---|
+    /// | -101 | an audio sample is NaN or infinite |
+    /// | -102 | an audio sample is beyond ±1,000,000 (not audio; around ±1e17 whisper.cpp's spectrogram overflows and the model computes NaN) |
+    /// | -103 | `temperature` is NaN, infinite or negative |
+    /// | -104 | `temperature_inc` is NaN or infinite, or so small that the fallback schedule below 1.0 would have more than 100 temperatures |
+    /// | -105 | `entropy_thold`, `logprob_thold`, `no_speech_thold`, `length_penalty`, `thold_pt`, `thold_ptsum`, `max_initial_ts` or `grammar_penalty` is NaN (infinities are meaningful thresholds and pass) |
+    /// | -106 | `offset_ms` is negative (whisper.cpp read before the start of the spectrogram) |
+    /// | -107 | `duration_ms` is negative |
+    /// | -108 | the language is not one whisper.cpp knows (`None`, `""` and `"auto"` detect it) |
+    /// | -109 | a prompt token (`set_tokens`) is outside the model's vocabulary (whisper.cpp aborted) |
+    /// | -110 | the initial prompt has a run of more than 1024 bytes of one character class (letters, digits, whitespace, other) with no word boundary: whisper.cpp's tokenizer takes cubic time and unbounded stack on it |
+    ///
+    /// whisper.cpp itself returns `-4` for more than 8 decoders (`best_of` or `beam_size`) and
+    /// `-5` for an `audio_ctx` larger than the model's, and this method refuses an empty input
+    /// ([`WhisperError::NoSamples`]) and thread counts outside 1 to 512
+    /// ([`WhisperError::InvalidThreadCount`]).
+    ///
+    /// Normalized, where whisper.cpp's own semantics give the value a meaning:
+    /// - `temperature` above 1.0 with `temperature_inc > 0`: whisper.cpp's fallback schedule
+    ///   (from `temperature` up to 1.0) is empty and it never advanced through the audio; it runs
+    ///   once at `temperature`, without fallback.
+    /// - `offset_ms + duration_ms` past the end of the audio: up to the end (`duration_ms` 0),
+    ///   instead of decoding silence up to the requested time.
+    /// - an initial prompt longer than 16 KiB: only its last 16 KiB (from a word boundary) are
+    ///   tokenized; whisper.cpp uses only its last 224 tokens anyway.
+    ///
+    /// Passed through as whisper.cpp defines them: `max_len`, `max_tokens`, `n_max_text_ctx`
+    /// and `audio_ctx` of 0 or less (no limit, no limit, no past text, the model's context),
+    /// `offset_ms` at or past the end of the audio (no segments), `best_of` or `beam_size`
+    /// below 1 (one decoder), `temperature_inc` of 0 or less (no fallback), a language other
+    /// than English on an English-only model (ignored). Audio shorter than 100 ms gives no
+    /// segments; input under 201 samples is padded with silence first (whisper.cpp read 201
+    /// samples whatever the length).
     pub fn full(&mut self, params: FullParams<'_, '_>, data: &[f32]) -> Result<(), WhisperError> {
         if data.is_empty() {
             return Err(WhisperError::NoSamples);
         }
-        let n_samples = len_arg(data.len())?;
         threads_arg(usize::try_from(params.fp.n_threads).unwrap_or(0))?;
-        let vad = params.fp.vad;
+        // SAFETY: the pointers in `params.fp` are null or owned/borrowed by `params`.
+        let checked = unsafe { checks::check(self.raw_ctx(), params.fp, data) }?;
+        let data = checks::padded_for_mel(data);
+        let n_samples = len_arg(data.len())?;
+        let vad = checked.fp.vad;
         // SAFETY: exclusive state; `params` owns (or borrows for its lifetimes) everything its
-        // pointers reach and lives until the end of this call, callbacks included.
+        // pointers reach and lives until the end of this call, callbacks included, and `checked`
+        // owns the replacement prompt its parameters may point at.
         let ret = unsafe {
             sys::whisper_full_with_state(
                 self.raw_ctx(),
                 self.ptr,
-                params.fp,
+                checked.fp,
                 data.as_ptr(),
                 n_samples,
             )
         };
+        drop(checked);
         drop(params);
         // A successful run computed a spectrogram, except with VAD, which skips it when it finds
         // no speech.

@@ -120,7 +120,8 @@ pub(crate) unsafe fn check(
 }
 
 fn check_audio(data: &[f32]) -> Result<(), WhisperError> {
-    // One pass; under a millisecond per minute of audio.
+    // Two passes (a non-finite sample is reported before a loud one wherever each is); each
+    // under a millisecond per minute of audio.
     if let Some(i) = data.iter().position(|s| !s.is_finite()) {
         return Err(refuse(
             AUDIO_NOT_FINITE,

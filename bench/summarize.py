@@ -12,6 +12,9 @@ ENGINES = [
     ("whisper-rs", "whisper-rs 0.16"),
     ("compat", "whisper-steady, whisper-rs API"),
     ("recognizer", "whisper-steady, Recognizer defaults"),
+    ("recognizer-fit", "whisper-steady, Recognizer, fit_audio_ctx (opt-in)"),
+    ("compat-portable", "whisper-steady portable build, whisper-rs API"),
+    ("recognizer-portable", "whisper-steady portable build, Recognizer defaults"),
     ("fw-float32", "faster-whisper float32"),
     ("fw-int8", "faster-whisper int8"),
 ]
@@ -21,7 +24,8 @@ def words(text):
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
-def wer(ref, hyp):
+def errors(ref, hyp):
+    """Word errors (substitutions, insertions, deletions) of hyp against ref."""
     r, h = words(ref), words(hyp)
     row = list(range(len(h) + 1))
     for i, rw in enumerate(r):
@@ -29,7 +33,11 @@ def wer(ref, hyp):
         for j, hw in enumerate(h):
             cur = min(row[j] + 1, row[j + 1] + 1, prev + (rw != hw))
             prev, row[j + 1] = row[j + 1], cur
-    return row[len(h)] / max(1, len(r))
+    return row[len(h)]
+
+
+def wer(ref, hyp):
+    return errors(ref, hyp) / max(1, len(words(ref)))
 
 
 def main():

@@ -1,7 +1,8 @@
 //! One table from Cargo features to ggml/whisper cmake defines and link libraries, and the CPU
-//! flags that follow rustc's target.
+//! flags that [`crate::cpu`] chose.
 
 use crate::config::Config;
+use crate::cpu::CpuTarget;
 
 /// A Cargo feature and what it means for cmake and the linker.
 pub struct Backend {
@@ -103,15 +104,15 @@ pub fn feature_defines(config: &Config) -> Vec<(String, String)> {
     defines
 }
 
-/// CPU instruction-set defines. ggml's own default (`GGML_NATIVE=ON`) compiles for the build
-/// machine, which breaks binaries copied to older CPUs. We follow rustc instead: native only when
-/// rustc is asked for `-C target-cpu=native`, otherwise exactly the target features rustc enables.
+/// CPU instruction-set defines, as [`crate::cpu::choose`] decided: `GGML_NATIVE=ON` for the build
+/// machine's CPU, or every x86 ISA option on exactly when rustc enables the matching target
+/// feature.
 pub fn cpu_defines(config: &Config) -> Vec<(String, String)> {
-    if config.target_cpu_native {
+    if config.cpu.target == CpuTarget::Native {
         return vec![("GGML_NATIVE".into(), "ON".into())];
     }
     let mut defines = vec![("GGML_NATIVE".to_string(), "OFF".to_string())];
-    if matches!(config.target_arch.as_str(), "x86_64" | "x86") {
+    if is_x86(config) {
         for (feature, define) in X86_FLAGS {
             let on = config.target_features.iter().any(|f| f == feature);
             defines.push((
@@ -121,6 +122,42 @@ pub fn cpu_defines(config: &Config) -> Vec<(String, String)> {
         }
     }
     defines
+}
+
+/// A `cargo::warning` when the build compiles ggml without AVX2 for the very machine it runs on
+/// and that machine has AVX2: such a library is several times slower (11x measured on
+/// `whisper_full`, bench/RESULTS.md). Silent for cross builds and for builds that have AVX2.
+pub fn warn_if_slow(config: &Config) {
+    if config.cpu.target != CpuTarget::RustcTarget || !config.native_host || !is_x86(config) {
+        return;
+    }
+    let enabled = |f: &str| config.target_features.iter().any(|t| t == f);
+    if enabled("avx2") || !build_machine_has_avx2() {
+        return;
+    }
+    println!(
+        "cargo::warning=whisper-steady: ggml is built without AVX2 ({}), but this machine has \
+         AVX2: speech recognition will be several times slower. Unset WHISPER_STEADY_CPU (or set \
+         it to `native`), or set RUSTFLAGS=\"-C target-cpu=x86-64-v3\" for binaries that run on \
+         AVX2 machines.",
+        config.cpu.reason
+    );
+}
+
+fn is_x86(config: &Config) -> bool {
+    matches!(config.target_arch.as_str(), "x86_64" | "x86")
+}
+
+/// Whether the machine running the build script has AVX2 (only asked when host == target).
+fn build_machine_has_avx2() -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    {
+        false
+    }
 }
 
 /// Static libraries of the enabled features, in link order (dependents first).

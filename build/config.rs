@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::env;
 use std::path::PathBuf;
 
+use crate::cpu::{self, CpuChoice, CpuRequest, RustflagsCpu};
 use crate::BuildError;
 
 /// Reads one environment variable and tells cargo to rerun the build script when it changes.
@@ -33,6 +34,7 @@ const NOT_CMAKE_OPTIONS: &[&str] = &[
     "GGML_USE_VMM",
     "WHISPER_STEADY_SOURCE_DIR",
     "WHISPER_STEADY_PATCH_EXCLUDE",
+    "WHISPER_STEADY_CPU",
     "WHISPER_DONT_GENERATE_BINDINGS",
 ];
 
@@ -53,8 +55,11 @@ pub struct Config {
     pub target_env: String,
     /// Target features rustc enables (`CARGO_CFG_TARGET_FEATURE`).
     pub target_features: Vec<String>,
-    /// True when rustc is asked to optimize for the build machine (`-C target-cpu=native`).
-    pub target_cpu_native: bool,
+    /// The instruction sets ggml is compiled for, from `WHISPER_STEADY_CPU`, RUSTFLAGS, `HOST`
+    /// and `TARGET` ([`cpu::choose`]).
+    pub cpu: CpuChoice,
+    /// True when cargo builds for the machine it runs on (`HOST` == `TARGET`).
+    pub native_host: bool,
     /// Enabled Cargo features, lower-case with `-` (e.g. `intel-sycl`).
     pub features: Vec<String>,
     /// `WHISPER_STEADY_SOURCE_DIR`: use this whisper.cpp tree instead of the pinned package.
@@ -90,15 +95,13 @@ impl Config {
             .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(str::to_owned))
             .map(|f| f.to_ascii_lowercase().replace('_', "-"))
             .collect();
-        let encoded_rustflags = env_var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-        let target_cpu_native = encoded_rustflags
-            .split('\x1f')
-            .collect::<Vec<_>>()
-            .windows(2)
-            .any(|w| w[0] == "-C" && w[1] == "target-cpu=native")
-            || encoded_rustflags
-                .split('\x1f')
-                .any(|f| f == "-Ctarget-cpu=native");
+        let rustflags_cpu =
+            RustflagsCpu::from_encoded(&env_var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default());
+        let cpu_request =
+            CpuRequest::parse(env_var("WHISPER_STEADY_CPU").as_deref()).map_err(BuildError::new)?;
+        let host = required("HOST")?;
+        let target = required("TARGET")?;
+        let cpu = cpu::choose(cpu_request, rustflags_cpu, &host, &target);
 
         let mut cmake_passthrough = BTreeMap::new();
         for (key, _) in env::vars() {
@@ -133,7 +136,8 @@ impl Config {
                 .filter(|f| !f.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            target_cpu_native,
+            cpu,
+            native_host: host == target,
             features,
             source_dir: env_var("WHISPER_STEADY_SOURCE_DIR")
                 .filter(|s| !s.is_empty())

@@ -1,5 +1,6 @@
-//! Compiles `csrc/pool_host.cpp`, which includes the CUDA-free headers that patches 0001–0003 add
-//! (the VMM pool ledger, the pool policy parser, the pool counters), for the host. This is what
+//! Compiles `csrc/pool_host.cpp`, which includes the CUDA-free headers that patches 0001–0003,
+//! 0008 and 0009 add (the VMM pool ledger, the pool policy parser, the pool counters, the legacy
+//! pool's bookkeeping, the VMM pool's mapped chunks), for the host. This is what
 //! lets the patch regression tests in `tests/` run without a GPU or a CUDA toolkit.
 
 use std::path::Path;
@@ -11,11 +12,17 @@ use crate::BuildError;
 pub fn compile(config: &Config, tree: &Path) -> Result<(), BuildError> {
     let shim = config.manifest_dir.join("csrc").join("pool_host.cpp");
     let cuda_dir = tree.join("ggml").join("src").join("ggml-cuda");
-    for header in ["vmm-ledger.h", "pool-policy.h", "pool-stats.h"] {
+    for header in [
+        "vmm-ledger.h",
+        "pool-policy.h",
+        "pool-stats.h",
+        "legacy-pool.h",
+        "vmm-mappings.h",
+    ] {
         if !cuda_dir.join(header).is_file() {
             return Err(BuildError::new(format!(
                 "the patched tree lacks ggml/src/ggml-cuda/{header}; the patches that add it \
-                 (0001-0003) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
+                 (0001-0003, 0008, 0009) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
             )));
         }
     }

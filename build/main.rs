@@ -6,13 +6,15 @@
 //! 3. [`patches::prepare_tree`]: copy into `OUT_DIR`, verify hashes, apply `patches/series`;
 //! 4. [`host_shim::compile`]: the CUDA-free pool headers, built for the host tests;
 //! 5. [`bindings::generate`]: bindgen over the patched headers;
-//! 6. [`native::build`] and [`native::emit_link`]: cmake, then the link lines.
+//! 6. [`native::build`] and [`native::emit_link`]: cmake (CPU flags chosen by [`cpu::choose`],
+//!    with a warning when that leaves an AVX2 machine without AVX2), then the link lines.
 //!
 //! Failures are reported as `cargo::error=` lines that say what to do.
 
 mod backends;
 mod bindings;
 mod config;
+mod cpu;
 mod cuda;
 mod host_shim;
 mod native;
@@ -65,6 +67,7 @@ fn run() -> Result<(), BuildError> {
     host_shim::compile(&config, &tree)?;
     bindings::generate(&config, &tree)?;
     emit_metadata(&tree)?;
+    emit_cpu_choice(&config);
     if config.docs_rs {
         return Ok(());
     }
@@ -74,6 +77,7 @@ fn run() -> Result<(), BuildError> {
     } else {
         None
     };
+    backends::warn_if_slow(&config);
     let prefix = native::build(&config, &tree, toolkit.as_ref())?;
     native::emit_link(&config, &prefix, toolkit.as_ref());
     Ok(())
@@ -137,4 +141,17 @@ fn emit_metadata(tree: &Path) -> Result<(), BuildError> {
     println!("cargo::metadata=whisper_cpp_version={version}");
     println!("cargo::rustc-env=WHISPER_STEADY_CPP_VERSION={version}");
     Ok(())
+}
+
+/// Tells the crate how ggml's CPU instruction sets were chosen (`whisper_steady::cpu_build`).
+fn emit_cpu_choice(config: &Config) {
+    let target = match config.cpu.target {
+        cpu::CpuTarget::Native => "native",
+        cpu::CpuTarget::RustcTarget => "rustc-target",
+    };
+    println!("cargo::rustc-env=WHISPER_STEADY_CPU_TARGET={target}");
+    println!(
+        "cargo::rustc-env=WHISPER_STEADY_CPU_REASON={}",
+        config.cpu.reason
+    );
 }

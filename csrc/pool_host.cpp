@@ -1,11 +1,14 @@
-// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, exposed as a
+// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, 0008 and 0009, exposed as a
 // small C API so that Rust tests can drive them without a GPU. Not part of the public API.
 
 #include "vmm-ledger.h"
 #include "pool-policy.h"
 #include "pool-stats.h"
+#include "legacy-pool.h"
+#include "vmm-mappings.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -30,6 +33,18 @@ size_t ws_ledger_alloc(void * ledger, size_t size) {
 
 int ws_ledger_free(void * ledger, size_t offset, size_t size) {
     return static_cast<ggml_cuda_vmm_ledger *>(ledger)->free(offset, size);
+}
+
+size_t ws_ledger_place(const void * ledger, size_t size) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->place(size);
+}
+
+size_t ws_ledger_holes(const void * ledger) {
+    return static_cast<const ggml_cuda_vmm_ledger *>(ledger)->holes();
+}
+
+int ws_ledger_log_rejected(uint64_t n_rejected) {
+    return ggml_cuda_vmm_log_rejected(n_rejected) ? 1 : 0;
 }
 
 size_t ws_ledger_used(const void * ledger) {
@@ -130,6 +145,78 @@ void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
     out->bytes_waiting_reclaim = c->bytes_waiting_reclaim.load();
     out->out_of_order_frees    = c->out_of_order_frees.load();
     out->rejected_frees        = c->rejected_frees.load();
+}
+
+// ---- patch 0008: the legacy pool's bookkeeping, with malloc as the device ----
+
+void * ws_legacy_new(void) {
+    return new (std::nothrow) ggml_cuda_legacy_book();
+}
+
+void ws_legacy_drop(void * book) {
+    auto * b = static_cast<ggml_cuda_legacy_book *>(book);
+    b->drain([](void * ptr, size_t) { std::free(ptr); });
+    delete b;
+}
+
+// Returns the buffer (null if malloc failed); *fresh is 1 when it came from the "device".
+void * ws_legacy_alloc(void * book, size_t size, size_t * actual_size, int * fresh) {
+    bool is_fresh = false;
+    void * ptr = static_cast<ggml_cuda_legacy_book *>(book)->alloc(size, actual_size, &is_fresh,
+        [](size_t bytes) { return std::malloc(bytes); });
+    *fresh = is_fresh ? 1 : 0;
+    return ptr;
+}
+
+// Returns 1 when the buffer was cached, 0 when it went back to the "device".
+int ws_legacy_free(void * book, void * ptr, size_t size) {
+    return static_cast<ggml_cuda_legacy_book *>(book)->free(ptr, size,
+        [](void * p, size_t) { std::free(p); }) ? 1 : 0;
+}
+
+size_t ws_legacy_drain(void * book) {
+    return static_cast<ggml_cuda_legacy_book *>(book)->drain([](void * p, size_t) { std::free(p); });
+}
+
+size_t ws_legacy_pool_size(void * book) {
+    auto * b = static_cast<ggml_cuda_legacy_book *>(book);
+    std::lock_guard<std::mutex> lock(b->mutex);
+    return b->pool_size;
+}
+
+size_t ws_legacy_cached_bytes(void * book) {
+    auto * b = static_cast<ggml_cuda_legacy_book *>(book);
+    std::lock_guard<std::mutex> lock(b->mutex);
+    return b->cached_bytes;
+}
+
+// ---- patch 0009: the chunks a VMM pool has mapped, and what a trim releases ----
+
+void * ws_mappings_new(void) {
+    return new (std::nothrow) ggml_cuda_vmm_mappings();
+}
+
+void ws_mappings_drop(void * mappings) {
+    delete static_cast<ggml_cuda_vmm_mappings *>(mappings);
+}
+
+void ws_mappings_add(void * mappings, size_t bytes) {
+    static_cast<ggml_cuda_vmm_mappings *>(mappings)->add(bytes);
+}
+
+size_t ws_mappings_mapped(const void * mappings) {
+    return static_cast<const ggml_cuda_vmm_mappings *>(mappings)->mapped();
+}
+
+// Releases the chunks at or above `used`; writes up to `capacity` (offset, size) pairs, highest
+// first, into `out` and returns how many chunks were released.
+size_t ws_mappings_release_above(void * mappings, size_t used, size_t * out, size_t capacity) {
+    const auto released = static_cast<ggml_cuda_vmm_mappings *>(mappings)->release_above(used);
+    for (size_t i = 0; i < released.size() && i < capacity; ++i) {
+        out[2 * i]     = released[i].first;
+        out[2 * i + 1] = released[i].second;
+    }
+    return released.size();
 }
 
 // ---- the pool microbenchmark (bench/steady-bench pool) ----

@@ -2,11 +2,13 @@
 //!
 //! Every check compares the ledger with an independent model kept by the test: the set of live
 //! blocks. After every step no two live blocks may overlap, `used` (upstream's `pool_used`) must
-//! equal the end of the highest live block, and freeing everything must bring `used` back to 0.
+//! equal the end of the highest live block, the ledger's holes must be exactly the gaps between
+//! live blocks, an allocation must land in the first gap that holds it (else on top), and
+//! freeing everything must bring `used` back to 0.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use whisper_steady::cuda::host::{FreeResult, Ledger};
+use whisper_steady::cuda::host::{log_rejected, FreeResult, Ledger};
 
 /// A live block as the test sees it: `(offset, size)`.
 type Block = (usize, usize);
@@ -33,6 +35,57 @@ fn check_invariants(ledger: &Ledger, live: &[Block], context: &str) {
     );
     let live_bytes: usize = live.iter().map(|(_, s)| s).sum();
     assert_eq!(ledger.live_bytes(), live_bytes, "{context}: live bytes");
+    let gaps = gaps(live);
+    assert_eq!(ledger.holes(), gaps.len(), "{context}: holes != gaps");
+    assert_eq!(
+        ledger.waiting(),
+        gaps.iter().map(|g| g.1).sum::<usize>(),
+        "{context}: waiting != bytes in gaps"
+    );
+    if !live.is_empty() {
+        // Every hole lies just below a live block.
+        assert!(
+            gaps.len() <= live.len(),
+            "{context}: {} holes for {} live blocks",
+            gaps.len(),
+            live.len()
+        );
+    }
+}
+
+/// The gaps below the highest live block, in address order: `(offset, size)`.
+fn gaps(live: &[Block]) -> Vec<Block> {
+    let mut sorted = live.to_vec();
+    sorted.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut end = 0;
+    for (offset, size) in sorted {
+        if offset > end {
+            gaps.push((end, offset - end));
+        }
+        end = offset + size;
+    }
+    gaps
+}
+
+/// Where first fit puts `size` bytes: the first gap that holds them, else the top.
+fn first_fit(live: &[Block], size: usize) -> usize {
+    let size = size.max(1);
+    gaps(live)
+        .into_iter()
+        .find(|g| g.1 >= size)
+        .map(|g| g.0)
+        .unwrap_or_else(|| live.iter().map(|(o, s)| o + s).max().unwrap_or(0))
+}
+
+/// Allocates through the ledger and checks the offset against the model's first fit.
+fn alloc_checked(ledger: &mut Ledger, live: &mut Vec<Block>, size: usize, context: &str) -> usize {
+    let expected = first_fit(live, size);
+    assert_eq!(ledger.place(size), expected, "{context}: place");
+    let offset = ledger.alloc(size);
+    assert_eq!(offset, expected, "{context}: first fit");
+    live.push((offset, size.max(1)));
+    offset
 }
 
 #[test]
@@ -131,11 +184,21 @@ fn random_interleavings_never_alias_and_drain_to_zero() {
         let mut ledger = Ledger::new();
         let mut live: Vec<Block> = Vec::new();
         let ops = rng.random_range(2..=24);
+        let (mut peak_live, mut peak_blocks, mut largest) = (0usize, 0usize, 0usize);
         for step in 0..ops {
             if live.is_empty() || rng.random_bool(0.55) {
                 let size = random_size(&mut rng);
-                let offset = ledger.alloc(size);
-                live.push((offset, size));
+                let context = format!("seed {seed:#x} sequence {sequence} step {step}");
+                alloc_checked(&mut ledger, &mut live, size, &context);
+                largest = largest.max(size);
+                peak_live = peak_live.max(ledger.live_bytes());
+                peak_blocks = peak_blocks.max(live.len());
+                // The stated bound (vmm-ledger.h): the stack grows only when no hole fits.
+                assert!(
+                    ledger.used() <= peak_live + (peak_blocks - 1) * largest,
+                    "{context}: used {} over the bound",
+                    ledger.used()
+                );
             } else {
                 let i = rng.random_range(0..live.len());
                 let (offset, size) = live.swap_remove(i);
@@ -219,6 +282,22 @@ fn bad_frees_are_rejected_without_any_change() {
 }
 
 #[test]
+fn rejected_frees_are_all_counted_but_logged_sparingly() {
+    let logged: Vec<u64> = (1..=5_000).filter(|&n| log_rejected(n)).collect();
+    assert_eq!(logged, [1, 1000, 2000, 3000, 4000, 5000]);
+    assert!(!log_rejected(0));
+
+    let mut ledger = Ledger::new();
+    let a = ledger.alloc(4096);
+    for i in 0..2_500u64 {
+        assert_eq!(ledger.free(a + 1, 4096), FreeResult::Unknown);
+        assert_eq!(ledger.rejected(), i + 1);
+    }
+    assert_eq!(ledger.live_bytes(), 4096, "nothing changed");
+    assert_eq!(ledger.free(a, 4096), FreeResult::Reclaimed);
+}
+
+#[test]
 fn zero_byte_blocks_get_their_own_offset() {
     let mut ledger = Ledger::new();
     let a = ledger.alloc(0);
@@ -227,6 +306,118 @@ fn zero_byte_blocks_get_their_own_offset() {
     assert_eq!(ledger.free(a, 0), FreeResult::Deferred);
     assert_eq!(ledger.free(b, 0), FreeResult::Reclaimed);
     assert_eq!(ledger.used(), 0);
+}
+
+/// Two users of one pool, each allocating its next block before freeing the previous one (two
+/// threads on one backend, as in the user's server). Returns the highest `used` and the peak of
+/// live bytes over `rounds` rounds, checking the model after every step.
+fn leapfrog(
+    rounds: usize,
+    size_a: impl Fn(usize) -> usize,
+    size_b: impl Fn(usize) -> usize,
+) -> (usize, usize, usize) {
+    let mut ledger = Ledger::new();
+    let mut live: Vec<Block> = Vec::new();
+    let (mut highest, mut peak_live, mut largest) = (0, 0, 0);
+    let mut held: [Option<Block>; 2] = [None, None];
+    for round in 0..rounds {
+        for (user, size) in [(0, size_a(round)), (1, size_b(round))] {
+            let context = format!("round {round} user {user}");
+            let offset = alloc_checked(&mut ledger, &mut live, size, &context);
+            largest = largest.max(size);
+            peak_live = peak_live.max(ledger.live_bytes());
+            highest = highest.max(ledger.used());
+            if let Some((o, s)) = held[user].replace((offset, size)) {
+                assert!(
+                    matches!(
+                        ledger.free(o, s),
+                        FreeResult::Reclaimed | FreeResult::Deferred
+                    ),
+                    "{context}"
+                );
+                live.retain(|&b| b != (o, s));
+            }
+            if round % 997 == 0 {
+                check_invariants(&ledger, &live, &context);
+            }
+            assert!(
+                ledger.blocks() <= 5,
+                "{context}: {} blocks",
+                ledger.blocks()
+            );
+        }
+    }
+    for (o, s) in held.into_iter().flatten() {
+        ledger.free(o, s);
+    }
+    assert_eq!(
+        (ledger.used(), ledger.waiting(), ledger.blocks()),
+        (0, 0, 0)
+    );
+    (highest, peak_live, largest)
+}
+
+#[test]
+fn two_users_leapfrogging_stay_bounded() {
+    const ROUNDS: usize = 100_000;
+    // Blocks of one size: at most twice the peak of live bytes.
+    let (highest, peak, _) = leapfrog(ROUNDS, |_| 128 << 10, |_| 128 << 10);
+    assert!(highest <= 2 * peak, "used {highest} > 2 x peak {peak}");
+    // Two sizes.
+    let (highest, peak, largest) = leapfrog(ROUNDS, |_| 128 << 10, |_| 192 << 10);
+    assert!(highest <= peak + 2 * largest, "used {highest}, peak {peak}");
+    // Sizes that change every round (a decoder's buffers grow with the tokens).
+    let (highest, peak, largest) = leapfrog(
+        ROUNDS,
+        |r| (64 + (r * 7919) % 192) << 10,
+        |r| (64 + (r * 104_729) % 192) << 10,
+    );
+    assert!(highest <= peak + 2 * largest, "used {highest}, peak {peak}");
+}
+
+/// The defect this ledger fixes, computed with the previous policy (holes reclaimed only from
+/// the top, every allocation on top): the same leapfrog pattern grows by one block per round.
+#[test]
+fn reclaiming_only_from_the_top_grew_without_bound() {
+    // (offset, size, freed), the previous ledger's blocks.
+    let mut blocks: Vec<(usize, usize, bool)> = Vec::new();
+    let mut used = 0usize;
+    let alloc = |blocks: &mut Vec<(usize, usize, bool)>, used: &mut usize, size| {
+        blocks.push((*used, size, false));
+        *used += size;
+        *used - size
+    };
+    let free = |blocks: &mut Vec<(usize, usize, bool)>, used: &mut usize, offset| {
+        let i = blocks.iter().position(|b| b.0 == offset).unwrap();
+        blocks[i].2 = true;
+        while blocks.last().is_some_and(|b| b.2) {
+            blocks.pop();
+        }
+        *used = blocks.last().map_or(0, |b| b.0 + b.1);
+    };
+    let size = 128 << 10;
+    let mut held = [
+        alloc(&mut blocks, &mut used, size),
+        alloc(&mut blocks, &mut used, size),
+    ];
+    for _ in 0..1_000 {
+        for slot in held.iter_mut() {
+            let next = alloc(&mut blocks, &mut used, size);
+            free(&mut blocks, &mut used, *slot);
+            *slot = next;
+        }
+    }
+    assert!(
+        used >= 250 << 20,
+        "used {used}: the old policy kept growing"
+    );
+    assert!(blocks.len() > 2_000);
+
+    let (highest, peak, _) = leapfrog(1_000, |_| size, |_| size);
+    assert!(
+        highest <= 2 * peak && highest <= 4 * size,
+        "first fit: {highest}"
+    );
 }
 
 // ---- the bug, documented ----

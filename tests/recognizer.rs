@@ -102,10 +102,11 @@ fn the_encoder_window_is_fitted_to_short_clips_without_changing_the_words() {
     assert_eq!(fitted_audio_ctx(usize::MAX, 1500), None);
 
     let Some(mut config) = config() else { return };
-    assert!(config.fit_audio_ctx, "the default");
-    let fitted = Recognizer::new(config.clone()).unwrap();
-    config.fit_audio_ctx = false;
-    let full = Recognizer::new(config).unwrap();
+    // Opt-in: it costs words on speech it was not tuned on (see its rustdoc).
+    assert!(!config.fit_audio_ctx, "the default");
+    let full = Recognizer::new(config.clone()).unwrap();
+    config.fit_audio_ctx = true;
+    let fitted = Recognizer::new(config).unwrap();
     let audio = jfk();
     let a = fitted
         .transcribe(audio.clone(), RecognizeOptions::new())

@@ -62,6 +62,8 @@ fn check_model(
 
 impl WhisperContext {
     fn from_raw(ctx: *mut sys::whisper_context) -> Result<Self, WhisperError> {
+        // Every model load passes here: the first one tells a slow (portable) build on a fast CPU.
+        crate::api::standalone::warn_if_slow_cpu_build();
         if ctx.is_null() {
             return Err(WhisperError::InitError);
         }

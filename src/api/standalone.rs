@@ -99,3 +99,68 @@ impl Default for SystemInfo {
         }
     }
 }
+
+/// How ggml's CPU instruction sets were chosen when this crate was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuTarget {
+    /// The build machine's CPU (`GGML_NATIVE=ON`): fast there, may not run on older CPUs.
+    Native,
+    /// Exactly the target features rustc enabled (portable; SSE2 only on plain x86-64).
+    RustcTarget,
+}
+
+/// The CPU build of ggml inside this crate: what it was compiled for and why (README, "CPU
+/// flags"; chosen by `WHISPER_STEADY_CPU`, RUSTFLAGS and whether cargo built for its own host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuBuild {
+    /// What ggml was compiled for.
+    pub target: CpuTarget,
+    /// Why, in one sentence from the build script.
+    pub reason: &'static str,
+}
+
+/// How this crate's ggml was compiled for the CPU. [`SystemInfo`] says which instruction sets
+/// that gave; [`print_system_info`] prints them all.
+pub fn cpu_build() -> CpuBuild {
+    CpuBuild {
+        target: match env!("WHISPER_STEADY_CPU_TARGET") {
+            "native" => CpuTarget::Native,
+            _ => CpuTarget::RustcTarget,
+        },
+        reason: env!("WHISPER_STEADY_CPU_REASON"),
+    }
+}
+
+/// A warning when this process runs a slow build: ggml compiled without AVX2 on a CPU that has
+/// AVX2 (several times slower; README, "CPU flags"). `None` when ggml has AVX2, the CPU lacks it,
+/// or the CPU is not x86. The first model load logs it (target `whisper_steady`, level warn).
+pub fn slow_cpu_build_warning() -> Option<String> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        if SystemInfo::default().avx2 || !std::is_x86_feature_detected!("avx2") {
+            return None;
+        }
+        Some(format!(
+            "whisper-steady: ggml was built without AVX2 ({}) and this CPU has AVX2: speech \
+             recognition runs several times slower than it could. Rebuild without \
+             WHISPER_STEADY_CPU=portable, or with RUSTFLAGS=\"-C target-cpu=x86-64-v3\" for \
+             binaries that ship to AVX2 machines",
+            cpu_build().reason
+        ))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    {
+        None
+    }
+}
+
+/// Logs [`slow_cpu_build_warning`] once per process (target `whisper_steady`, level warn); called
+/// when a model is loaded.
+pub(crate) fn warn_if_slow_cpu_build() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(warning) = slow_cpu_build_warning() {
+            log::warn!(target: "whisper_steady", "{warning}");
+        }
+    });
+}

@@ -23,6 +23,9 @@ extern "C" {
     fn ws_ledger_drop(ledger: *mut c_void);
     fn ws_ledger_alloc(ledger: *mut c_void, size: usize) -> usize;
     fn ws_ledger_free(ledger: *mut c_void, offset: usize, size: usize) -> c_int;
+    fn ws_ledger_place(ledger: *const c_void, size: usize) -> usize;
+    fn ws_ledger_holes(ledger: *const c_void) -> usize;
+    fn ws_ledger_log_rejected(n_rejected: u64) -> c_int;
     fn ws_ledger_used(ledger: *const c_void) -> usize;
     fn ws_ledger_waiting(ledger: *const c_void) -> usize;
     fn ws_ledger_live_bytes(ledger: *const c_void) -> usize;
@@ -30,6 +33,28 @@ extern "C" {
     fn ws_ledger_out_of_order(ledger: *const c_void) -> u64;
     fn ws_ledger_rejected(ledger: *const c_void) -> u64;
     fn ws_parse_env_bool(value: *const c_char) -> c_int;
+    fn ws_mappings_new() -> *mut c_void;
+    fn ws_mappings_drop(mappings: *mut c_void);
+    fn ws_mappings_add(mappings: *mut c_void, bytes: usize);
+    fn ws_mappings_mapped(mappings: *const c_void) -> usize;
+    fn ws_mappings_release_above(
+        mappings: *mut c_void,
+        used: usize,
+        out: *mut usize,
+        capacity: usize,
+    ) -> usize;
+    fn ws_legacy_new() -> *mut c_void;
+    fn ws_legacy_drop(book: *mut c_void);
+    fn ws_legacy_alloc(
+        book: *mut c_void,
+        size: usize,
+        actual_size: *mut usize,
+        fresh: *mut c_int,
+    ) -> *mut c_void;
+    fn ws_legacy_free(book: *mut c_void, ptr: *mut c_void, size: usize) -> c_int;
+    fn ws_legacy_drain(book: *mut c_void) -> usize;
+    fn ws_legacy_pool_size(book: *mut c_void) -> usize;
+    fn ws_legacy_cached_bytes(book: *mut c_void) -> usize;
     fn ws_pool_decide(
         policy: c_int,
         force_legacy: c_int,
@@ -58,11 +83,18 @@ pub enum FreeResult {
     Unknown,
     /// The size does not match the block: rejected.
     SizeMismatch,
-    /// The block was already freed: rejected.
+    /// The block is already a hole: rejected.
     Double,
 }
 
-/// The VMM pool's ledger of live blocks (patch 0001), compiled for the host.
+/// Whether the VMM pool logs its `n_rejected`-th rejected free (1-based): the first and then
+/// every 1000th; all are counted.
+pub fn log_rejected(n_rejected: u64) -> bool {
+    // SAFETY: a pure function of its argument.
+    unsafe { ws_ledger_log_rejected(n_rejected) != 0 }
+}
+
+/// The VMM pool's ledger of blocks and holes (patch 0001), compiled for the host.
 pub struct Ledger(*mut c_void);
 
 // SAFETY: the ledger is a plain C++ object with no thread affinity; &mut self serializes access.
@@ -77,7 +109,8 @@ impl Ledger {
         Ledger(ptr)
     }
 
-    /// Reserves `size` bytes on top of the stack; returns their offset.
+    /// Reserves `size` bytes in the first hole that holds them, else on top of the stack;
+    /// returns their offset.
     pub fn alloc(&mut self, size: usize) -> usize {
         // SAFETY: self.0 is a live ledger.
         unsafe { ws_ledger_alloc(self.0, size) }
@@ -96,13 +129,25 @@ impl Ledger {
         }
     }
 
+    /// The offset [`alloc`](Self::alloc) would return for `size` bytes, changing nothing.
+    pub fn place(&self, size: usize) -> usize {
+        // SAFETY: self.0 is a live ledger.
+        unsafe { ws_ledger_place(self.0, size) }
+    }
+
+    /// Holes: freed ranges below the top (neighbouring holes are merged).
+    pub fn holes(&self) -> usize {
+        // SAFETY: self.0 is a live ledger.
+        unsafe { ws_ledger_holes(self.0) }
+    }
+
     /// End of the highest block (upstream's `pool_used`).
     pub fn used(&self) -> usize {
         // SAFETY: self.0 is a live ledger.
         unsafe { ws_ledger_used(self.0) }
     }
 
-    /// Bytes freed out of order and not reclaimed yet.
+    /// Bytes in holes: freed out of order, reusable, not reclaimed yet.
     pub fn waiting(&self) -> usize {
         // SAFETY: self.0 is a live ledger.
         unsafe { ws_ledger_waiting(self.0) }
@@ -114,7 +159,7 @@ impl Ledger {
         unsafe { ws_ledger_live_bytes(self.0) }
     }
 
-    /// Blocks recorded (live and waiting).
+    /// Blocks recorded (live blocks and holes).
     pub fn blocks(&self) -> usize {
         // SAFETY: self.0 is a live ledger.
         unsafe { ws_ledger_blocks(self.0) }
@@ -143,6 +188,146 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         // SAFETY: self.0 came from ws_ledger_new and is dropped once.
         unsafe { ws_ledger_drop(self.0) }
+    }
+}
+
+/// The chunks of physical memory a VMM pool has mapped (patch 0009), compiled for the host.
+pub struct Mappings(*mut c_void);
+
+// SAFETY: a plain C++ object with no thread affinity; &mut self serializes changes.
+unsafe impl Send for Mappings {}
+
+impl Mappings {
+    /// Nothing mapped.
+    pub fn new() -> Mappings {
+        // SAFETY: allocation only; checked for null below.
+        let ptr = unsafe { ws_mappings_new() };
+        assert!(!ptr.is_null(), "out of memory");
+        Mappings(ptr)
+    }
+
+    /// Records a chunk of `bytes` mapped at the end, as the pool does when it grows.
+    pub fn add(&mut self, bytes: usize) {
+        // SAFETY: self.0 is live.
+        unsafe { ws_mappings_add(self.0, bytes) }
+    }
+
+    /// Bytes mapped.
+    pub fn mapped(&self) -> usize {
+        // SAFETY: self.0 is live.
+        unsafe { ws_mappings_mapped(self.0) }
+    }
+
+    /// What a trim releases when the highest block in use ends at `used`: the chunks, as
+    /// `(offset, size)`, highest first; they are removed.
+    pub fn release_above(&mut self, used: usize) -> Vec<(usize, usize)> {
+        let mut out = vec![0usize; 2 * 4096];
+        // SAFETY: self.0 is live; `out` holds 4096 pairs.
+        let n = unsafe { ws_mappings_release_above(self.0, used, out.as_mut_ptr(), 4096) };
+        assert!(n <= 4096, "more chunks than the test buffer holds");
+        out.chunks(2).take(n).map(|p| (p[0], p[1])).collect()
+    }
+}
+
+impl Default for Mappings {
+    fn default() -> Self {
+        Mappings::new()
+    }
+}
+
+impl Drop for Mappings {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from ws_mappings_new and is dropped once.
+        unsafe { ws_mappings_drop(self.0) }
+    }
+}
+
+/// A buffer handed out by [`LegacyBook::alloc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyBuffer {
+    /// Its address (host memory from `malloc`, standing in for device memory).
+    pub ptr: *mut u8,
+    /// Its size: at least the request (a cached buffer may be larger).
+    pub size: usize,
+    /// True when it was newly obtained from the "device" rather than taken from the cache.
+    pub fresh: bool,
+}
+
+// SAFETY: a plain address and size; whoever holds it owns the buffer until it is freed.
+unsafe impl Send for LegacyBuffer {}
+
+/// The legacy CUDA pool's bookkeeping (patch 0008), compiled for the host with `malloc` as the
+/// device allocator. Its methods take `&self`: every operation holds the book's own mutex, as
+/// in the pool, so that many threads may share one book.
+pub struct LegacyBook(*mut c_void);
+
+// SAFETY: every operation on the C++ object holds its mutex.
+unsafe impl Send for LegacyBook {}
+// SAFETY: as above.
+unsafe impl Sync for LegacyBook {}
+
+impl LegacyBook {
+    /// An empty book.
+    pub fn new() -> LegacyBook {
+        // SAFETY: allocation only; checked for null below.
+        let ptr = unsafe { ws_legacy_new() };
+        assert!(!ptr.is_null(), "out of memory");
+        LegacyBook(ptr)
+    }
+
+    /// Takes the best-fitting cached buffer, or a new one of about `size * 1.05` bytes.
+    pub fn alloc(&self, size: usize) -> LegacyBuffer {
+        let (mut actual, mut fresh) = (0usize, 0 as c_int);
+        // SAFETY: self.0 is a live book; both out-pointers are valid.
+        let ptr = unsafe { ws_legacy_alloc(self.0, size, &mut actual, &mut fresh) };
+        assert!(!ptr.is_null(), "malloc failed");
+        LegacyBuffer {
+            ptr: ptr.cast(),
+            size: actual,
+            fresh: fresh != 0,
+        }
+    }
+
+    /// Returns a buffer; true when it was cached, false when the cache was full and it went
+    /// back to the "device".
+    ///
+    /// # Safety
+    /// `buffer` must come from this book's [`alloc`](Self::alloc) and not be freed yet.
+    pub unsafe fn free(&self, buffer: LegacyBuffer) -> bool {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { ws_legacy_free(self.0, buffer.ptr.cast(), buffer.size) != 0 }
+    }
+
+    /// Gives every cached buffer back; returns the bytes released.
+    pub fn drain(&self) -> usize {
+        // SAFETY: self.0 is a live book.
+        unsafe { ws_legacy_drain(self.0) }
+    }
+
+    /// Bytes obtained from the "device" and not given back (handed out plus cached).
+    pub fn pool_size(&self) -> usize {
+        // SAFETY: self.0 is a live book.
+        unsafe { ws_legacy_pool_size(self.0) }
+    }
+
+    /// Bytes in the cache.
+    pub fn cached_bytes(&self) -> usize {
+        // SAFETY: self.0 is a live book.
+        unsafe { ws_legacy_cached_bytes(self.0) }
+    }
+}
+
+impl Default for LegacyBook {
+    fn default() -> Self {
+        LegacyBook::new()
+    }
+}
+
+impl Drop for LegacyBook {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from ws_legacy_new and is dropped once; it frees the cached
+        // buffers (buffers still handed out belong to their holders).
+        unsafe { ws_legacy_drop(self.0) }
     }
 }
 

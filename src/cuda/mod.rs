@@ -92,7 +92,8 @@ pub struct PoolStats {
     /// Frees that were not on top of a VMM pool's stack. Non-zero means two users shared one
     /// backend (one `whisper_state`) at the same time.
     pub out_of_order_frees: u64,
-    /// Bytes freed out of order that are reclaimed once the blocks above them are freed.
+    /// Bytes in VMM pool holes: freed out of order, reused first by later allocations, and
+    /// reclaimed once they become the top of the pool's stack.
     pub bytes_waiting_reclaim: u64,
     /// Frees of unknown pointers, with a wrong size, or double frees; each was ignored.
     pub rejected_frees: u64,
@@ -130,6 +131,44 @@ pub fn pool_stats() -> PoolStats {
     #[cfg(not(feature = "cuda"))]
     {
         PoolStats::default()
+    }
+}
+
+/// What [`trim`] gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrimReport {
+    /// False in a build without CUDA: there was nothing to trim and nothing was done.
+    pub cuda_available: bool,
+    /// CUDA pools visited (one per backend that has allocated on a device).
+    pub pools: u64,
+    /// Bytes of device memory returned to the driver.
+    pub bytes_released: u64,
+}
+
+/// Returns the device memory that CUDA pools hold and nobody uses to the driver (patch 0009):
+/// a virtual-memory pool unmaps the physical memory above its highest block in use, a legacy
+/// pool frees its cached buffers. Memory in use is never touched, and pools grow again on
+/// demand, so this is safe at any time from any thread; it costs the next large request a
+/// fresh allocation. In a build without CUDA it does nothing and says so
+/// ([`TrimReport::cuda_available`] is false).
+pub fn trim() -> TrimReport {
+    #[cfg(feature = "cuda")]
+    {
+        let mut raw = crate::sys::ggml_cuda_trim_report {
+            pools: 0,
+            bytes_released: 0,
+        };
+        // SAFETY: `raw` is a valid, writable struct of the layout the function fills.
+        unsafe { crate::sys::ggml_backend_cuda_trim_pools(&mut raw) };
+        TrimReport {
+            cuda_available: true,
+            pools: raw.pools,
+            bytes_released: raw.bytes_released,
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        TrimReport::default()
     }
 }
 

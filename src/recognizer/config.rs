@@ -52,8 +52,14 @@ pub struct RecognizerConfig {
     /// When a request leaves [`RecognizeOptions::audio_ctx`] unset and its audio is shorter
     /// than the encoder's 30 s window, encode only the audio plus a margin of
     /// [`FIT_AUDIO_CTX_MARGIN`] frames (4 s) instead of the whole window, padded with silence
-    /// (default `true`). The encoder's cost falls with the window; bench/RESULTS.md has the
-    /// measurements and the quality check. Audio of 26 s or more always gets the full window.
+    /// (default `false`). Audio of 26 s or more always gets the full window.
+    ///
+    /// Opt-in because it trades words for speed: it halves the encoder's time on short clips
+    /// (jfk.wav 0.45x whisper-rs's time), but on the synthesized held-out set of
+    /// bench/wer_set.py (55 clips of 2-25 s, 1,416 words, never tuned on) tiny.en made 245 word
+    /// errors with it against 229 with whisper's full window; a margin of 400 frames, or a floor
+    /// of 750 frames, made 242 (bench/RESULTS.md, 2026-11-30). Use it where latency matters more
+    /// than about one word in a hundred.
     pub fit_audio_ctx: bool,
     /// Worker states on the main backend: how many requests run at once (default
     /// [`default_workers`]).
@@ -142,7 +148,7 @@ impl RecognizerConfig {
             fallback_to_cpu: true,
             gpu_device: 0,
             flash_attn: false,
-            fit_audio_ctx: true,
+            fit_audio_ctx: false,
             workers,
             threads_per_worker: (cores() / workers).max(1),
             cpu_workers: 1,

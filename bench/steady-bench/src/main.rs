@@ -2,15 +2,21 @@
 //!
 //! - `steady-bench compat MODEL THREADS RUNS AUDIO...`: the whisper-rs code of
 //!   bench/common/compat.rs, compiled against this crate (whisper-rs's defaults);
-//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--full-window]`: one
+//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--fit-window]`: one
 //!   request at a time through a `Recognizer` with one worker of THREADS threads and every other
-//!   setting at its default; the flags turn flash attention on and `fit_audio_ctx` off, for the
+//!   setting at its default; the flags turn flash attention and `fit_audio_ctx` on, for the
 //!   experiments in bench/RESULTS.md;
-//! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO [--full-window]`:
+//! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO [--fit-window]`:
 //!   REQUESTS requests
 //!   from 8 client threads, served by a `Recognizer` with STATES states sharing TOTAL_THREADS
 //!   threads, and by the pattern of the user's original server: one context, one state, one
 //!   global mutex, TOTAL_THREADS threads per call. Prints requests per minute for both;
+//! - `steady-bench window MODEL THREADS SET.tsv RULE...`: every clip of the word-error set
+//!   (bench/wer_set.py) through a one-worker `Recognizer`, once per encoder-window rule: `full`
+//!   (whisper's 30 s window), `fit` (the Recognizer's default), or `M` / `M/F` (the clip plus M
+//!   positions of 20 ms, at least F positions). One JSON line per clip and rule;
+//! - `steady-bench system-info`: how ggml was compiled for the CPU (`cpu_build`) and the
+//!   instruction sets that gave (`print_system_info`), two lines of text;
 //! - `steady-bench pool`: nanoseconds per alloc/free pair of the VMM pool's bookkeeping,
 //!   upstream's LIFO counter vs patch 0001's ledger, LIFO and out-of-order workloads.
 
@@ -31,8 +37,12 @@ fn main() {
         "recognizer" => recognizer_mode(&rest),
         "throughput" => throughput_mode(&rest),
         "pool" => pool_mode(),
+        "system-info" => system_info_mode(),
+        "window" => window_mode(&rest),
         _ => {
-            eprintln!("usage: steady-bench compat|recognizer|throughput|pool ...");
+            eprintln!(
+                "usage: steady-bench compat|recognizer|throughput|pool|system-info|window ..."
+            );
             std::process::exit(2);
         }
     }
@@ -67,7 +77,7 @@ fn recognizer_mode(all: &[String]) {
     config.threads_per_worker = threads;
     config.use_gpu = false;
     config.flash_attn = flag("--flash-attn");
-    config.fit_audio_ctx = !flag("--full-window");
+    config.fit_audio_ctx = flag("--fit-window");
     let label = format!(
         "whisper-steady (Recognizer{}{})",
         if config.flash_attn {
@@ -76,9 +86,9 @@ fn recognizer_mode(all: &[String]) {
             ""
         },
         if config.fit_audio_ctx {
-            ""
+            ", fitted window"
         } else {
-            ", full window"
+            ""
         }
     );
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
@@ -99,7 +109,7 @@ fn recognizer_mode(all: &[String]) {
 }
 
 fn throughput_mode(a: &[String]) {
-    let full_window = a.iter().any(|x| x == "--full-window");
+    let fit_window = a.iter().any(|x| x == "--fit-window");
     let a: Vec<&String> = a.iter().filter(|x| !x.starts_with("--")).collect();
     let model = a[0];
     let total: usize = a[1].parse().expect("TOTAL_THREADS");
@@ -137,7 +147,7 @@ fn throughput_mode(a: &[String]) {
     config.threads_per_worker = (total / states).max(1);
     config.use_gpu = false;
     config.queue_limit = requests;
-    config.fit_audio_ctx = !full_window;
+    config.fit_audio_ctx = fit_window;
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -154,7 +164,7 @@ fn throughput_mode(a: &[String]) {
     });
     let rec_rpm = requests as f64 / start.elapsed().as_secs_f64() * 60.0;
     println!(
-        "{{\"total_threads\":{total},\"states\":{states},\"requests\":{requests},\"full_window\":{full_window},\"mutex_rpm\":{mutex_rpm:.1},\"recognizer_rpm\":{rec_rpm:.1}}}"
+        "{{\"total_threads\":{total},\"states\":{states},\"requests\":{requests},\"fit_window\":{fit_window},\"mutex_rpm\":{mutex_rpm:.1},\"recognizer_rpm\":{rec_rpm:.1}}}"
     );
 }
 
@@ -173,5 +183,97 @@ fn pool_mode() {
         println!(
             "{{\"depth\":{depth},\"upstream_lifo_ns\":{upstream:.2},\"ledger_lifo_ns\":{ledger:.2},\"ledger_out_of_order_ns\":{ooo:.2}}}"
         );
+    }
+}
+
+fn system_info_mode() {
+    let build = whisper_rs::cpu_build();
+    println!("ggml CPU build: {:?} ({})", build.target, build.reason);
+    println!(
+        "ggml system info: {}",
+        whisper_rs::print_system_info().trim()
+    );
+    if let Some(warning) = whisper_rs::slow_cpu_build_warning() {
+        println!("warning: {warning}");
+    }
+}
+
+/// An encoder-window rule of `window` mode.
+#[derive(Clone, Copy)]
+enum WindowRule {
+    /// Whisper's full 30 s window.
+    Full,
+    /// The Recognizer's default (`fit_audio_ctx`).
+    Fit,
+    /// The clip plus `margin` positions, at least `floor` positions.
+    Margin { margin: u32, floor: u32 },
+}
+
+impl WindowRule {
+    fn parse(text: &str) -> WindowRule {
+        match text {
+            "full" => WindowRule::Full,
+            "fit" => WindowRule::Fit,
+            _ => {
+                let (margin, floor) = text.split_once('/').unwrap_or((text, "0"));
+                WindowRule::Margin {
+                    margin: margin.parse().expect("RULE: full, fit, M or M/F"),
+                    floor: floor.parse().expect("RULE: full, fit, M or M/F"),
+                }
+            }
+        }
+    }
+
+    /// `fit_audio_ctx` and `audio_ctx` for a clip of `samples`.
+    fn options(self, samples: usize) -> (bool, Option<u32>) {
+        match self {
+            WindowRule::Full => (false, None),
+            WindowRule::Fit => (true, None),
+            WindowRule::Margin { margin, floor } => {
+                let ctx = (samples.div_ceil(320) as u32 + margin).max(floor);
+                (false, (ctx < 1500).then_some(ctx))
+            }
+        }
+    }
+}
+
+fn window_mode(a: &[String]) {
+    let (model, threads, set) = (&a[0], a[1].parse().expect("THREADS"), &a[2]);
+    let rules: Vec<(&String, WindowRule)> =
+        a[3..].iter().map(|r| (r, WindowRule::parse(r))).collect();
+    let clips: Vec<(String, String)> = std::fs::read_to_string(set)
+        .expect("SET.tsv")
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            (fields[0].to_string(), fields[1].to_string())
+        })
+        .collect();
+    let recognizer_for = |fit: bool| {
+        let mut config = RecognizerConfig::new(model);
+        config.workers = 1;
+        config.threads_per_worker = threads;
+        config.use_gpu = false;
+        config.fit_audio_ctx = fit;
+        Recognizer::new(config).expect("the recognizer starts")
+    };
+    let (fitting, plain) = (recognizer_for(true), recognizer_for(false));
+    for (path, split) in &clips {
+        let samples = compat::read_wav(path);
+        for (name, rule) in &rules {
+            let (fit, audio_ctx) = rule.options(samples.len());
+            let mut options = RecognizeOptions::new().language("en");
+            options.audio_ctx = audio_ctx;
+            let recognizer = if fit { &fitting } else { &plain };
+            let start = Instant::now();
+            let transcript = recognizer
+                .transcribe(samples.clone(), options)
+                .expect("a transcript");
+            let seconds = start.elapsed().as_secs_f64();
+            println!(
+                "{{\"rule\":{name:?},\"split\":{split:?},\"audio\":{path:?},\"seconds\":{seconds:.4},\"text\":{:?}}}",
+                transcript.text
+            );
+        }
     }
 }

@@ -82,24 +82,31 @@ pub type Hold = (
     unsafe extern "C" fn(*mut sys::whisper_context),
 );
 
+/// Greedy English decoding with `threads` threads, printing nothing, without temperature
+/// fallback: it samples from the state's random generator, so repeated calls could
+/// legitimately differ. Without it every correct call gives the same text.
+pub fn quiet_greedy_params(threads: c_int) -> sys::whisper_full_params {
+    // SAFETY: returns a parameter struct by value; the language is a static C string.
+    let mut params = unsafe {
+        sys::whisper_full_default_params(sys::whisper_sampling_strategy_WHISPER_SAMPLING_GREEDY)
+    };
+    params.n_threads = threads;
+    params.language = c"en".as_ptr();
+    params.print_progress = false;
+    params.print_realtime = false;
+    params.print_timestamps = false;
+    params.print_special = false;
+    params.temperature_inc = 0.0;
+    params
+}
+
 /// One `whisper_full` on the default state, then the reading of its segments.
 pub fn transcribe(ctx: &SharedContext, samples: &[f32], hold: Option<Hold>) -> Call {
     let n_samples = c_int::try_from(samples.len()).expect("a clip shorter than 2^31 samples");
     // SAFETY: raw calls on a live context with a valid sample slice; the lock functions, when
     // given, are patch 0006's, and every lock is paired with an unlock.
     unsafe {
-        let mut params = sys::whisper_full_default_params(
-            sys::whisper_sampling_strategy_WHISPER_SAMPLING_GREEDY,
-        );
-        params.n_threads = 2;
-        params.language = c"en".as_ptr();
-        params.print_progress = false;
-        params.print_realtime = false;
-        params.print_timestamps = false;
-        params.print_special = false;
-        // No temperature fallback: it samples from the state's random generator, so repeated
-        // calls could legitimately differ. Without it every correct call gives the same text.
-        params.temperature_inc = 0.0;
+        let params = quiet_greedy_params(2);
         if let Some((lock, _)) = hold {
             lock(ctx.raw());
         }

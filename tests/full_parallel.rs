@@ -46,17 +46,10 @@ fn child_full_parallel_with_a_reentrant_callback() {
     let model = common::model_path().expect("the parent checked the model");
     let samples = race::read_wav(&common::shared_audio("jfk.wav")).expect("jfk.wav reads");
     let ctx = SharedContext::load(&model).expect("the model loads");
-    // SAFETY: default parameters by value; the callback is a plain function without user data;
-    // samples outlive the call; the context is valid.
+    // SAFETY: the callback is a plain function without user data; samples outlive the call;
+    // the context is valid.
     let (ret, n_segments, text) = unsafe {
-        let mut params = sys::whisper_full_default_params(
-            sys::whisper_sampling_strategy_WHISPER_SAMPLING_GREEDY,
-        );
-        params.n_threads = 1;
-        params.language = c"en".as_ptr();
-        params.print_progress = false;
-        params.print_realtime = false;
-        params.print_timestamps = false;
+        let mut params = race::quiet_greedy_params(1);
         params.encoder_begin_callback = Some(encoder_begin);
         let ret = sys::whisper_full_parallel(
             ctx.raw(),

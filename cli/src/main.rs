@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod convert_silero;
 mod gpu_check;
 mod quantize;
 mod transcribe;
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Convert a CTranslate2 (faster-whisper) Whisper model folder into a whisper.cpp model file.
     ConvertCt2(convert::ConvertCt2Args),
+    /// Convert the Silero VAD ONNX model of the PyPI package silero-vad into the ggml VAD model
+    /// that whisper.cpp's voice activity detection loads.
+    ConvertSilero(convert_silero::ConvertSileroArgs),
     /// Prove the CUDA fixes on this machine's GPU (pool self-tests, shared-context scenario,
     /// 4 states x 50 requests, CUDA vs CPU text and speed); prints a table, writes JSON.
     GpuCheck(gpu_check::GpuCheckArgs),
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ConvertCt2(args) => convert::run(&args),
+        Command::ConvertSilero(args) => convert_silero::run(&args),
         Command::GpuCheck(args) => gpu_check::run(&args),
         Command::Quantize(args) => quantize::run(&args),
         Command::Transcribe(args) => transcribe::run(&args),

@@ -73,6 +73,13 @@ pub enum ConvertError {
     Vocabulary(String),
     /// A whisper.cpp model file given to the quantizer is malformed or cannot be quantized.
     Model(String),
+    /// An ONNX file is not a well-formed protobuf `ModelProto` (truncated, bad lengths or wire
+    /// types); the message names the byte offset.
+    Onnx(String),
+    /// The input to the Silero VAD converter is not a usable Silero VAD model (another format,
+    /// a missing 16 kHz network, a tensor of the wrong shape or type, non-finite weights), or a
+    /// Silero version string is malformed.
+    SileroVad(String),
 }
 
 impl fmt::Display for ConvertError {
@@ -129,6 +136,8 @@ impl fmt::Display for ConvertError {
             ConvertError::Hparams(msg) => write!(f, "unsupported model dimensions: {msg}"),
             ConvertError::Vocabulary(msg) => write!(f, "bad vocabulary: {msg}"),
             ConvertError::Model(msg) => write!(f, "whisper.cpp model: {msg}"),
+            ConvertError::Onnx(msg) => write!(f, "malformed ONNX file: {msg}"),
+            ConvertError::SileroVad(msg) => write!(f, "Silero VAD model: {msg}"),
         }
     }
 }

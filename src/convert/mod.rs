@@ -20,13 +20,20 @@
 //!   `n_vocab`, the embedding's row count.
 //!
 //! The output depends on the input alone: the same model gives the same bytes.
+//!
+//! [`convert_silero_vad`] turns the Silero VAD ONNX model of the PyPI package `silero-vad` into
+//! the ggml VAD model that whisper.cpp's native voice activity detection loads
+//! ([`crate::WhisperVadContext`], or `FullParams::set_vad_model_path`); see [`silero`] for
+//! the format.
 
 mod ct2;
 mod error;
 mod ggml;
 mod layout;
 mod mel;
+mod onnx;
 mod quantize;
+pub mod silero;
 mod vocab;
 
 use std::fs;
@@ -37,6 +44,7 @@ pub use error::ConvertError;
 pub use ggml::{f16_to_f32, f32_to_f16};
 pub use mel::{mel_filterbank, WHISPER_N_FFT, WHISPER_SAMPLE_RATE};
 pub use quantize::{quantize, quantize_file, QuantType, QuantizeReport};
+pub use silero::{convert_silero_vad, convert_silero_vad_onnx, SileroReport, SileroVersion};
 pub use vocab::{decode_gpt2_token, gpt2_byte, parse_vocabulary_json, parse_vocabulary_txt};
 
 use ggml::GgmlWriter;

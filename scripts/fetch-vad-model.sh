@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Fetches the Silero VAD model for whisper.cpp's voice activity detection: the ONNX model
+# shipped in the PyPI wheel silero-vad 6.2.0 (MIT), converted to whisper.cpp's ggml VAD format
+# with `whisper-steady convert-silero`. Both the wheel and the converted model are checked
+# against pinned sha256 sums (the converted model is byte for byte upstream whisper.cpp's own
+# models/for-tests-silero-v6.2.0-ggml.bin, which upstream converts from the same package with
+# PyTorch). The last line on stdout is the converted model's path; the rest goes to stderr.
+#
+# Cache folder: $WHISPER_STEADY_MODEL_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/whisper-steady/models.
+# It ends up holding the wheel, the ONNX file (silero-vad-6.2.0/silero_vad.onnx; point
+# WHISPER_STEADY_TEST_VAD_ONNX at it to run the converter's end-to-end test) and
+# ggml-silero-v6.2.0.bin. Nothing is redone when the verified model is already there.
+#
+# The conversion runs `cargo run -p whisper-steady-cli` (the dev profile, which tests share); set
+# WHISPER_STEADY_CLI to a built `whisper-steady` binary to use that instead.
+set -euo pipefail
+
+PACKAGE=silero-vad
+VERSION=6.2.0
+WHEEL=silero_vad-6.2.0-py3-none-any.whl
+WHEEL_SHA256=8a31f1e58e73cdc20820d842f757e678e0ae1b0ee1cb7b8aa50f20f8fd7f7638
+MODEL=ggml-silero-v6.2.0.bin
+MODEL_SHA256=2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${WHISPER_STEADY_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/whisper-steady/models}
+onnx_dir=$cache/$PACKAGE-$VERSION
+onnx=$onnx_dir/silero_vad.onnx
+out=$cache/$MODEL
+
+LOG_NAME=fetch-vad-model
+# shellcheck source=lib/fetch-wheel.sh
+. "$repo/scripts/lib/fetch-wheel.sh"
+
+# Already done?
+if [ -f "$out" ] && [ "$(sha256 "$out")" = "$MODEL_SHA256" ]; then
+  log "cached: $out"
+  echo "$out"
+  exit 0
+fi
+
+mkdir -p "$cache"
+tmp=$(mktemp -d "$cache/.fetch-vad.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# The wheel.
+fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
+wheel=$cache/$WHEEL
+
+# The ONNX model, unpacked afresh so that it matches the verified wheel.
+log "unpacking silero_vad.onnx into $onnx_dir"
+if command -v unzip >/dev/null; then
+  unzip -q "$wheel" 'silero_vad/data/silero_vad.onnx' -d "$tmp/unpacked"
+else
+  python3 -m zipfile -e "$wheel" "$tmp/unpacked"
+fi
+mkdir -p "$onnx_dir"
+mv "$tmp/unpacked/silero_vad/data/silero_vad.onnx" "$onnx"
+
+# The conversion, into a temporary file that only becomes $out once verified.
+log "converting to $out"
+converted=$tmp/$MODEL
+if [ -n "${WHISPER_STEADY_CLI:-}" ]; then
+  "$WHISPER_STEADY_CLI" convert-silero "$onnx" "$converted" --silero-version "$VERSION" >&2
+else
+  (cd "$repo" && cargo run --quiet -p whisper-steady-cli -- \
+    convert-silero "$onnx" "$converted" --silero-version "$VERSION") >&2
+fi
+got=$(sha256 "$converted")
+if [ "$got" != "$MODEL_SHA256" ]; then
+  log "sha256 mismatch for the converted $MODEL: got $got, expected $MODEL_SHA256"
+  exit 1
+fi
+mv "$converted" "$out"
+log "ONNX model: $onnx"
+echo "$out"

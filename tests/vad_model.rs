@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{context, jfk, wer, JFK_TEXT};
+use common::{context, env_file, jfk, wer, JFK_TEXT};
 use whisper_steady::{
     FullParams, SamplingStrategy, WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
 };
@@ -78,41 +76,34 @@ const MIN_DECISION_AGREEMENT: f32 = 0.98;
 /// `models/for-tests-silero-v6.2.0-ggml.bin`, converted from the package's TorchScript model.
 const MODEL_SHA256: &str = "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987";
 
-fn required(what: &str) {
-    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "WHISPER_STEADY_REQUIRE_MODEL=1 but {what}; run scripts/fetch-vad-model.sh"
-    );
-    eprintln!("skipped: {what} (set it, see scripts/fetch-vad-model.sh)");
-}
-
-fn env_file(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
-        Some(path) => {
-            required(&format!(
-                "{var}={} does not exist",
-                Path::new(&path).display()
-            ));
-            None
-        }
-        None => {
-            required(&format!("{var} is not set"));
-            None
-        }
-    }
-}
+/// The fetch script that provides the VAD test inputs.
+const VAD_SCRIPT: &str = "scripts/fetch-vad-model.sh";
 
 /// The converted Silero VAD model, or `None` (after printing why).
 fn vad_model() -> Option<String> {
-    env_file("WHISPER_STEADY_TEST_VAD_MODEL").map(|p| p.to_str().unwrap().to_owned())
+    env_file("WHISPER_STEADY_TEST_VAD_MODEL", VAD_SCRIPT).map(|p| p.to_str().unwrap().to_owned())
 }
 
 fn vad_context(model: &str) -> WhisperVadContext {
     let mut params = WhisperVadContextParams::new();
     params.set_n_threads(1);
     WhisperVadContext::new(model, params).expect("whisper.cpp loads the converted VAD model")
+}
+
+/// Greedy English decoding on 2 threads, printing nothing; with VAD through `vad_model`.
+fn jfk_params(vad_model: Option<&str>) -> FullParams<'static, 'static> {
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_language(Some("en"));
+    params.set_n_threads(2);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_timestamps(false);
+    if vad_model.is_some() {
+        params.set_vad_model_path(vad_model);
+        params.enable_vad(true);
+        params.set_vad_params(WhisperVadParams::new());
+    }
+    params
 }
 
 fn seconds(samples: u32) -> f32 {
@@ -212,15 +203,7 @@ fn silence_has_no_speech() {
 fn transcription_with_vad_gives_jfk() {
     let Some(model) = vad_model() else { return };
     let Some(ctx) = context() else { return };
-    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-    params.set_language(Some("en"));
-    params.set_n_threads(2);
-    params.set_print_progress(false);
-    params.set_print_realtime(false);
-    params.set_print_timestamps(false);
-    params.set_vad_model_path(Some(&model));
-    params.enable_vad(true);
-    params.set_vad_params(WhisperVadParams::new());
+    let params = jfk_params(Some(&model));
 
     let mut state = ctx.create_state().unwrap();
     state.full(params, &jfk()).expect("whisper_full with VAD");
@@ -251,20 +234,7 @@ fn transcription_with_vad_gives_jfk() {
 fn a_plain_run_after_a_vad_run_has_a_fresh_states_timestamps() {
     let Some(model) = vad_model() else { return };
     let Some(ctx) = context() else { return };
-    let params = |vad: bool| {
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_language(Some("en"));
-        params.set_n_threads(2);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_timestamps(false);
-        if vad {
-            params.set_vad_model_path(Some(&model));
-            params.enable_vad(true);
-            params.set_vad_params(WhisperVadParams::new());
-        }
-        params
-    };
+    let params = |vad: bool| jfk_params(vad.then_some(model.as_str()));
     let timestamps = |state: &whisper_steady::WhisperState| -> Vec<(i64, i64)> {
         state
             .as_iter()
@@ -292,7 +262,7 @@ fn a_plain_run_after_a_vad_run_has_a_fresh_states_timestamps() {
 
 #[test]
 fn converting_the_package_model_gives_the_pinned_file() {
-    let Some(onnx) = env_file("WHISPER_STEADY_TEST_VAD_ONNX") else {
+    let Some(onnx) = env_file("WHISPER_STEADY_TEST_VAD_ONNX", VAD_SCRIPT) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -14,32 +14,35 @@ use whisper_steady::{WhisperContext, WhisperContextParameters};
 /// The reference transcript of jfk.wav.
 pub const JFK_TEXT: &str = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country";
 
-fn required(what: &str) -> bool {
+fn required(what: &str, script: &str) {
     let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
     assert!(
         !required,
-        "WHISPER_STEADY_REQUIRE_MODEL=1 but {what}; run scripts/fetch-test-model.sh"
+        "WHISPER_STEADY_REQUIRE_MODEL=1 but {what}; run {script}"
     );
-    eprintln!("skipped: {what} (set WHISPER_STEADY_TEST_MODEL, see scripts/fetch-test-model.sh)");
-    false
+    eprintln!("skipped: {what} (see {script})");
+}
+
+/// The file the test-input variable `var` names, or `None` (after printing why) when it is
+/// absent and not required; `script` is the fetch script that makes it.
+pub fn env_file(var: &str, script: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
+        Some(path) => {
+            let missing = format!("{var}={} does not exist", Path::new(&path).display());
+            required(&missing, script);
+            None
+        }
+        None => {
+            required(&format!("{var} is not set"), script);
+            None
+        }
+    }
 }
 
 /// The test model, or `None` (after printing why) when it is absent and not required.
 pub fn model_path() -> Option<PathBuf> {
-    match std::env::var_os("WHISPER_STEADY_TEST_MODEL") {
-        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
-        Some(path) => {
-            required(&format!(
-                "WHISPER_STEADY_TEST_MODEL={} does not exist",
-                Path::new(&path).display()
-            ));
-            None
-        }
-        None => {
-            required("WHISPER_STEADY_TEST_MODEL is not set");
-            None
-        }
-    }
+    env_file("WHISPER_STEADY_TEST_MODEL", "scripts/fetch-test-model.sh")
 }
 
 /// One context per test binary, shared by its tests (loading takes a while).

@@ -20,6 +20,8 @@
 # Everything is built the way a user builds it: `cargo build --release`, with the environment as
 # it is (no RUSTFLAGS of our own), and the table starts with the CPU flags ggml got.
 # BENCH_SET=0 skips the synthesized set (held-out clips and long recordings, several minutes).
+# With WHISPER_STEADY_TEST_VAD_MODEL (scripts/fetch-vad-model.sh) the set also gets the
+# Recognizer with `vad_model` set (long audio in chunks at silences, on 2 states).
 # BENCH_PORTABLE=1 adds rows for the portable build (WHISPER_STEADY_CPU=portable, in its own
 # target folder), to show what shipping one binary to every x86-64 machine costs.
 set -euo pipefail
@@ -119,6 +121,10 @@ if [ "${BENCH_SET:-1}" = 1 ]; then
   set_measure "whisper-steady-whisper-rs-API" "$steady" compat "$steady_model" "$t"
   set_measure "Recognizer-defaults" "$steady" recognizer "$steady_model" "$t"
   set_measure "Recognizer-fitted-window" "$steady" recognizer --fit-window "$steady_model" "$t"
+  if [ -n "${WHISPER_STEADY_TEST_VAD_MODEL:-}" ]; then
+    set_measure "Recognizer-VAD-chunks" "$steady" recognizer --vad="$WHISPER_STEADY_TEST_VAD_MODEL" \
+      "$steady_model" "$t"
+  fi
   set_measure "faster-whisper-float32" python3 bench/faster_whisper_bench.py "$ct2" float32 "$t"
   set_measure "faster-whisper-int8" python3 bench/faster_whisper_bench.py "$ct2" int8 "$t"
   set_measure "faster-whisper-batched-float32" python3 bench/faster_whisper_bench.py "$ct2" batched-float32 "$t"

@@ -1,7 +1,8 @@
 """Builds the synthesized word-error set of bench/RESULTS.md (issue 14): clips of 1-5 sentences
 from bench/wer-set/sentences.txt, spoken by espeak-ng in several English voices and rates, with
 pauses between sentences, at 16 kHz mono 16-bit; and long recordings (60-120 s) of held-out
-sentences with longer pauses.
+sentences with longer pauses (`long`), and long recordings of tune sentences (`long-tune`) to tune
+long-audio rules on.
 
 Every sentence is either `tune` (40 %: what rules and margins may be chosen on) or `heldout`
 (the rest: only reported, never tuned on), and is spoken twice, in two voices. The split, voices, rates and pauses come from a
@@ -94,10 +95,26 @@ def main():
         path = os.path.join(out, f"long{index}.wav")
         seconds = write(path, frames)
         rows.append((path, "long", voice, str(rate), f"{seconds:.2f}", " ".join(group)))
+    # Added later (drawn after everything above, so the set above is unchanged): long
+    # recordings to tune long-audio rules on (`long-tune`, tune sentences only), and two more
+    # held-out long recordings.
+    tune_sentences = [sentences[i] for i in splits["tune"]]
+    for split, pool, first in (("long-tune", tune_sentences, 0), ("long", heldout_sentences, 2)):
+        for index in range(first, first + (3 if split == "long-tune" else 2)):
+            voice, rate = rng.choice(VOICES), rng.choice(RATES)
+            group = rng.sample(pool, rng.choice([12, 16, 20]))
+            frames = silence(rng.uniform(0.3, 1.5))
+            for text in group:
+                frames += speak(text, voice, rate, os.path.join(scratch, "s.wav"), scratch)
+                frames += silence(rng.uniform(0.4, 3.0))
+            name = "long-tune" if split == "long-tune" else "long"
+            path = os.path.join(out, f"{name}{index}.wav")
+            seconds = write(path, frames)
+            rows.append((path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group)))
     with open(os.path.join(out, "set.tsv"), "w") as f:
         for row in rows:
             f.write("\t".join(row) + "\n")
-    for split in ("tune", "heldout", "long"):
+    for split in ("tune", "heldout", "long-tune", "long"):
         chosen = [r for r in rows if r[1] == split]
         total = sum(float(r[4]) for r in chosen)
         words = sum(len(r[5].split()) for r in chosen)

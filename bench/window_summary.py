@@ -37,7 +37,7 @@ def main():
             cell[1] += len(words(refs[r["audio"]]))
             cell[2] += seconds
             cell[3] += 1
-    columns = [s for s in ("tune", "heldout", "long") if any(s in t for t in table.values())]
+    columns = [s for s in ("tune", "heldout", "long-tune", "long") if any(s in t for t in table.values())]
     print("| rule / engine | " + " | ".join(f"{c}: errors / words (WER), seconds" for c in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for rule in order:

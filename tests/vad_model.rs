@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{context, env_file, jfk, wer, JFK_TEXT};
+use common::{context, env_file, jfk, vad_model_path, wer, JFK_TEXT};
 use whisper_steady::{
     FullParams, SamplingStrategy, WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
 };
@@ -81,7 +81,7 @@ const VAD_SCRIPT: &str = "scripts/fetch-vad-model.sh";
 
 /// The converted Silero VAD model, or `None` (after printing why).
 fn vad_model() -> Option<String> {
-    env_file("WHISPER_STEADY_TEST_VAD_MODEL", VAD_SCRIPT).map(|p| p.to_str().unwrap().to_owned())
+    vad_model_path().map(|p| p.to_str().unwrap().to_owned())
 }
 
 fn vad_context(model: &str) -> WhisperVadContext {

@@ -119,6 +119,12 @@ pub struct RecognitionConfig {
     pub threads_per_worker: Option<usize>,
     /// Longest audio accepted, in seconds after decoding (default 3 hours).
     pub max_audio_seconds: f64,
+    /// A Silero VAD model in ggml format (default none): audio over 30 s is then transcribed
+    /// as its speech, in chunks cut at pauses (the recognizer's `vad_model`).
+    pub vad_model: Option<PathBuf>,
+    /// States one request's chunks may use at once (default 1; the recognizer's
+    /// `chunk_states`).
+    pub chunk_states: Option<usize>,
 }
 
 impl Default for RecognitionConfig {
@@ -131,6 +137,8 @@ impl Default for RecognitionConfig {
             queue_limit: None,
             threads_per_worker: None,
             max_audio_seconds: 3.0 * 3600.0,
+            vad_model: None,
+            chunk_states: None,
         }
     }
 }
@@ -273,6 +281,9 @@ impl Config {
         }
         if self.recognition.workers == Some(0) {
             return bad("recognition.workers", "must be at least 1");
+        }
+        if self.recognition.chunk_states == Some(0) {
+            return bad("recognition.chunk_states", "must be at least 1");
         }
         if self.recognition.threads_per_worker == Some(0) {
             return bad("recognition.threads_per_worker", "must be at least 1");

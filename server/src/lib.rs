@@ -94,6 +94,10 @@ impl AppState {
         if let Some(threads) = config.recognition.threads_per_worker {
             rc.threads_per_worker = threads;
         }
+        rc.vad_model = config.recognition.vad_model.clone();
+        if let Some(states) = config.recognition.chunk_states {
+            rc.chunk_states = states;
+        }
         rc.default_deadline = Some(config.request_timeout());
         let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
         Ok(Arc::new(AppState {

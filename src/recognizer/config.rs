@@ -61,6 +61,28 @@ pub struct RecognizerConfig {
     /// of 750 frames, made 242 (bench/RESULTS.md, 2026-11-30). Use it where latency matters more
     /// than about one word in a hundred.
     pub fit_audio_ctx: bool,
+    /// A Silero VAD model in whisper.cpp's ggml format (default none): `scripts/fetch-vad-model.sh`
+    /// makes one, `whisper-steady convert-silero` converts silero-vad's ONNX model. With it,
+    /// audio longer than 30 s is transcribed as its speech only: each stretch of speech keeps
+    /// 0.3 s of the silence around it (longer pauses are shortened, silence is skipped), and
+    /// the stretches are packed into chunks of at most 28 s, cut at the widest pauses, each
+    /// decoded in one encoder window; segments and token times are mapped back to the
+    /// recording. Audio of 30 s or less, or a failing VAD (logged), goes through whisper.cpp
+    /// whole. Each worker loads its own copy (under 1 MB) and runs it on one thread.
+    ///
+    /// Opt-in: on the held-out long recordings of bench/wer_set.py (4 recordings, 268 s, 511
+    /// words, 2 cores, tiny.en) it took 18.9 s instead of 28.6 s (faster-whisper float32:
+    /// 20.2 s) but made 90 word errors where whisper.cpp's windows over the whole recordings
+    /// made 86; on the recordings it was tuned on, 32 instead of 42 (bench/RESULTS.md, "Long
+    /// audio").
+    pub vad_model: Option<PathBuf>,
+    /// How many states one worker may use at once for the chunks of one long request (needs
+    /// `vad_model`; default 1): its own and up to `chunk_states - 1` more, made on first use
+    /// and kept (each costs a state's memory), splitting its `threads_per_worker` between them
+    /// (on the CPU, never more states than `threads_per_worker`). On 2 cores, two states of one
+    /// thread were no faster than one of two on the tuning recordings (18.6 s vs 18.4 s), so
+    /// the default is one; with more cores per worker, or on a GPU, measure 2.
+    pub chunk_states: usize,
     /// Worker states on the main backend: how many requests run at once (default
     /// [`default_workers`]).
     pub workers: usize,
@@ -94,6 +116,8 @@ impl fmt::Debug for RecognizerConfig {
             .field("gpu_device", &self.gpu_device)
             .field("flash_attn", &self.flash_attn)
             .field("fit_audio_ctx", &self.fit_audio_ctx)
+            .field("vad_model", &self.vad_model)
+            .field("chunk_states", &self.chunk_states)
             .field("workers", &self.workers)
             .field("threads_per_worker", &self.threads_per_worker)
             .field("cpu_workers", &self.cpu_workers)
@@ -149,6 +173,8 @@ impl RecognizerConfig {
             gpu_device: 0,
             flash_attn: false,
             fit_audio_ctx: false,
+            vad_model: None,
+            chunk_states: 1,
             workers,
             threads_per_worker: (cores() / workers).max(1),
             cpu_workers: 1,
@@ -163,6 +189,12 @@ impl RecognizerConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.workers == 0 {
             return Err("workers must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.chunk_states) {
+            return Err(format!(
+                "chunk_states must be between 1 and 64 (got {})",
+                self.chunk_states
+            ));
         }
         if !(1..=512).contains(&self.threads_per_worker) {
             return Err(format!(

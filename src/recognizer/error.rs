@@ -20,6 +20,13 @@ pub enum RecognizerError {
         /// What whisper.cpp reported.
         error: WhisperError,
     },
+    /// The VAD model (`vad_model`) could not be loaded.
+    VadModelLoad {
+        /// The path from the configuration.
+        path: PathBuf,
+        /// What whisper.cpp reported.
+        error: WhisperError,
+    },
     /// `use_gpu` is set, `fallback_to_cpu` is not, and no GPU context could be created.
     GpuUnavailable {
         /// Why (no device in this build, or the error of the GPU context).
@@ -45,6 +52,12 @@ impl fmt::Display for RecognizerError {
             RecognizerError::ModelLoad { path, error } => {
                 write!(f, "cannot load the model {}: {error}", path.display())
             }
+            RecognizerError::VadModelLoad { path, error } => write!(
+                f,
+                "cannot load the VAD model {} ({error}): give a Silero VAD model in ggml \
+                 format (scripts/fetch-vad-model.sh, or whisper-steady convert-silero)",
+                path.display()
+            ),
             RecognizerError::GpuUnavailable { reason } => write!(
                 f,
                 "use_gpu is set but no GPU context could be created ({reason}); set \

@@ -29,6 +29,7 @@
 //! ```
 
 mod breaker;
+mod chunk;
 mod config;
 mod error;
 mod health;
@@ -159,6 +160,22 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A VAD context for one worker: on the CPU, one thread (it runs beside the transcription).
+fn load_vad(path: &std::path::Path) -> Result<crate::WhisperVadContext, RecognizerError> {
+    let mut params = crate::WhisperVadContextParams::new();
+    params.set_n_threads(1);
+    params.set_use_gpu(false);
+    let error = |error| RecognizerError::VadModelLoad {
+        path: path.to_owned(),
+        error,
+    };
+    let text = path.to_str().ok_or(error(WhisperError::InvalidUtf8 {
+        error_len: None,
+        valid_up_to: 0,
+    }))?;
+    crate::WhisperVadContext::new(text, params).map_err(error)
+}
+
 fn load_context(config: &RecognizerConfig, gpu: bool) -> Result<Arc<WhisperContext>, WhisperError> {
     let mut params = WhisperContextParameters::default();
     params.use_gpu(gpu);
@@ -236,7 +253,13 @@ impl Recognizer {
                             backend: lane.backend,
                             error,
                         })?;
-                states.push((index, worker, state));
+                let vad = config.vad_model.as_deref().map(load_vad).transpose()?;
+                let work = worker::Workspace {
+                    state,
+                    helpers: Vec::new(),
+                    vad,
+                };
+                states.push((index, worker, work));
             }
         }
 

@@ -23,6 +23,25 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// A transcript of `segments` (in order), in `language`, made on `backend`; the text is
+    /// theirs concatenated, retry flag and timings are left for the worker to fill in.
+    pub(crate) fn assemble(segments: Vec<Segment>, language: String, backend: Backend) -> Self {
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<String>()
+            .trim()
+            .to_owned();
+        Transcript {
+            text,
+            segments,
+            language,
+            backend,
+            retried_on_cpu: false,
+            timings: Timings::default(),
+        }
+    }
+
     /// The mean probability of the text tokens (special tokens such as timestamps left out),
     /// between 0 and 1; 0 when there are none. A rough confidence score.
     pub fn confidence(&self) -> f32 {

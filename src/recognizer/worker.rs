@@ -1,14 +1,40 @@
 //! One worker thread: takes requests from its lane's queue and runs them on its own state.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::chunk::{self, Chunk, Span};
 use super::config::fitted_audio_ctx;
 use super::ticket::Outcome;
 use super::transcript::centis;
 use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Token, Transcript};
-use crate::{FullParams, SamplingStrategy, WhisperError, WhisperState};
+use crate::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperError, WhisperState, WhisperVadContext,
+    WhisperVadParams,
+};
+
+/// Audio longer than one encoder window (30 s) is cut into chunks when the recognizer has a VAD
+/// model.
+const CHUNK_AFTER_SAMPLES: usize = 30 * 16_000;
+
+/// The longest chunk: 28 s, under the encoder's 30 s so that whisper.cpp decodes it in one
+/// window.
+const CHUNK_MAX_SAMPLES: usize = 28 * 16_000;
+
+/// The silence kept on either side of each stretch of speech, so that a pause between two is
+/// at most 0.6 s: 0.3 s. Chosen on the `long-tune` recordings of bench/wer_set.py (word errors
+/// with 100/150/200/300/500/1000 ms: 51/39/32/32/46/45; whisper.cpp's windows over the whole
+/// recordings: 42); 300 over 200 for the margin it leaves around words.
+const CHUNK_PAD_SAMPLES: usize = 4_800;
+
+/// What a worker thread owns: its state, the states it may add for the chunks of a long request
+/// (made on first use, kept), and its VAD context.
+pub(super) struct Workspace {
+    pub(super) state: WhisperState,
+    pub(super) helpers: Vec<WhisperState>,
+    pub(super) vad: Option<WhisperVadContext>,
+}
 
 /// How an attempt ended.
 enum Attempt {
@@ -20,11 +46,11 @@ enum Attempt {
 }
 
 /// The worker's loop, until the recognizer closes and its lane's queue is empty.
-pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut state: WhisperState) {
+pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Workspace) {
     while let Some(job) = next_job(&shared, lane) {
         // Counted busy (by `next_job`) from the moment the request leaves the queue until it
         // is finished or handed to the CPU lane, so the CPU lane never stops under a retry.
-        handle(&shared, lane, worker, &mut state, job);
+        handle(&shared, lane, worker, &mut work, job);
         {
             let _queues = lock(&shared.queues);
             shared.lanes[lane].busy.fetch_sub(1, Ordering::Relaxed);
@@ -36,7 +62,7 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut state: Wh
     }
 }
 
-fn handle(shared: &Shared, lane: usize, worker: usize, state: &mut WhisperState, mut job: Job) {
+fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut job: Job) {
     let started = Instant::now();
     job.timings.queued += started - job.enqueued;
     let backend = shared.lanes[lane].backend;
@@ -46,7 +72,7 @@ fn handle(shared: &Shared, lane: usize, worker: usize, state: &mut WhisperState,
     } else if job.deadline.is_some_and(|(at, _)| started >= at) {
         Attempt::DeadlineExceeded
     } else {
-        let attempt = attempt(shared, lane, worker, state, &job);
+        let attempt = attempt(shared, lane, worker, work, &job);
         job.timings.processing += started.elapsed();
         attempt
     };
@@ -74,9 +100,10 @@ fn handle(shared: &Shared, lane: usize, worker: usize, state: &mut WhisperState,
         }
         Attempt::Failed(error) => {
             shared.lanes[lane].failed.fetch_add(1, Ordering::Relaxed);
-            // The state may be left broken by whatever failed (a device error): start afresh.
+            // The states may be left broken by whatever failed (a device error): start afresh.
+            work.helpers.clear();
             match shared.lanes[lane].ctx.create_state() {
-                Ok(fresh) => *state = fresh,
+                Ok(fresh) => work.state = fresh,
                 Err(e) => log::warn!(
                     target: "whisper_steady::recognizer",
                     "{backend} worker {worker}: cannot renew its state after a failure ({e}); \
@@ -180,12 +207,19 @@ fn finish(shared: &Shared, job: &Job, outcome: Outcome) {
     job.slot.complete(outcome);
 }
 
-/// One run of whisper.cpp for a request on this worker's state.
+/// What one run of whisper.cpp gave: segments in the recording's time, and the language.
+struct Piece {
+    segments: Vec<Segment>,
+    language: String,
+}
+
+/// One attempt at a request on this worker's states: the whole audio at once, or, for long
+/// audio when the recognizer has a VAD model, its speech in chunks.
 fn attempt(
     shared: &Shared,
     lane: usize,
     worker: usize,
-    state: &mut WhisperState,
+    work: &mut Workspace,
     job: &Job,
 ) -> Attempt {
     let backend = shared.lanes[lane].backend;
@@ -201,7 +235,171 @@ fn attempt(
                 request: job.id,
             })
         });
+    let deadline = job.deadline.map(|(at, _)| at);
+    // Set when one chunk fails, to stop the others.
+    let stop = Arc::new(AtomicBool::new(false));
+    let params = |threads: usize, samples: usize| {
+        let mut params = request_params(shared, lane, job, threads, samples);
+        let (slot, stop) = (Arc::clone(&job.slot), Arc::clone(&stop));
+        params.set_abort_callback_safe(move || {
+            injected
+                || slot.is_cancelled()
+                || stop.load(Ordering::Relaxed)
+                || deadline.is_some_and(|at| Instant::now() >= at)
+        });
+        params
+    };
 
+    let ctx = &shared.lanes[lane].ctx;
+    let result = match speech_chunks(work, &job.audio) {
+        Some(chunks) => transcribe_chunks(shared, lane, work, job, &chunks, &params, &stop),
+        None => {
+            let threads = shared.config.threads_per_worker;
+            let params = params(threads, job.audio.len());
+            transcribe(ctx, &mut work.state, params, &job.audio, &|cs| cs)
+        }
+    };
+    match result {
+        Ok(piece) => Attempt::Done(Transcript::assemble(
+            piece.segments,
+            piece.language,
+            backend,
+        )),
+        Err(_) if job.slot.is_cancelled() => Attempt::Cancelled,
+        Err(_) if deadline.is_some_and(|at| Instant::now() >= at) => Attempt::DeadlineExceeded,
+        Err(error) => Attempt::Failed(error),
+    }
+}
+
+/// The chunks of a long recording's speech, or `None` to transcribe it whole: short audio, no
+/// VAD model, or a VAD failure (logged; the audio is then transcribed as it is).
+fn speech_chunks(work: &mut Workspace, audio: &[f32]) -> Option<Vec<Chunk>> {
+    if audio.len() <= CHUNK_AFTER_SAMPLES {
+        return None;
+    }
+    let vad = work.vad.as_mut()?;
+    let segments = match vad.segments_from_samples(WhisperVadParams::new(), audio) {
+        Ok(segments) => segments,
+        Err(e) => {
+            log::warn!(
+                target: "whisper_steady::recognizer",
+                "voice activity detection failed ({e}); transcribing the audio whole"
+            );
+            return None;
+        }
+    };
+    // Centiseconds to samples.
+    let at = |cs: f32| ((cs.max(0.0) * 160.0) as usize).min(audio.len());
+    let speech: Vec<Span> = segments
+        .map(|s| Span {
+            start: at(s.start),
+            end: at(s.end),
+        })
+        .filter(|s| s.end > s.start)
+        .collect();
+    Some(chunk::plan(
+        &speech,
+        audio.len(),
+        CHUNK_MAX_SAMPLES,
+        CHUNK_PAD_SAMPLES,
+    ))
+}
+
+/// Transcribes `chunks` of the request's audio on up to `chunk_states` states at once, the
+/// worker's own and helpers made on first use, and returns their segments in order with
+/// timestamps in the whole recording, and the language of the first chunk.
+fn transcribe_chunks<'j>(
+    shared: &Shared,
+    lane: usize,
+    work: &mut Workspace,
+    job: &'j Job,
+    chunks: &[Chunk],
+    params: &(dyn Fn(usize, usize) -> FullParams<'j, 'j> + Sync),
+    stop: &AtomicBool,
+) -> Result<Piece, WhisperError> {
+    let ctx: &WhisperContext = &shared.lanes[lane].ctx;
+    let threads = shared.config.threads_per_worker;
+    // On the CPU, a state per thread at most: more would only take turns on the same cores.
+    let cap = match shared.lanes[lane].backend {
+        Backend::Cpu => threads,
+        Backend::Gpu => usize::MAX,
+    };
+    let wanted = shared.config.chunk_states.min(chunks.len()).min(cap).max(1);
+    while work.helpers.len() + 1 < wanted {
+        match ctx.create_state() {
+            Ok(state) => work.helpers.push(state),
+            Err(e) => {
+                log::warn!(
+                    target: "whisper_steady::recognizer",
+                    "cannot create a state for chunks ({e}); using {}",
+                    work.helpers.len() + 1
+                );
+                break;
+            }
+        }
+    }
+    let states = wanted.min(work.helpers.len() + 1);
+    let threads = (threads / states).max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Piece>>> = Mutex::new(chunks.iter().map(|_| None).collect());
+    // The failure that stopped the others (theirs only say they were stopped).
+    let failure: Mutex<Option<WhisperError>> = Mutex::new(None);
+    let run = |state: &mut WhisperState| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= chunks.len() || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let chunk = &chunks[i];
+        let audio = chunk.samples(&job.audio);
+        let to_recording = |cs: i64| chunk.recording_centis(cs);
+        let params = params(threads, audio.len());
+        match transcribe(ctx, state, params, &audio, &to_recording) {
+            Ok(piece) => lock(&results)[i] = Some(piece),
+            Err(error) => {
+                if !stop.swap(true, Ordering::Relaxed) {
+                    *lock(&failure) = Some(error);
+                }
+                return;
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for helper in work.helpers.iter_mut().take(states - 1) {
+            scope.spawn(|| run(helper));
+        }
+        run(&mut work.state);
+    });
+    if let Some(error) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(error);
+    }
+    let mut segments = Vec::new();
+    let mut language = None;
+    for mut piece in results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+    {
+        segments.append(&mut piece.segments);
+        language.get_or_insert(piece.language);
+    }
+    // No speech at all: the requested language (there was none to detect).
+    let language = language.unwrap_or_else(|| match job.language.as_str() {
+        "auto" => "unknown".to_owned(),
+        requested => requested.to_owned(),
+    });
+    Ok(Piece { segments, language })
+}
+
+/// whisper.cpp's parameters for the request (without the abort callback), for `samples` of
+/// audio on `threads` threads.
+fn request_params<'j>(
+    shared: &Shared,
+    lane: usize,
+    job: &'j Job,
+    threads: usize,
+    samples: usize,
+) -> FullParams<'j, 'j> {
     let options = &job.options;
     let strategy = match options.beam_size {
         Some(beams) if beams > 1 => SamplingStrategy::BeamSearch {
@@ -211,7 +409,7 @@ fn attempt(
         _ => SamplingStrategy::Greedy { best_of: 5 },
     };
     let mut params = FullParams::new(strategy);
-    params.set_n_threads(shared.config.threads_per_worker.min(i32::MAX as usize) as i32);
+    params.set_n_threads(threads.min(i32::MAX as usize) as i32);
     params.set_language(Some(&job.language));
     params.set_translate(options.translate);
     // Requests are independent: no text of an earlier request may steer this one.
@@ -223,7 +421,7 @@ fn attempt(
     params.set_token_timestamps(options.token_timestamps);
     let fitted = || {
         let n_audio_ctx = shared.lanes[lane].ctx.n_audio_ctx().max(0) as u32;
-        fitted_audio_ctx(job.audio.len(), n_audio_ctx)
+        fitted_audio_ctx(samples, n_audio_ctx)
     };
     let audio_ctx = options
         .audio_ctx
@@ -237,25 +435,22 @@ fn attempt(
     if let Some(prompt) = &options.initial_prompt {
         params.set_initial_prompt(prompt);
     }
-    let slot = Arc::clone(&job.slot);
-    let deadline = job.deadline.map(|(at, _)| at);
-    params.set_abort_callback_safe(move || {
-        injected || slot.is_cancelled() || deadline.is_some_and(|at| Instant::now() >= at)
-    });
-
-    match state.full(params, &job.audio) {
-        Ok(()) => Attempt::Done(collect(shared, lane, state)),
-        Err(_) if job.slot.is_cancelled() => Attempt::Cancelled,
-        Err(_) if deadline.is_some_and(|at| Instant::now() >= at) => Attempt::DeadlineExceeded,
-        Err(error) => Attempt::Failed(error),
-    }
+    params
 }
 
-/// Copies the state's results into an owned transcript.
-fn collect(shared: &Shared, lane: usize, state: &WhisperState) -> Transcript {
-    let ctx = &shared.lanes[lane].ctx;
+/// Runs whisper.cpp on `audio` with `state`; returns its segments, with their timestamps (in
+/// centiseconds) turned into the recording's by `to_recording`, and the language.
+fn transcribe(
+    ctx: &WhisperContext,
+    state: &mut WhisperState,
+    params: FullParams<'_, '_>,
+    audio: &[f32],
+    to_recording: &dyn Fn(i64) -> i64,
+) -> Result<Piece, WhisperError> {
+    state.full(params, audio)?;
     let first_special = ctx.token_eot();
-    let segments: Vec<Segment> = state
+    let at = |cs: i64| centis(to_recording(cs));
+    let segments = state
         .as_iter()
         .map(|segment| {
             let tokens = (0..segment.n_tokens())
@@ -270,15 +465,15 @@ fn collect(shared: &Shared, lane: usize, state: &WhisperState) -> Transcript {
                             .unwrap_or_default(),
                         p: data.p,
                         plog: data.plog,
-                        start: centis(data.t0),
-                        end: centis(data.t1),
+                        start: at(data.t0),
+                        end: at(data.t1),
                         special: data.id >= first_special,
                     }
                 })
                 .collect();
             Segment {
-                start: centis(segment.start_timestamp()),
-                end: centis(segment.end_timestamp()),
+                start: at(segment.start_timestamp()),
+                end: at(segment.end_timestamp()),
                 text: segment
                     .to_str_lossy()
                     .map(|t| t.into_owned())
@@ -289,21 +484,8 @@ fn collect(shared: &Shared, lane: usize, state: &WhisperState) -> Transcript {
             }
         })
         .collect();
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<String>()
-        .trim()
-        .to_owned();
     let language = crate::get_lang_str(state.full_lang_id_from_state())
         .unwrap_or("unknown")
         .to_owned();
-    Transcript {
-        text,
-        segments,
-        language,
-        backend: shared.lanes[lane].backend,
-        retried_on_cpu: false,
-        timings: Default::default(),
-    }
+    Ok(Piece { segments, language })
 }

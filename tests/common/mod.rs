@@ -45,6 +45,15 @@ pub fn model_path() -> Option<PathBuf> {
     env_file("WHISPER_STEADY_TEST_MODEL", "scripts/fetch-test-model.sh")
 }
 
+/// The converted Silero VAD model (`WHISPER_STEADY_TEST_VAD_MODEL`), or `None` (after printing
+/// why) when it is absent and not required.
+pub fn vad_model_path() -> Option<PathBuf> {
+    env_file(
+        "WHISPER_STEADY_TEST_VAD_MODEL",
+        "scripts/fetch-vad-model.sh",
+    )
+}
+
 /// One context per test binary, shared by its tests (loading takes a while).
 pub fn context() -> Option<Arc<WhisperContext>> {
     static CONTEXT: OnceLock<Option<Arc<WhisperContext>>> = OnceLock::new();

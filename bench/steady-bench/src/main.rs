@@ -2,10 +2,11 @@
 //!
 //! - `steady-bench compat MODEL THREADS RUNS AUDIO...`: the whisper-rs code of
 //!   bench/common/compat.rs, compiled against this crate (whisper-rs's defaults);
-//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--fit-window]`: one
-//!   request at a time through a `Recognizer` with one worker of THREADS threads and every other
-//!   setting at its default; the flags turn flash attention and `fit_audio_ctx` on, for the
-//!   experiments in bench/RESULTS.md;
+//! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--fit-window]
+//!   [--vad=VAD_MODEL] [--chunk-states=N]`: one request at a time through a `Recognizer` with one
+//!   worker of THREADS threads and every other setting at its default; the flags turn flash
+//!   attention and `fit_audio_ctx` on, set `vad_model` (long audio in chunks) and
+//!   `chunk_states`, for the experiments in bench/RESULTS.md;
 //! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO [--fit-window]`:
 //!   REQUESTS requests
 //!   from 8 client threads, served by a `Recognizer` with STATES states sharing TOTAL_THREADS
@@ -66,6 +67,10 @@ fn compat_mode() {
 
 fn recognizer_mode(all: &[String]) {
     let flag = |name: &str| all.iter().any(|a| a == name);
+    let value = |name: &str| {
+        all.iter()
+            .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+    };
     let a: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let (model, threads, runs): (&str, usize, usize) = (
         a[0],
@@ -78,8 +83,12 @@ fn recognizer_mode(all: &[String]) {
     config.use_gpu = false;
     config.flash_attn = flag("--flash-attn");
     config.fit_audio_ctx = flag("--fit-window");
+    config.vad_model = value("--vad").map(Into::into);
+    if let Some(n) = value("--chunk-states") {
+        config.chunk_states = n.parse().expect("--chunk-states=N");
+    }
     let label = format!(
-        "whisper-steady (Recognizer{}{})",
+        "whisper-steady (Recognizer{}{}{})",
         if config.flash_attn {
             ", flash attn"
         } else {
@@ -89,6 +98,11 @@ fn recognizer_mode(all: &[String]) {
             ", fitted window"
         } else {
             ""
+        },
+        if config.vad_model.is_some() {
+            format!(", VAD chunks on {} states", config.chunk_states)
+        } else {
+            String::new()
         }
     );
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
@@ -270,8 +284,26 @@ fn window_mode(a: &[String]) {
                 .transcribe(samples.clone(), options)
                 .expect("a transcript");
             let seconds = start.elapsed().as_secs_f64();
+            // The mean log probability of the text tokens, and the lowest segment mean: what a
+            // rule could check to decide whether to trust a fitted window.
+            let text_tokens = |s: &whisper_rs::recognizer::Segment| {
+                s.tokens
+                    .iter()
+                    .filter(|t| !t.special)
+                    .map(|t| t.plog)
+                    .collect::<Vec<f32>>()
+            };
+            let all: Vec<f32> = transcript.segments.iter().flat_map(text_tokens).collect();
+            let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+            let worst_segment = transcript
+                .segments
+                .iter()
+                .map(|s| mean(&text_tokens(s)))
+                .fold(0.0f32, f32::min);
             println!(
-                "{{\"rule\":{name:?},\"split\":{split:?},\"audio\":{path:?},\"seconds\":{seconds:.4},\"text\":{:?}}}",
+                "{{\"rule\":{name:?},\"split\":{split:?},\"audio\":{path:?},\"seconds\":{seconds:.4},\"avg_logprob\":{:.4},\"worst_segment_logprob\":{worst_segment:.4},\"segments\":{},\"text\":{:?}}}",
+                mean(&all),
+                transcript.segments.len(),
                 transcript.text
             );
         }

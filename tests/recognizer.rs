@@ -394,6 +394,47 @@ fn invalid_requests_and_configurations_are_refused_with_the_reason() {
 }
 
 #[test]
+fn trims_run_by_hand_and_once_per_idle_period() {
+    let Some(mut config) = config() else { return };
+    config.idle_trim_after = Some(Duration::from_millis(100));
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    let cleanup = || recognizer.health().cleanup;
+    // Nothing ran yet: nothing to trim, however long it stays idle.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cleanup().trims, 0);
+    assert_eq!(cleanup().idle_trim_after, Some(Duration::from_millis(100)));
+
+    let (clip, options) = short_clip();
+    recognizer
+        .transcribe(clip.clone(), options.clone())
+        .unwrap();
+    eventually("the idle trim runs", || cleanup().idle_trims == 1);
+    // Once per idle period: still one after three more idle times.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cleanup().trims, 1);
+    // The next request starts a new idle period, and the recognizer still works.
+    recognizer.transcribe(clip, options).unwrap();
+    eventually("the second idle trim runs", || cleanup().idle_trims == 2);
+
+    let report = recognizer.trim();
+    let after = cleanup();
+    assert_eq!((after.trims, after.idle_trims), (3, 2));
+    if cpu_only_build() {
+        // Without CUDA a trim is a no-op that says so.
+        assert!(!report.cuda_available);
+        assert_eq!((report.pools, report.bytes_released), (0, 0));
+        assert_eq!(after.bytes_released, 0);
+    }
+
+    let mut bad = config;
+    bad.idle_trim_after = Some(Duration::ZERO);
+    assert!(matches!(
+        Recognizer::new(bad),
+        Err(RecognizerError::InvalidConfig(why)) if why.contains("idle_trim_after")
+    ));
+}
+
+#[test]
 fn shutdown_finishes_queued_requests_and_refuses_new_ones() {
     let Some(mut config) = config() else { return };
     config.queue_limit = 8;

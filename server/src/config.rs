@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// Longest the client may take to send a request body, in seconds (default 60); a body
     /// that stalls (or is shorter than its declared length) is answered 400.
     pub body_timeout_seconds: f64,
+    /// Answer the admin endpoints (`POST /admin/trim`) from any address (default `false`: only
+    /// from loopback, 127.0.0.0/8 and ::1; others get 403).
+    pub admin_from_any_address: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 100 << 20,
             request_timeout_seconds: 300.0,
             body_timeout_seconds: 60.0,
+            admin_from_any_address: false,
         }
     }
 }
@@ -125,6 +129,10 @@ pub struct RecognitionConfig {
     /// States one request's chunks may use at once (default 1; the recognizer's
     /// `chunk_states`).
     pub chunk_states: Option<usize>,
+    /// Seconds with nothing queued or running after which the CUDA pools' unused memory goes
+    /// back to the driver, once per idle period (default: never; the recognizer's
+    /// `idle_trim_after`).
+    pub idle_trim_seconds: Option<f64>,
 }
 
 impl Default for RecognitionConfig {
@@ -139,6 +147,7 @@ impl Default for RecognitionConfig {
             max_audio_seconds: 3.0 * 3600.0,
             vad_model: None,
             chunk_states: None,
+            idle_trim_seconds: None,
         }
     }
 }
@@ -288,6 +297,11 @@ impl Config {
         if self.recognition.threads_per_worker == Some(0) {
             return bad("recognition.threads_per_worker", "must be at least 1");
         }
+        if let Some(idle) = self.recognition.idle_trim_seconds {
+            if !(idle.is_finite() && idle > 0.0 && idle <= 1e9) {
+                return bad("recognition.idle_trim_seconds", "must be more than 0");
+            }
+        }
         let max_audio = self.recognition.max_audio_seconds;
         if !(max_audio.is_finite() && max_audio > 0.0) {
             return bad("recognition.max_audio_seconds", "must be more than 0");
@@ -357,22 +371,39 @@ mod tests {
             e.contains("server.prot") && e.contains("unknown field"),
             "{e}"
         );
-        let e = Config::from_json(r#"{"recognition": {"default_params": {"beam_size": "5"}}}"#)
-            .unwrap_err()
-            .0;
-        assert!(e.contains("recognition.default_params.beam_size"), "{e}");
-        let e = Config::from_json(r#"{"recognition": {"default_params": {"beam_size": 0}}}"#)
-            .unwrap_err()
-            .0;
-        assert!(e.contains("recognition.default_params.beam_size"), "{e}");
-        let e = Config::from_json(r#"{"logging": {"level": "loud"}}"#)
-            .unwrap_err()
-            .0;
-        assert!(e.contains("logging.level"), "{e}");
-        let e = Config::from_json(r#"{"server": {"port": 70000}}"#)
-            .unwrap_err()
-            .0;
-        assert!(e.contains("server.port"), "{e}");
+        // Each bad value, and the key its error must name.
+        for (json, key) in [
+            (
+                r#"{"recognition": {"default_params": {"beam_size": "5"}}}"#,
+                "recognition.default_params.beam_size",
+            ),
+            (
+                r#"{"recognition": {"default_params": {"beam_size": 0}}}"#,
+                "recognition.default_params.beam_size",
+            ),
+            (r#"{"logging": {"level": "loud"}}"#, "logging.level"),
+            (r#"{"server": {"port": 70000}}"#, "server.port"),
+            (
+                r#"{"recognition": {"idle_trim_seconds": 0}}"#,
+                "recognition.idle_trim_seconds",
+            ),
+            (
+                r#"{"recognition": {"chunk_states": 0}}"#,
+                "recognition.chunk_states",
+            ),
+        ] {
+            let e = Config::from_json(json).unwrap_err().0;
+            assert!(e.contains(key), "{json}: {e}");
+        }
+        let c = Config::from_json(
+            r#"{"recognition": {"vad_model": "ggml-silero.bin", "chunk_states": 2}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.recognition.vad_model.as_deref(),
+            Some(Path::new("ggml-silero.bin"))
+        );
+        assert_eq!(c.recognition.chunk_states, Some(2));
         let e = Config::from_json("[1]").unwrap_err().0;
         assert!(e.starts_with("config"), "{e}");
     }

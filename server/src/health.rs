@@ -1,14 +1,17 @@
-//! `GET /health` and `GET /metrics`: reads only; nothing here touches a device.
+//! `GET /health` and `GET /metrics` (reads only), and `POST /admin/trim`, which returns the
+//! CUDA pools' unused memory to the driver (never memory in use; never a device reset).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use whisper_steady::recognizer::{BreakerState, Health, HealthStatus};
 
+use crate::error::ApiError;
 use crate::{AppState, Timer};
 
 /// The health report as JSON.
@@ -45,6 +48,12 @@ pub(crate) fn health_json(h: &Health) -> Value {
             "out_of_order_frees": p.out_of_order_frees,
             "bytes_waiting_reclaim": p.bytes_waiting_reclaim,
             "rejected_frees": p.rejected_frees,
+        },
+        "cleanup": {
+            "trims": h.cleanup.trims,
+            "idle_trims": h.cleanup.idle_trims,
+            "bytes_released": h.cleanup.bytes_released,
+            "idle_trim_seconds": h.cleanup.idle_trim_after.map(|d| d.as_secs_f64()),
         },
         "workers": h.lanes.iter().map(|l| json!({
             "backend": l.backend.as_str(),
@@ -104,4 +113,70 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `POST /admin/trim`: returns the CUDA pools' unused memory to the driver
+/// ([`Recognizer::trim`](whisper_steady::recognizer::Recognizer::trim)) and answers what was
+/// freed. Only from a loopback address unless `server.admin_from_any_address` is set (403
+/// otherwise, and when the peer's address is unknown).
+pub(crate) async fn trim(State(state): State<Arc<AppState>>, extensions: Extensions) -> Response {
+    let timer = Timer::start("admin_trim");
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if !admin_allowed(state.config.server.admin_from_any_address, peer) {
+        timer.finish(&state, "client_error");
+        let message = "the admin endpoints answer loopback addresses only (set \
+                       server.admin_from_any_address to open them)";
+        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
+    }
+    let recognizer = state.recognizer.clone();
+    let report = tokio::task::spawn_blocking(move || recognizer.trim()).await;
+    let Ok(report) = report else {
+        timer.finish(&state, "server_error");
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked")
+            .into_response();
+    };
+    timer.finish(&state, "ok");
+    Json(json!({
+        "success": true,
+        "cuda_available": report.cuda_available,
+        "pools": report.pools,
+        "bytes_released": report.bytes_released,
+        "note": if report.cuda_available {
+            "unused CUDA pool memory returned to the driver"
+        } else {
+            "this build has no CUDA backend: nothing to trim"
+        },
+    }))
+    .into_response()
+}
+
+/// Whether an admin request from `peer` (unknown: `None`) is answered.
+fn admin_allowed(from_any_address: bool, peer: Option<IpAddr>) -> bool {
+    from_any_address || peer.is_some_and(|ip| ip.to_canonical().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_requests_come_from_loopback_unless_opened() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        for loopback in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(admin_allowed(false, ip(loopback)), "{loopback}");
+        }
+        for remote in [
+            "10.0.0.5",
+            "192.168.1.1",
+            "::ffff:10.0.0.5",
+            "2001:db8::1",
+            "0.0.0.0",
+        ] {
+            assert!(!admin_allowed(false, ip(remote)), "{remote}");
+            assert!(admin_allowed(true, ip(remote)), "{remote}");
+        }
+        assert!(!admin_allowed(false, None));
+    }
 }

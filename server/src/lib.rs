@@ -95,6 +95,10 @@ impl AppState {
             rc.threads_per_worker = threads;
         }
         rc.vad_model = config.recognition.vad_model.clone();
+        rc.idle_trim_after = config
+            .recognition
+            .idle_trim_seconds
+            .map(Duration::from_secs_f64);
         if let Some(states) = config.recognition.chunk_states {
             rc.chunk_states = states;
         }
@@ -143,6 +147,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/upload", post(recognize::upload))
         .route("/api/recognize", post(recognize::recognize))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
+        .route("/admin/trim", post(health::trim))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs_f64(
@@ -198,6 +203,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
+    // The peer's address, for the loopback-only admin endpoints.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

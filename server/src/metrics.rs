@@ -218,6 +218,11 @@ impl Metrics {
                 "Highest bytes in use since start.",
                 p.peak_bytes_in_use as f64,
             ),
+            (
+                "recognizer_cuda_pool_waiting_bytes",
+                "Bytes in VMM pool holes, freed out of order and reused first.",
+                p.bytes_waiting_reclaim as f64,
+            ),
         ] {
             family(o, name, "gauge", help);
             sample(o, name, &[], value);
@@ -233,6 +238,16 @@ impl Metrics {
                 "recognizer_cuda_pool_rejected_frees_total",
                 "Frees of unknown or already freed blocks.",
                 p.rejected_frees,
+            ),
+            (
+                "recognizer_cuda_pool_trims_total",
+                "Trims run (by hand or after idle time).",
+                health.cleanup.trims,
+            ),
+            (
+                "recognizer_cuda_pool_trimmed_bytes_total",
+                "Device memory the trims returned to the driver.",
+                health.cleanup.bytes_released,
             ),
             (
                 "recognizer_gpu_failures_total",

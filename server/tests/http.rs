@@ -308,6 +308,35 @@ fn malformed_and_hostile_requests_get_4xx_and_harm_nothing() {
 }
 
 #[test]
+fn admin_trim_from_loopback_reports_and_counts() {
+    let Some(server) = TestServer::start(|c| c.recognition.idle_trim_seconds = Some(3600.0)) else {
+        return;
+    };
+    let r = server.post("/admin/trim", "application/json", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["success"], true);
+    let cuda = body["cuda_available"].as_bool().unwrap();
+    if !cuda {
+        assert_eq!(body["bytes_released"], 0);
+        assert!(body["note"].as_str().unwrap().contains("no CUDA"));
+    }
+    let health = server.get("/health").json();
+    assert_eq!(health["cleanup"]["trims"], 1);
+    assert_eq!(health["cleanup"]["idle_trims"], 0);
+    assert_eq!(health["cleanup"]["idle_trim_seconds"], 3600.0);
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "recognizer_cuda_pool_trims_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("recognizer_cuda_pool_trimmed_bytes_total "));
+    assert_eq!(server.get("/admin/trim").status, 405);
+}
+
+#[test]
 fn metrics_parse_as_prometheus_text() {
     let Some(server) = TestServer::start(|_| {}) else {
         return;
@@ -374,6 +403,9 @@ fn metrics_parse_as_prometheus_text() {
         "recognizer_workers",
         "recognizer_device_memory_bytes",
         "recognizer_cuda_pool_in_use_bytes",
+        "recognizer_cuda_pool_waiting_bytes",
+        "recognizer_cuda_pool_trims_total",
+        "recognizer_cuda_pool_trimmed_bytes_total",
         "recognizer_failovers_total",
     ] {
         assert!(families.contains(needed), "{needed} missing:\n{text}");

@@ -98,6 +98,12 @@ pub struct RecognizerConfig {
     pub queue_limit: usize,
     /// The deadline of requests that set none, counted from submission (default: none).
     pub default_deadline: Option<Duration>,
+    /// After this long with nothing queued or running, trim: return the CUDA pools' unused
+    /// memory to the driver, as [`Recognizer::trim`](super::Recognizer::trim) does (default:
+    /// never). Once per idle period. Off by default because a dedicated server gains nothing
+    /// from it and its next request pays for mapping memory again; set it (a minute, say) when
+    /// the GPU is shared with other processes that need memory between bursts.
+    pub idle_trim_after: Option<Duration>,
     /// Consecutive GPU failures that open the circuit breaker: requests then go to the CPU
     /// (default 3).
     pub breaker_threshold: u32,
@@ -123,6 +129,7 @@ impl fmt::Debug for RecognizerConfig {
             .field("cpu_workers", &self.cpu_workers)
             .field("queue_limit", &self.queue_limit)
             .field("default_deadline", &self.default_deadline)
+            .field("idle_trim_after", &self.idle_trim_after)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("fault_injection", &self.fault_injection.is_some())
@@ -180,6 +187,7 @@ impl RecognizerConfig {
             cpu_workers: 1,
             queue_limit: 4 * workers,
             default_deadline: None,
+            idle_trim_after: None,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(30),
             fault_injection: None,
@@ -218,6 +226,9 @@ impl RecognizerConfig {
         }
         if self.default_deadline.is_some_and(|d| d.is_zero()) {
             return Err("default_deadline must be longer than zero".into());
+        }
+        if self.idle_trim_after.is_some_and(|d| d.is_zero()) {
+            return Err("idle_trim_after must be longer than zero".into());
         }
         Ok(())
     }

@@ -32,6 +32,9 @@ pub struct Health {
     pub failover: FailoverHealth,
     /// Request counters since start.
     pub requests: RequestCounters,
+    /// Memory given back to the driver ([`Recognizer::trim`](super::Recognizer::trim) and
+    /// `idle_trim_after`).
+    pub cleanup: CleanupHealth,
     /// The model file.
     pub model: String,
     /// This crate's version.
@@ -136,6 +139,20 @@ pub struct RequestCounters {
     pub deadline_exceeded: u64,
     /// Cancelled by their caller.
     pub cancelled: u64,
+}
+
+/// Trims since start: by hand ([`Recognizer::trim`](super::Recognizer::trim)) and after idle
+/// time (`idle_trim_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CleanupHealth {
+    /// Trims run (on a build without CUDA too, where each was a no-op).
+    pub trims: u64,
+    /// Of those, the ones `idle_trim_after` started.
+    pub idle_trims: u64,
+    /// Device memory they returned to the driver, in all.
+    pub bytes_released: u64,
+    /// The configured idle time before an automatic trim (`None`: never).
+    pub idle_trim_after: Option<Duration>,
 }
 
 fn c_text(ptr: *const std::ffi::c_char) -> String {

@@ -44,7 +44,8 @@ pub use config::{
 };
 pub use error::{RecognizeError, RecognizerError};
 pub use health::{
-    devices, DeviceInfo, FailoverHealth, Health, HealthStatus, LaneHealth, RequestCounters,
+    devices, CleanupHealth, DeviceInfo, FailoverHealth, Health, HealthStatus, LaneHealth,
+    RequestCounters,
 };
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};
@@ -125,6 +126,11 @@ pub(crate) struct Queues {
     /// Index 0: the main lane; 1: the CPU fallback lane.
     pub(crate) lanes: [VecDeque<Job>; 2],
     pub(crate) closed: bool,
+    /// Since when nothing has been queued or running (`None` while busy, and before the first
+    /// request), for `idle_trim_after`.
+    pub(crate) idle_since: Option<Instant>,
+    /// Whether the idle trim of the current idle period has run.
+    pub(crate) idle_trimmed: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +144,9 @@ pub(crate) struct Counters {
     pub(crate) gpu_failures: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) diverted: AtomicU64,
+    pub(crate) trims: AtomicU64,
+    pub(crate) idle_trims: AtomicU64,
+    pub(crate) bytes_trimmed: AtomicU64,
 }
 
 /// Everything the workers and the handles share.
@@ -344,6 +353,7 @@ impl Recognizer {
         }
         let lane = shared.route(&job)?;
         queues.lanes[lane].push_back(job);
+        queues.idle_since = None;
         drop(queues);
         shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
         shared.ready[lane].notify_one();
@@ -387,6 +397,18 @@ impl Recognizer {
     /// A snapshot of workers, queue, failover, devices and CUDA pools. Only reads.
     pub fn health(&self) -> Health {
         self.shared().health()
+    }
+
+    /// Returns the device memory that the CUDA pools hold and nobody uses to the driver
+    /// ([`cuda::trim`](crate::cuda::trim)): requests running now keep theirs, later ones map
+    /// what they need again (a cost of milliseconds). Counted in
+    /// [`Health::cleanup`]. On a build without CUDA it does nothing and says so
+    /// ([`TrimReport::cuda_available`](crate::cuda::TrimReport::cuda_available) is false).
+    ///
+    /// Whisper's own buffers (model weights, each state's compute buffers) are not pool memory
+    /// and stay: they are what the next request needs at once.
+    pub fn trim(&self) -> crate::cuda::TrimReport {
+        self.shared().trim(false)
     }
 
     /// Stops taking requests ([`RecognizeError::ShuttingDown`]), lets the workers finish
@@ -540,6 +562,28 @@ impl Shared {
         }
     }
 
+    /// Runs a trim and counts it.
+    pub(crate) fn trim(&self, idle: bool) -> crate::cuda::TrimReport {
+        let report = crate::cuda::trim();
+        self.counters.trims.fetch_add(1, Ordering::Relaxed);
+        if idle {
+            self.counters.idle_trims.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .bytes_trimmed
+            .fetch_add(report.bytes_released, Ordering::Relaxed);
+        if report.bytes_released > 0 {
+            log::info!(
+                target: "whisper_steady::recognizer",
+                "{} trim: {} bytes of CUDA pool memory returned to the driver ({} pools)",
+                if idle { "idle" } else { "requested" },
+                report.bytes_released,
+                report.pools
+            );
+        }
+        report
+    }
+
     /// Refuses new requests and wakes every worker so that they drain their queue and stop.
     fn close(&self) {
         lock(&self.queues).closed = true;
@@ -607,6 +651,12 @@ impl Shared {
                 retried_on_cpu: c.retried.load(Ordering::Relaxed),
                 diverted_to_cpu: c.diverted.load(Ordering::Relaxed),
                 breaker_trips: trips,
+            },
+            cleanup: CleanupHealth {
+                trims: c.trims.load(Ordering::Relaxed),
+                idle_trims: c.idle_trims.load(Ordering::Relaxed),
+                bytes_released: c.bytes_trimmed.load(Ordering::Relaxed),
+                idle_trim_after: self.config.idle_trim_after,
             },
             requests: RequestCounters {
                 submitted: c.submitted.load(Ordering::Relaxed),

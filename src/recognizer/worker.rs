@@ -52,8 +52,18 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
         // is finished or handed to the CPU lane, so the CPU lane never stops under a retry.
         handle(&shared, lane, worker, &mut work, job);
         {
-            let _queues = lock(&shared.queues);
+            let mut queues = lock(&shared.queues);
             shared.lanes[lane].busy.fetch_sub(1, Ordering::Relaxed);
+            let idle = queues.lanes.iter().all(|q| q.is_empty())
+                && shared
+                    .lanes
+                    .iter()
+                    .all(|l| l.busy.load(Ordering::Relaxed) == 0);
+            if idle {
+                queues.idle_since = Some(Instant::now());
+                // This worker waits for the next request with the trim's time as its limit.
+                queues.idle_trimmed = false;
+            }
         }
         if lane == 0 && shared.lanes.len() > 1 {
             // A CPU lane waiting to shut down rechecks whether a retry may still come.
@@ -139,9 +149,33 @@ fn next_job(shared: &Shared, lane: usize) -> Option<Job> {
         if queues.closed && !retry_possible(shared, lane, &queues) {
             return None;
         }
-        queues = shared.ready[lane]
-            .wait(queues)
-            .unwrap_or_else(|p| p.into_inner());
+        let trim_at = shared
+            .config
+            .idle_trim_after
+            .zip(queues.idle_since)
+            .filter(|_| !queues.idle_trimmed && !queues.closed)
+            .map(|(after, since)| since + after);
+        match trim_at {
+            Some(at) if Instant::now() >= at => {
+                // This worker trims, once for this idle period, without the queue locked.
+                queues.idle_trimmed = true;
+                drop(queues);
+                shared.trim(true);
+                queues = lock(&shared.queues);
+            }
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                queues = shared.ready[lane]
+                    .wait_timeout(queues, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            None => {
+                queues = shared.ready[lane]
+                    .wait(queues)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
     }
 }
 

@@ -299,7 +299,10 @@ impl Config {
         }
         if let Some(idle) = self.recognition.idle_trim_seconds {
             if !(idle.is_finite() && idle > 0.0 && idle <= 1e9) {
-                return bad("recognition.idle_trim_seconds", "must be more than 0");
+                return bad(
+                    "recognition.idle_trim_seconds",
+                    "must be more than 0 and at most 1e9",
+                );
             }
         }
         let max_audio = self.recognition.max_audio_seconds;

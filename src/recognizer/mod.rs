@@ -126,11 +126,9 @@ pub(crate) struct Queues {
     /// Index 0: the main lane; 1: the CPU fallback lane.
     pub(crate) lanes: [VecDeque<Job>; 2],
     pub(crate) closed: bool,
-    /// Since when nothing has been queued or running (`None` while busy, and before the first
-    /// request), for `idle_trim_after`.
+    /// Since when nothing has been queued or running, for `idle_trim_after`: `None` while busy,
+    /// before the first request, and once this idle period's trim has run.
     pub(crate) idle_since: Option<Instant>,
-    /// Whether the idle trim of the current idle period has run.
-    pub(crate) idle_trimmed: bool,
 }
 
 #[derive(Default)]

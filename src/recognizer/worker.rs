@@ -60,9 +60,8 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
                     .iter()
                     .all(|l| l.busy.load(Ordering::Relaxed) == 0);
             if idle {
-                queues.idle_since = Some(Instant::now());
                 // This worker waits for the next request with the trim's time as its limit.
-                queues.idle_trimmed = false;
+                queues.idle_since = Some(Instant::now());
             }
         }
         if lane == 0 && shared.lanes.len() > 1 {
@@ -153,12 +152,12 @@ fn next_job(shared: &Shared, lane: usize) -> Option<Job> {
             .config
             .idle_trim_after
             .zip(queues.idle_since)
-            .filter(|_| !queues.idle_trimmed && !queues.closed)
+            .filter(|_| !queues.closed)
             .map(|(after, since)| since + after);
         match trim_at {
             Some(at) if Instant::now() >= at => {
                 // This worker trims, once for this idle period, without the queue locked.
-                queues.idle_trimmed = true;
+                queues.idle_since = None;
                 drop(queues);
                 shared.trim(true);
                 queues = lock(&shared.queues);

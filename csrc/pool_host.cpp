@@ -96,6 +96,9 @@ struct ws_counters_snapshot {
     int64_t  bytes_waiting_reclaim;
     uint64_t out_of_order_frees;
     uint64_t rejected_frees;
+    uint64_t rejected_unknown;
+    uint64_t rejected_size_mismatch;
+    uint64_t rejected_double;
 };
 
 void * ws_counters_new(void) {
@@ -131,8 +134,9 @@ void ws_counters_out_of_order(void * counters) {
     static_cast<ggml_cuda_pool_counters *>(counters)->out_of_order();
 }
 
-void ws_counters_rejected(void * counters) {
-    static_cast<ggml_cuda_pool_counters *>(counters)->rejected();
+// kind: 0 unknown, 1 size mismatch, 2 double free (patch 0010)
+void ws_counters_rejected(void * counters, int kind) {
+    static_cast<ggml_cuda_pool_counters *>(counters)->rejected((ggml_cuda_pool_reject_kind) kind);
 }
 
 void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
@@ -145,6 +149,9 @@ void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
     out->bytes_waiting_reclaim = c->bytes_waiting_reclaim.load();
     out->out_of_order_frees    = c->out_of_order_frees.load();
     out->rejected_frees        = c->rejected_frees.load();
+    out->rejected_unknown       = c->rejected_unknown.load();
+    out->rejected_size_mismatch = c->rejected_size_mismatch.load();
+    out->rejected_double        = c->rejected_double.load();
 }
 
 // ---- patch 0008: the legacy pool's bookkeeping, with malloc as the device ----

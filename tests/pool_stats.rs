@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use whisper_steady::cuda::host::{Counters, FreeResult, Ledger};
+use whisper_steady::cuda::host::{Counters, FreeResult, Ledger, RejectKind};
 
 #[test]
 fn counters_track_pools_bytes_and_peak() {
@@ -19,8 +19,9 @@ fn counters_track_pools_bytes_and_peak() {
     c.in_use(300);
     c.waiting(128);
     c.out_of_order();
-    c.rejected();
-    c.rejected();
+    c.rejected(RejectKind::Unknown);
+    c.rejected(RejectKind::Double);
+    c.rejected(RejectKind::Double);
     let s = c.snapshot();
     assert_eq!(s.pools_vmm, 1);
     assert_eq!(s.pools_legacy, 1);
@@ -29,7 +30,16 @@ fn counters_track_pools_bytes_and_peak() {
     assert_eq!(s.peak_bytes_in_use, 6000);
     assert_eq!(s.bytes_waiting_reclaim, 128);
     assert_eq!(s.out_of_order_frees, 1);
-    assert_eq!(s.rejected_frees, 2);
+    assert_eq!(s.rejected_frees, 3);
+    // patch 0010: each kind in its own counter, adding up to the total
+    assert_eq!(
+        (
+            s.rejected_unknown,
+            s.rejected_size_mismatch,
+            s.rejected_double
+        ),
+        (1, 0, 2)
+    );
 }
 
 #[test]
@@ -43,9 +53,15 @@ fn counters_stay_consistent_under_concurrent_updates() {
             let c = Arc::clone(&c);
             thread::spawn(move || {
                 let size = 1000 * (t + 1);
+                let kind = [
+                    RejectKind::Unknown,
+                    RejectKind::SizeMismatch,
+                    RejectKind::Double,
+                ][t as usize % 3];
                 for _ in 0..20_000 {
                     c.in_use(size);
                     c.in_use(-size);
+                    c.rejected(kind);
                 }
             })
         })
@@ -55,6 +71,16 @@ fn counters_stay_consistent_under_concurrent_updates() {
     }
     let s = c.snapshot();
     assert_eq!(s.bytes_in_use, 0, "concurrent updates lost or duplicated");
+    // threads 0, 3, 6 reject unknown frees, 1, 4, 7 wrong sizes, 2, 5 double frees
+    assert_eq!(
+        (
+            s.rejected_unknown,
+            s.rejected_size_mismatch,
+            s.rejected_double
+        ),
+        (60_000, 60_000, 40_000)
+    );
+    assert_eq!(s.rejected_frees, 160_000);
     let max_single = 1000 * threads;
     let sum: i64 = (1..=threads).map(|t| 1000 * t).sum();
     assert!(
@@ -90,7 +116,7 @@ fn ledger_deltas_give_the_pool_counters() {
         match result {
             FreeResult::Deferred => c.out_of_order(),
             FreeResult::Reclaimed => {}
-            _ => c.rejected(),
+            other => c.rejected(RejectKind::of(other).expect("a rejected free")),
         }
         let s = c.snapshot();
         assert_eq!(s.bytes_in_use as usize, ledger.live_bytes());
@@ -108,6 +134,8 @@ fn ledger_deltas_give_the_pool_counters() {
     assert_eq!((s.bytes_in_use, s.bytes_waiting_reclaim), (0, 0));
     assert_eq!(s.peak_bytes_in_use, (1 << 10) + (1 << 12) + (1 << 14));
     assert_eq!((s.out_of_order_frees, s.rejected_frees), (3, 1));
+    // b's second free finds no block at b: the hole below absorbed it, so it counts as unknown
+    assert_eq!((s.rejected_unknown, s.rejected_double), (1, 0));
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -116,4 +144,16 @@ fn without_cuda_the_stats_say_so() {
     let stats = whisper_steady::cuda::pool_stats();
     assert!(!stats.cuda_available);
     assert_eq!(stats, whisper_steady::cuda::PoolStats::default());
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn without_cuda_the_device_self_test_says_why_it_cannot_run() {
+    for result in [
+        whisper_steady::cuda::pool_selftest(0, 10, 1),
+        whisper_steady::cuda::pool_selftest_threads(0, 4, 10, 1),
+    ] {
+        let why = result.expect_err("no CUDA backend");
+        assert!(why.contains("no CUDA backend"), "{why}");
+    }
 }

@@ -3,14 +3,21 @@
 //!
 //! Rows:
 //! - `device`: the CUDA device, its memory, and the pool kind a backend gets there;
-//! - `pool-vmm`: patch 0007's self-test of the real pool on the real device (out-of-order frees,
-//!   a byte pattern in every live block read back after every operation, statistics);
-//! - `pool-legacy`: the same in a child process with `GGML_CUDA_FORCE_LEGACY_POOL=1`, which must
-//!   also log that it forced the legacy pool;
+//! - `pool-vmm`: patches 0007/0011's self-test of the real pool on the real device (out-of-order
+//!   frees, a byte pattern in every live block read back after every operation, nothing in use or
+//!   waiting afterwards, reserved bytes within patch 0001's bound, the first allocation after
+//!   draining at the pool's base, a trim that raises the driver's free memory and leaves a
+//!   working pool), all from the tested pool's own figures;
+//! - `pool-vmm-threads`: the same with several threads sharing the pool, as the user's server did;
+//! - `pool-legacy` / `pool-legacy-threads`: both in a child process with
+//!   `GGML_CUDA_FORCE_LEGACY_POOL=1`, which must also log that it forced the legacy pool;
 //! - `jfk-cuda-vs-cpu`: the audio transcribed on CUDA and on the CPU gives the same words;
 //! - `shared-unlocked` / `shared-locked`: the user's crash scenario, 8 threads calling
-//!   `whisper_full` on one shared context: no abort; with the state lock every transcript right;
+//!   `whisper_full` on one shared context: no abort and, on CUDA, no out-of-order or rejected
+//!   free (patch 0006 serializes the shared state); with the state lock every transcript right;
 //! - `recognizer-4x50`: 4 states in parallel serve 50 requests, all right, pool bytes bounded;
+//! - `recognizer-trim`: `Recognizer::trim` after that load gives pool memory back to the driver
+//!   and the next request is still right (on the CPU: a no-op that says so);
 //! - `timing`: real-time factor on CUDA and on the CPU, VMM pool and legacy pool.
 //!
 //! Without a CUDA device the GPU rows are `skip` (and the exit status is 1 unless
@@ -58,6 +65,9 @@ pub struct GpuCheckArgs {
     /// Allocations and frees of each pool self-test.
     #[arg(long, default_value_t = 2000)]
     pub pool_ops: u32,
+    /// Threads sharing the pool in the `-threads` self-test rows.
+    #[arg(long, default_value_t = 4)]
+    pub pool_threads: u32,
     /// Requests of the recognizer row.
     #[arg(long, default_value_t = 50)]
     pub requests: usize,
@@ -147,8 +157,13 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
                        "pool": kind}),
             ));
             rows.push(pool_row("pool-vmm", vmm, true));
-            let (legacy_row, rtf) = legacy_child(args);
-            rows.push(legacy_row);
+            rows.push(pool_row(
+                "pool-vmm-threads",
+                cuda::pool_selftest_threads(0, args.pool_threads, args.pool_ops, 0x7eed),
+                true,
+            ));
+            let (legacy_rows, rtf) = legacy_child(args);
+            rows.extend(legacy_rows);
             legacy_rtf = rtf;
         }
         None => {
@@ -156,8 +171,14 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
                 "device",
                 "no CUDA device in this build or machine",
             ));
-            rows.push(Row::skip("pool-vmm", "no CUDA device"));
-            rows.push(Row::skip("pool-legacy", "no CUDA device"));
+            for name in [
+                "pool-vmm",
+                "pool-vmm-threads",
+                "pool-legacy",
+                "pool-legacy-threads",
+            ] {
+                rows.push(Row::skip(name, "no CUDA device"));
+            }
         }
     }
 
@@ -212,19 +233,26 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
     let on_gpu = gpu.is_some();
     let shared = race::SharedContext::load_on(&args.model, on_gpu)?;
     let reference = race::transcribe(&shared, &audio, None);
+    let before = cuda::pool_stats();
     let unlocked = race::hammer(&shared, &audio, 8, 2, None);
+    let after = cuda::pool_stats();
     let all_returned = unlocked.iter().all(|c| c.ret == 0);
+    // patch 0006 serializes the shared state, so its one pool sees strictly nested frees
+    let out_of_order = after.out_of_order_frees - before.out_of_order_frees;
+    let rejected = after.rejected_frees - before.rejected_frees;
     rows.push(Row::new(
         "shared-unlocked",
-        reference.ret == 0 && all_returned,
+        reference.ret == 0 && all_returned && out_of_order == 0 && rejected == 0,
         format!(
             "{}: 8 threads x 2 whisper_full on one context, no caller lock: no abort, {} of {} \
-             returned 0",
+             returned 0; {out_of_order} out-of-order and {rejected} rejected frees",
             if on_gpu { "CUDA" } else { "CPU" },
             unlocked.iter().filter(|c| c.ret == 0).count(),
             unlocked.len()
         ),
-        json!({"calls": unlocked.len(), "returned_0": unlocked.iter().filter(|c| c.ret == 0).count()}),
+        json!({"calls": unlocked.len(), "returned_0": unlocked.iter().filter(|c| c.ret == 0).count(),
+               "out_of_order_frees": out_of_order, "rejected_frees": rejected,
+               "pool_stats": stats_json(&after)}),
     ));
     let hold: race::Hold = (
         whisper_steady::sys::whisper_lock,
@@ -244,8 +272,8 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
     ));
     drop(shared);
 
-    // 4 states in parallel, 50 requests
-    rows.push(recognizer_row(args, &audio, on_gpu)?);
+    // 4 states in parallel, 50 requests, then a trim
+    rows.extend(recognizer_rows(args, &audio, on_gpu)?);
 
     // timings
     let cpu_rtf = cpu_time.as_secs_f64() / audio_seconds;
@@ -308,6 +336,7 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
 /// transcription, as one JSON line on stdout.
 fn child_pool(args: &GpuCheckArgs, audio: &[f32]) -> Result<(), Box<dyn Error>> {
     let selftest = cuda::pool_selftest(0, args.pool_ops, 0x5eed);
+    let threads = cuda::pool_selftest_threads(0, args.pool_threads, args.pool_ops, 0x7eed);
     let rtf = match load(&args.model, true) {
         Ok(ctx) => {
             let (_, time) = best_of(3, || transcribe(&ctx, audio, 1));
@@ -317,15 +346,23 @@ fn child_pool(args: &GpuCheckArgs, audio: &[f32]) -> Result<(), Box<dyn Error>> 
     };
     let line = json!({
         "selftest": selftest.as_ref().map(selftest_json).map_err(|e| e.clone()),
+        "selftest_threads": threads.as_ref().map(selftest_json).map_err(|e| e.clone()),
         "rtf": rtf,
     });
     println!("{CHILD_MARK}{line}");
     Ok(())
 }
 
-/// Runs the legacy-pool child; returns its row and its real-time factor.
-fn legacy_child(args: &GpuCheckArgs) -> (Row, Option<f64>) {
-    let name = "pool-legacy";
+/// Runs the legacy-pool child; returns its rows (`pool-legacy`, `pool-legacy-threads`) and its
+/// real-time factor.
+fn legacy_child(args: &GpuCheckArgs) -> (Vec<Row>, Option<f64>) {
+    const NAMES: [&str; 2] = ["pool-legacy", "pool-legacy-threads"];
+    let failed = |why: String| -> Vec<Row> {
+        NAMES
+            .iter()
+            .map(|name| Row::new(name, false, why.clone(), Value::Null))
+            .collect()
+    };
     let dir = args
         .json
         .parent()
@@ -341,6 +378,8 @@ fn legacy_child(args: &GpuCheckArgs) -> (Row, Option<f64>) {
             .arg(&args.audio)
             .arg("--pool-ops")
             .arg(args.pool_ops.to_string())
+            .arg("--pool-threads")
+            .arg(args.pool_threads.to_string())
             .env("GGML_CUDA_FORCE_LEGACY_POOL", "1")
             .env("GGML_NO_BACKTRACE", "1")
             .stderr(stderr)
@@ -355,54 +394,42 @@ fn legacy_child(args: &GpuCheckArgs) -> (Row, Option<f64>) {
     };
     let (stdout, stderr) = match run() {
         Ok(v) => v,
-        Err(e) => return (Row::new(name, false, e.to_string(), Value::Null), None),
+        Err(e) => return (failed(e.to_string()), None),
     };
     let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(CHILD_MARK)) else {
-        return (
-            Row::new(
-                name,
-                false,
-                "the child printed no report".into(),
-                Value::Null,
-            ),
-            None,
-        );
+        return (failed("the child printed no report".into()), None);
     };
     let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
     let logged =
         stderr.contains("Forcing legacy CUDA memory pool due to GGML_CUDA_FORCE_LEGACY_POOL");
-    let rtf = v["rtf"].as_f64();
-    let test = &v["selftest"]["Ok"];
-    if test.is_null() {
-        return (
+    let rows = NAMES
+        .iter()
+        .zip(["selftest", "selftest_threads"])
+        .map(|(name, key)| {
+            let test = &v[key]["Ok"];
+            if test.is_null() {
+                return Row::new(
+                    name,
+                    false,
+                    format!("self-test could not run: {}", v[key]["Err"]),
+                    v[key].clone(),
+                );
+            }
+            let legacy = test["vmm"].as_bool() == Some(false);
             Row::new(
                 name,
-                false,
-                format!("self-test could not run: {}", v["selftest"]["Err"]),
-                v,
-            ),
-            rtf,
-        );
-    }
-    let passed = test["passed"].as_bool() == Some(true) && test["vmm"].as_bool() == Some(false);
-    let row = Row::new(
-        name,
-        passed && logged,
-        format!(
-            "GGML_CUDA_FORCE_LEGACY_POOL=1: legacy pool {}; log line: {}; {} ops, {} MB verified; {}",
-            if test["vmm"].as_bool() == Some(false) {
-                "chosen"
-            } else {
-                "NOT chosen"
-            },
-            if logged { "printed" } else { "MISSING" },
-            test["operations"],
-            test["bytes_verified"].as_u64().unwrap_or(0) / 1_000_000,
-            test["message"].as_str().unwrap_or("")
-        ),
-        json!({"selftest": test, "log_line_printed": logged}),
-    );
-    (row, rtf)
+                test["passed"].as_bool() == Some(true) && legacy && logged,
+                format!(
+                    "GGML_CUDA_FORCE_LEGACY_POOL=1: legacy pool {}; log line: {}; {}",
+                    if legacy { "chosen" } else { "NOT chosen" },
+                    if logged { "printed" } else { "MISSING" },
+                    selftest_detail(test)
+                ),
+                json!({"selftest": test, "log_line_printed": logged}),
+            )
+        })
+        .collect();
+    (rows, v["rtf"].as_f64())
 }
 
 fn pool_row(name: &'static str, result: Result<PoolSelftest, String>, want_vmm: bool) -> Row {
@@ -413,36 +440,68 @@ fn pool_row(name: &'static str, result: Result<PoolSelftest, String>, want_vmm: 
             format!("self-test could not run: {e}"),
             Value::Null,
         ),
-        Ok(r) => Row::new(
-            name,
-            r.passed && r.vmm == want_vmm,
-            format!(
-                "{} pool: {} ops, max {} live blocks, {} out-of-order frees, {} MB verified, \
-                 {} mismatches, {} overlaps, {} rejected, {} B in use after; {}",
-                if r.vmm { "VMM" } else { "legacy" },
-                r.operations,
-                r.max_live_blocks,
-                r.out_of_order_frees,
-                r.bytes_verified / 1_000_000,
-                r.pattern_mismatches,
-                r.overlaps,
-                r.rejected_frees,
-                r.bytes_in_use_after,
-                r.message
-            ),
-            selftest_json(&r),
-        ),
+        Ok(r) => {
+            let data = selftest_json(&r);
+            Row::new(
+                name,
+                r.passed && r.vmm == want_vmm,
+                selftest_detail(&data),
+                data,
+            )
+        }
     }
+}
+
+/// One line for a self-test report (as JSON, the form the legacy child sends it in).
+fn selftest_detail(t: &Value) -> String {
+    let mb = |key: &str| t[key].as_u64().unwrap_or(0) as f64 / 1e6;
+    let vmm = t["vmm"].as_bool() == Some(true);
+    let bound = if vmm {
+        format!(
+            "reserved {:.1} MB of a {:.1} MB bound, base after drain: {}; ",
+            mb("bytes_reserved"),
+            mb("reserved_bound"),
+            t["base_after_drain"]
+        )
+    } else {
+        format!("reserved {:.1} MB; ", mb("bytes_reserved"))
+    };
+    format!(
+        "{} pool, {} threads: {} ops, max {} live blocks, {} out-of-order frees, {:.0} MB \
+         verified, {} mismatches, {} overlaps, {} rejected, {} B in use and {} B waiting after; \
+         {bound}trim released {:.1} MB (driver free {:.1} -> {:.1} MB), allocation after trim: {}; {}",
+        if vmm { "VMM" } else { "legacy" },
+        t["threads"],
+        t["operations"],
+        t["max_live_blocks"],
+        t["out_of_order_frees"],
+        mb("bytes_verified"),
+        t["pattern_mismatches"],
+        t["overlaps"],
+        t["rejected_frees"],
+        t["bytes_in_use_after"],
+        t["bytes_waiting_after"],
+        mb("trim_released"),
+        mb("driver_free_before_trim"),
+        mb("driver_free_after_trim"),
+        t["alloc_after_trim"],
+        t["message"].as_str().unwrap_or("")
+    )
 }
 
 fn selftest_json(r: &PoolSelftest) -> Value {
     json!({
-        "vmm": r.vmm, "operations": r.operations, "max_live_blocks": r.max_live_blocks,
+        "vmm": r.vmm, "threads": r.threads, "operations": r.operations,
+        "max_live_blocks": r.max_live_blocks,
         "blocks_verified": r.blocks_verified, "bytes_verified": r.bytes_verified,
         "pattern_mismatches": r.pattern_mismatches, "overlaps": r.overlaps,
         "out_of_order_frees": r.out_of_order_frees, "rejected_frees": r.rejected_frees,
         "peak_bytes_in_use": r.peak_bytes_in_use, "bytes_reserved": r.bytes_reserved,
-        "bytes_in_use_after": r.bytes_in_use_after, "elapsed_us": r.elapsed_us,
+        "reserved_bound": r.reserved_bound, "bytes_in_use_after": r.bytes_in_use_after,
+        "bytes_waiting_after": r.bytes_waiting_after, "base_after_drain": r.base_after_drain,
+        "trim_released": r.trim_released, "driver_free_before_trim": r.driver_free_before_trim,
+        "driver_free_after_trim": r.driver_free_after_trim,
+        "alloc_after_trim": r.alloc_after_trim, "elapsed_us": r.elapsed_us,
         "passed": r.passed, "message": r.message,
     })
 }
@@ -453,11 +512,19 @@ fn stats_json(s: &cuda::PoolStats) -> Value {
         "bytes_reserved": s.bytes_reserved, "bytes_in_use": s.bytes_in_use,
         "peak_bytes_in_use": s.peak_bytes_in_use, "out_of_order_frees": s.out_of_order_frees,
         "bytes_waiting_reclaim": s.bytes_waiting_reclaim, "rejected_frees": s.rejected_frees,
+        "rejected_unknown_frees": s.rejected_unknown_frees,
+        "rejected_size_mismatch_frees": s.rejected_size_mismatch_frees,
+        "rejected_double_frees": s.rejected_double_frees,
     })
 }
 
-/// 4 worker states serve `args.requests` requests submitted at once.
-fn recognizer_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Row, Box<dyn Error>> {
+/// 4 worker states serve `args.requests` requests submitted at once (`recognizer-4x50`); then
+/// a trim of the idle pools (`recognizer-trim`).
+fn recognizer_rows(
+    args: &GpuCheckArgs,
+    audio: &[f32],
+    on_gpu: bool,
+) -> Result<Vec<Row>, Box<dyn Error>> {
     let mut config = RecognizerConfig::new(&args.model);
     config.use_gpu = on_gpu;
     config.fallback_to_cpu = false;
@@ -505,8 +572,9 @@ fn recognizer_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Ro
     let ok = correct == args.requests
         && right_backend == args.requests
         && (!on_gpu || (bounded && clean));
+    let trim = trim_row(&recognizer, audio, &expected, options(), on_gpu)?;
     recognizer.shutdown();
-    Ok(Row::new(
+    let load = Row::new(
         "recognizer-4x50",
         ok,
         format!(
@@ -522,6 +590,63 @@ fn recognizer_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Ro
         json!({"requests": args.requests, "correct": correct, "right_backend": right_backend,
                "seconds": elapsed.as_secs_f64(), "reserved_after_first_batch": first,
                "pool_stats": stats_json(&stats), "expected": expected}),
+    );
+    Ok(vec![load, trim])
+}
+
+/// `Recognizer::trim` on idle workers: on CUDA the pools give memory back (the driver's free
+/// memory goes up) and the next request is still right; on the CPU a no-op that says so.
+fn trim_row(
+    recognizer: &Recognizer,
+    audio: &[f32],
+    expected: &str,
+    options: RecognizeOptions,
+    on_gpu: bool,
+) -> Result<Row, Box<dyn Error>> {
+    let device_free = || {
+        devices()
+            .into_iter()
+            .find(|d| d.kind == "gpu")
+            .map_or(0, |d| d.memory_free)
+    };
+    let (reserved_before, free_before) = (cuda::pool_stats().bytes_reserved, device_free());
+    let report = recognizer.trim();
+    let (reserved_after, free_after) = (cuda::pool_stats().bytes_reserved, device_free());
+    let next = recognizer.transcribe(audio.to_vec(), options)?;
+    let right = next.text == expected;
+    let ok = if on_gpu {
+        report.cuda_available
+            && report.bytes_released > 0
+            && reserved_after + report.bytes_released == reserved_before
+            && free_after > free_before
+            && right
+    } else {
+        !report.cuda_available && report.bytes_released == 0 && right
+    };
+    Ok(Row::new(
+        "recognizer-trim",
+        ok,
+        if on_gpu {
+            format!(
+                "trim of {} idle pools released {:.1} MB (reserved {:.1} -> {:.1} MB, driver free \
+                 {:.1} -> {:.1} MB); next request right: {right}",
+                report.pools,
+                report.bytes_released as f64 / 1e6,
+                reserved_before as f64 / 1e6,
+                reserved_after as f64 / 1e6,
+                free_before as f64 / 1e6,
+                free_after as f64 / 1e6
+            )
+        } else {
+            format!(
+                "CPU build: trim is a no-op that says so (cuda_available false); next request \
+                 right: {right}"
+            )
+        },
+        json!({"cuda_available": report.cuda_available, "pools": report.pools,
+               "bytes_released": report.bytes_released, "reserved_before": reserved_before,
+               "reserved_after": reserved_after, "driver_free_before": free_before,
+               "driver_free_after": free_after, "next_request_right": right}),
     ))
 }
 
@@ -595,8 +720,8 @@ fn gib(bytes: u64) -> f64 {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("{:<18} {:<6} detail", "check", "status");
+    println!("{:<20} {:<6} detail", "check", "status");
     for r in rows {
-        println!("{:<18} {:<6} {}", r.name, r.status, r.detail);
+        println!("{:<20} {:<6} {}", r.name, r.status, r.detail);
     }
 }

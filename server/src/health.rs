@@ -48,6 +48,11 @@ pub(crate) fn health_json(h: &Health) -> Value {
             "out_of_order_frees": p.out_of_order_frees,
             "bytes_waiting_reclaim": p.bytes_waiting_reclaim,
             "rejected_frees": p.rejected_frees,
+            "rejected_frees_by_kind": {
+                "unknown": p.rejected_unknown_frees,
+                "size_mismatch": p.rejected_size_mismatch_frees,
+                "double": p.rejected_double_frees,
+            },
         },
         "cleanup": {
             "trims": h.cleanup.trims,

@@ -275,6 +275,24 @@ impl Metrics {
         }
         family(
             o,
+            "recognizer_cuda_pool_rejected_frees_by_kind_total",
+            "counter",
+            "Rejected frees by kind: unknown pointer, size mismatch, double free.",
+        );
+        for (kind, value) in [
+            ("unknown", p.rejected_unknown_frees),
+            ("size_mismatch", p.rejected_size_mismatch_frees),
+            ("double", p.rejected_double_frees),
+        ] {
+            sample(
+                o,
+                "recognizer_cuda_pool_rejected_frees_by_kind_total",
+                &[("kind", kind)],
+                value as f64,
+            );
+        }
+        family(
+            o,
             "recognizer_breaker_open",
             "gauge",
             "1 while the GPU circuit breaker keeps requests off the GPU.",

@@ -406,6 +406,7 @@ fn metrics_parse_as_prometheus_text() {
         "recognizer_cuda_pool_waiting_bytes",
         "recognizer_cuda_pool_trims_total",
         "recognizer_cuda_pool_trimmed_bytes_total",
+        "recognizer_cuda_pool_rejected_frees_by_kind_total",
         "recognizer_failovers_total",
     ] {
         assert!(families.contains(needed), "{needed} missing:\n{text}");

@@ -15,6 +15,9 @@ struct RawSnapshot {
     bytes_waiting_reclaim: i64,
     out_of_order_frees: u64,
     rejected_frees: u64,
+    rejected_unknown: u64,
+    rejected_size_mismatch: u64,
+    rejected_double: u64,
 }
 
 extern "C" {
@@ -68,7 +71,7 @@ extern "C" {
     fn ws_counters_in_use(counters: *mut c_void, delta: i64);
     fn ws_counters_waiting(counters: *mut c_void, delta: i64);
     fn ws_counters_out_of_order(counters: *mut c_void);
-    fn ws_counters_rejected(counters: *mut c_void);
+    fn ws_counters_rejected(counters: *mut c_void, kind: c_int);
     fn ws_counters_snapshot(counters: *const c_void, out: *mut RawSnapshot);
 }
 
@@ -412,6 +415,35 @@ pub struct CountersSnapshot {
     pub out_of_order_frees: u64,
     /// Rejected frees.
     pub rejected_frees: u64,
+    /// Rejected as unknown (patch 0010).
+    pub rejected_unknown: u64,
+    /// Rejected for a wrong size (patch 0010).
+    pub rejected_size_mismatch: u64,
+    /// Rejected as double frees (patch 0010).
+    pub rejected_double: u64,
+}
+
+/// Why a pool ignored a free (patch 0010's `ggml_cuda_pool_reject_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// No block starts at the pointer, or it lies outside the pool.
+    Unknown,
+    /// A block starts there with another size.
+    SizeMismatch,
+    /// The block was already freed.
+    Double,
+}
+
+impl RejectKind {
+    /// The kind of a rejected ledger free; `None` for a free that was accepted.
+    pub fn of(result: FreeResult) -> Option<RejectKind> {
+        match result {
+            FreeResult::Reclaimed | FreeResult::Deferred => None,
+            FreeResult::Unknown => Some(RejectKind::Unknown),
+            FreeResult::SizeMismatch => Some(RejectKind::SizeMismatch),
+            FreeResult::Double => Some(RejectKind::Double),
+        }
+    }
 }
 
 /// One set of pool counters (patch 0003), compiled for the host. Its methods take `&self`: the
@@ -462,10 +494,15 @@ impl Counters {
         unsafe { ws_counters_out_of_order(self.0) }
     }
 
-    /// One rejected free.
-    pub fn rejected(&self) {
-        // SAFETY: self.0 is live; the operation is atomic.
-        unsafe { ws_counters_rejected(self.0) }
+    /// One rejected free of the given kind (counted in the total and in its kind).
+    pub fn rejected(&self, kind: RejectKind) {
+        let raw = match kind {
+            RejectKind::Unknown => 0,
+            RejectKind::SizeMismatch => 1,
+            RejectKind::Double => 2,
+        };
+        // SAFETY: self.0 is live; the operation is atomic; `raw` is a valid kind.
+        unsafe { ws_counters_rejected(self.0, raw) }
     }
 
     /// Reads every counter.
@@ -482,6 +519,9 @@ impl Counters {
             bytes_waiting_reclaim: raw.bytes_waiting_reclaim,
             out_of_order_frees: raw.out_of_order_frees,
             rejected_frees: raw.rejected_frees,
+            rejected_unknown: raw.rejected_unknown,
+            rejected_size_mismatch: raw.rejected_size_mismatch,
+            rejected_double: raw.rejected_double,
         }
     }
 }

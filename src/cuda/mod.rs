@@ -95,8 +95,15 @@ pub struct PoolStats {
     /// Bytes in VMM pool holes: freed out of order, reused first by later allocations, and
     /// reclaimed once they become the top of the pool's stack.
     pub bytes_waiting_reclaim: u64,
-    /// Frees of unknown pointers, with a wrong size, or double frees; each was ignored.
+    /// Frees of unknown pointers, with a wrong size, or double frees; each was ignored. The sum
+    /// of the three kinds below.
     pub rejected_frees: u64,
+    /// Rejected frees of a pointer where no block starts, or outside the pool (patch 0010).
+    pub rejected_unknown_frees: u64,
+    /// Rejected frees whose size did not match the block (patch 0010).
+    pub rejected_size_mismatch_frees: u64,
+    /// Rejected frees of a block already freed (patch 0010).
+    pub rejected_double_frees: u64,
 }
 
 /// Reads the pool statistics. Without the `cuda` feature, returns a value whose
@@ -113,6 +120,9 @@ pub fn pool_stats() -> PoolStats {
             bytes_waiting_reclaim: 0,
             out_of_order_frees: 0,
             rejected_frees: 0,
+            rejected_unknown_frees: 0,
+            rejected_size_mismatch_frees: 0,
+            rejected_double_frees: 0,
         };
         // SAFETY: `raw` is a valid, writable struct of the layout the function fills.
         unsafe { crate::sys::ggml_backend_cuda_get_pool_stats(&mut raw) };
@@ -126,6 +136,9 @@ pub fn pool_stats() -> PoolStats {
             out_of_order_frees: raw.out_of_order_frees,
             bytes_waiting_reclaim: raw.bytes_waiting_reclaim,
             rejected_frees: raw.rejected_frees,
+            rejected_unknown_frees: raw.rejected_unknown_frees,
+            rejected_size_mismatch_frees: raw.rejected_size_mismatch_frees,
+            rejected_double_frees: raw.rejected_double_frees,
         }
     }
     #[cfg(not(feature = "cuda"))]
@@ -172,13 +185,17 @@ pub fn trim() -> TrimReport {
     }
 }
 
-/// What [`pool_selftest`] found: the device self-test of patch 0007.
+/// What [`pool_selftest`] and [`pool_selftest_threads`] found: the device self-test of patches
+/// 0007 and 0011. Every figure about the pool is the tested pool's own, not the process-wide
+/// statistics, so other pools in the process cannot disturb it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolSelftest {
     /// The device tested.
     pub device: i32,
     /// True when the pool under test was the virtual-memory pool, false for the legacy pool.
     pub vmm: bool,
+    /// Threads that shared the pool.
+    pub threads: i32,
     /// Allocations and frees performed.
     pub operations: u64,
     /// Most blocks alive at once.
@@ -189,18 +206,34 @@ pub struct PoolSelftest {
     pub bytes_verified: u64,
     /// Bytes that did not hold their block's pattern (0 expected).
     pub pattern_mismatches: u64,
-    /// Pairs of live blocks whose address ranges overlapped (0 expected).
+    /// New blocks that overlapped a live block of any thread (0 expected).
     pub overlaps: u64,
-    /// Out-of-order frees counted by the pool statistics during the test (VMM: more than 0).
+    /// Out-of-order frees the pool counted (VMM: more than 0).
     pub out_of_order_frees: u64,
-    /// Rejected frees counted during the test (0 expected).
+    /// Rejected frees the pool counted (0 expected).
     pub rejected_frees: u64,
-    /// Process-wide peak of bytes in use, read after the test.
+    /// Most bytes alive at once (an upper bound: sizes rounded up, counted before allocating).
     pub peak_bytes_in_use: u64,
-    /// Device memory the tested pool reserved.
+    /// Device memory the pool held after the frees (its largest).
     pub bytes_reserved: u64,
-    /// Bytes still counted in use after everything was freed (0 expected).
+    /// VMM: the most patch 0001 allows it to hold (peak live + (peak blocks - 1) x largest
+    /// block + one granule); 0 for the legacy pool.
+    pub reserved_bound: u64,
+    /// The pool's bytes in use after everything was freed (0 expected).
     pub bytes_in_use_after: i64,
+    /// The pool's bytes in holes after everything was freed (0 expected).
+    pub bytes_waiting_after: u64,
+    /// VMM: whether the first allocation after draining was at the pool's base; `None` for the
+    /// legacy pool.
+    pub base_after_drain: Option<bool>,
+    /// Bytes the pool's trim returned to the driver (all it held expected).
+    pub trim_released: u64,
+    /// The driver's free device memory before the trim.
+    pub driver_free_before_trim: u64,
+    /// The driver's free device memory after the trim (more expected).
+    pub driver_free_after_trim: u64,
+    /// Whether an allocation after the trim held its byte pattern.
+    pub alloc_after_trim: bool,
     /// Wall time of the test in microseconds.
     pub elapsed_us: i64,
     /// True when every check passed.
@@ -209,23 +242,41 @@ pub struct PoolSelftest {
     pub message: String,
 }
 
-/// Runs patch 0007's self-test of the pool a new backend gets on `device`: `operations`
-/// allocations and frees in a pseudo-random order seeded by `seed` (most frees out of order),
-/// every live block filled with its own byte pattern on the device and read back after every
-/// operation, then the pool statistics compared before and after.
+/// Runs the one-thread self-test of the pool a new backend gets on `device`; see
+/// [`pool_selftest_threads`].
+pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelftest, String> {
+    pool_selftest_threads(device, 1, operations, seed)
+}
+
+/// Runs patches 0007/0011's self-test of the pool a new backend gets on `device`: `threads`
+/// threads (1 to 64) share it and perform `operations` allocations and frees between them in a
+/// pseudo-random order seeded by `seed` (most frees out of order), every live block filled with
+/// its own byte pattern on the device and read back after every operation, every new block
+/// checked for overlap with every live one. Then, from the pool's own figures: nothing in use or
+/// waiting after the frees, the VMM pool within patch 0001's bound and back at its base, and a
+/// trim that gives all its memory back to the driver and leaves a working pool.
 ///
 /// The pool kind follows [`pool_policy`] and the environment, as for any backend. Returns the
 /// report (with [`passed`](PoolSelftest::passed) false when a check failed), or an error when
 /// the test could not run: no CUDA in this build, no such device, or a CUDA error.
-pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelftest, String> {
+pub fn pool_selftest_threads(
+    device: i32,
+    threads: u32,
+    operations: u32,
+    seed: u64,
+) -> Result<PoolSelftest, String> {
     #[cfg(feature = "cuda")]
     {
         let ops = i32::try_from(operations).map_err(|_| "too many operations".to_string())?;
+        let threads = i32::try_from(threads).map_err(|_| "too many threads".to_string())?;
         // SAFETY: the report is plain data; zeroed is a valid value, and the function fills it.
         let mut raw: crate::sys::ggml_cuda_pool_selftest_report = unsafe { std::mem::zeroed() };
         // SAFETY: `raw` is a valid, writable report; the other arguments are checked by the C side.
-        let ret =
-            unsafe { crate::sys::ggml_backend_cuda_pool_selftest(device, ops, seed, &mut raw) };
+        let ret = unsafe {
+            crate::sys::ggml_backend_cuda_pool_selftest_threads(
+                device, threads, ops, seed, &mut raw,
+            )
+        };
         let message = {
             let bytes: Vec<u8> = raw
                 .message
@@ -241,6 +292,7 @@ pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelf
         Ok(PoolSelftest {
             device: raw.device,
             vmm: raw.vmm != 0,
+            threads: raw.threads,
             operations: raw.operations,
             max_live_blocks: raw.max_live_blocks,
             blocks_verified: raw.blocks_verified,
@@ -251,7 +303,14 @@ pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelf
             rejected_frees: raw.rejected_frees,
             peak_bytes_in_use: raw.peak_bytes_in_use,
             bytes_reserved: raw.bytes_reserved,
+            reserved_bound: raw.reserved_bound,
             bytes_in_use_after: raw.bytes_in_use_after,
+            bytes_waiting_after: raw.bytes_waiting_after,
+            base_after_drain: (raw.base_after_drain >= 0).then_some(raw.base_after_drain == 1),
+            trim_released: raw.trim_released,
+            driver_free_before_trim: raw.driver_free_before_trim,
+            driver_free_after_trim: raw.driver_free_after_trim,
+            alloc_after_trim: raw.alloc_after_trim == 1,
             elapsed_us: raw.elapsed_us,
             passed: ret == 0,
             message,
@@ -259,7 +318,7 @@ pub fn pool_selftest(device: i32, operations: u32, seed: u64) -> Result<PoolSelf
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (device, operations, seed);
+        let _ = (device, threads, operations, seed);
         Err("this build has no CUDA backend (build with the `cuda` feature)".to_string())
     }
 }

@@ -20,7 +20,13 @@ pub struct Decoded {
     pub samples: Vec<f32>,
     /// The duration in seconds.
     pub seconds: f64,
+    /// What the client should know about how its audio was read (a truncated file, damaged
+    /// frames skipped); answered as `warnings`.
+    pub warnings: Vec<String>,
 }
+
+/// The shortest audio whisper can use, in seconds: whisper.cpp skips anything shorter.
+pub const MIN_SECONDS: f64 = 0.1;
 
 /// Why bytes are not audio we can use. The message is meant for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +95,9 @@ fn decode_inner(
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| AudioError(format!("unsupported audio codec: {e}")))?;
 
+    let declared_frames = track.codec_params.n_frames;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut damaged = 0u64;
     let mut mono: Vec<f32> = Vec::new();
     let mut buffer: Option<SampleBuffer<f32>> = None;
     let mut frames_limit = u64::MAX;
@@ -105,8 +113,11 @@ fn decode_inner(
         }
         let decoded = match decoder.decode(&packet) {
             Ok(decoded) => decoded,
-            // A damaged frame: skip it, as players do.
-            Err(SymError::DecodeError(_)) => continue,
+            // A damaged frame: skip it, as players do, and say so.
+            Err(SymError::DecodeError(_)) => {
+                damaged += 1;
+                continue;
+            }
             Err(SymError::IoError(_)) => break,
             Err(e) => return Err(AudioError(format!("the audio cannot be decoded: {e}"))),
         };
@@ -147,13 +158,40 @@ fn decode_inner(
         return Err(AudioError("the audio holds no samples".into()));
     }
     let seconds = mono.len() as f64 / f64::from(rate);
+    let mut warnings = Vec::new();
+    if let Some(declared) = declared_frames {
+        // more than 10 ms missing: the file ends before its header says it does
+        if declared > mono.len() as u64 + u64::from(rate / 100) {
+            warnings.push(format!(
+                "truncated: the header declares {:.3} s, {seconds:.3} s decoded",
+                declared as f64 / f64::from(rate)
+            ));
+        }
+    }
+    if damaged > 0 {
+        warnings.push(format!("{damaged} damaged frames skipped"));
+    }
+    if seconds < MIN_SECONDS {
+        let mut message =
+            format!("the audio is {seconds:.3} s long; whisper needs at least {MIN_SECONDS} s");
+        for w in &warnings {
+            message.push_str(" (");
+            message.push_str(w);
+            message.push(')');
+        }
+        return Err(AudioError(message));
+    }
     let samples = resample(&mono, rate, WHISPER_SAMPLE_RATE);
     if samples.iter().any(|s| !s.is_finite()) {
         return Err(AudioError(
             "the audio holds samples that are not numbers".into(),
         ));
     }
-    Ok(Decoded { samples, seconds })
+    Ok(Decoded {
+        samples,
+        seconds,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -250,5 +288,37 @@ mod tests {
         let truncated = &wav(16_000, 1, &[100; 16_000])[..1000];
         let d = decode(truncated, Some("wav"), 60.0);
         assert!(d.is_err() || d.unwrap().samples.len() < 16_000);
+    }
+
+    #[test]
+    fn a_truncated_file_is_decoded_as_far_as_it_goes_and_says_so() {
+        // 11 s declared, 2 s present
+        let full = wav(16_000, 1, &[300; 176_000]);
+        let cut = &full[..44 + 2 * 32_000];
+        let d = decode(cut, Some("wav"), 60.0).unwrap();
+        assert!((d.seconds - 2.0).abs() < 0.01, "{}", d.seconds);
+        assert_eq!(
+            d.warnings,
+            ["truncated: the header declares 11.000 s, 2.000 s decoded"]
+        );
+        // whole files have no warning
+        assert!(decode(&full, Some("wav"), 60.0)
+            .unwrap()
+            .warnings
+            .is_empty());
+        // 8 ms present: less than whisper can use, a clear error that also says why
+        let e = decode(&full[..44 + 256], Some("wav"), 60.0).unwrap_err().0;
+        assert!(
+            e.contains("0.008 s long") && e.contains("at least 0.1 s") && e.contains("truncated"),
+            "{e}"
+        );
+        // a short whole file: the same error, without the warning
+        let e = decode(&wav(16_000, 1, &[0; 800]), Some("wav"), 60.0)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("0.050 s long") && !e.contains("truncated"),
+            "{e}"
+        );
     }
 }

@@ -185,6 +185,15 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// Smaller uploads and files are refused (default 44 bytes, a WAV header).
     pub min_file_size_bytes: u64,
+    /// The most bytes all uploads together may hold (default 4 GiB: 40 uploads of the default
+    /// `server.max_upload_bytes`, small beside a disk, large beside the minutes between an
+    /// upload and its recognition). A full quota first evicts expired uploads, then answers 507.
+    pub max_bytes: u64,
+    /// How long an upload is kept, in seconds (default 86400, one day: the original API
+    /// recognizes an upload by its id right after uploading it, and a day leaves room for
+    /// retries without keeping audio forever). Expired uploads are deleted by a sweep every
+    /// minute (or every retention period, if shorter) and when the quota is full.
+    pub retention_seconds: f64,
 }
 
 impl Default for StorageConfig {
@@ -192,6 +201,8 @@ impl Default for StorageConfig {
         StorageConfig {
             dir: PathBuf::from("storage"),
             min_file_size_bytes: 44,
+            max_bytes: 4 << 30,
+            retention_seconds: 86_400.0,
         }
     }
 }
@@ -312,6 +323,16 @@ impl Config {
         if self.storage.dir.as_os_str().is_empty() {
             return bad("storage.dir", "must not be empty");
         }
+        if self.storage.max_bytes == 0 {
+            return bad("storage.max_bytes", "must be at least 1");
+        }
+        let retention = self.storage.retention_seconds;
+        if !(retention.is_finite() && retention > 0.0 && retention <= 1e9) {
+            return bad(
+                "storage.retention_seconds",
+                "must be more than 0 and at most 1e9",
+            );
+        }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return bad(
                 "logging.level",
@@ -393,6 +414,15 @@ mod tests {
             (
                 r#"{"recognition": {"chunk_states": 0}}"#,
                 "recognition.chunk_states",
+            ),
+            (r#"{"storage": {"max_bytes": 0}}"#, "storage.max_bytes"),
+            (
+                r#"{"storage": {"retention_seconds": -1}}"#,
+                "storage.retention_seconds",
+            ),
+            (
+                r#"{"storage": {"retention_seconds": 1e12}}"#,
+                "storage.retention_seconds",
             ),
         ] {
             let e = Config::from_json(json).unwrap_err().0;

@@ -52,6 +52,7 @@ impl ApiError {
             StatusCode::GATEWAY_TIMEOUT => "timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::INSUFFICIENT_STORAGE => "storage_full",
             s if s.is_client_error() => "client_error",
             _ => "server_error",
         }
@@ -89,8 +90,11 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         let status = match e {
             StorageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            StorageError::BadName(_) | StorageError::TooSmall { .. } => StatusCode::BAD_REQUEST,
             StorageError::NotFound(_) => StatusCode::NOT_FOUND,
-            StorageError::TooSmall { .. } => StatusCode::BAD_REQUEST,
+            StorageError::QuotaFull { .. } | StorageError::DiskFull(_) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             StorageError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

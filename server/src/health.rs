@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use whisper_steady::recognizer::{BreakerState, Health, HealthStatus};
 
 use crate::error::ApiError;
+use crate::storage::StorageUsage;
 use crate::{AppState, Timer};
 
-/// The health report as JSON.
-pub(crate) fn health_json(h: &Health) -> Value {
+/// The health report as JSON, with what storage holds.
+pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
     let breaker = match h.failover.breaker {
         BreakerState::Closed => json!({"state": "closed"}),
         BreakerState::HalfOpen => json!({"state": "half_open"}),
@@ -53,6 +54,14 @@ pub(crate) fn health_json(h: &Health) -> Value {
                 "size_mismatch": p.rejected_size_mismatch_frees,
                 "double": p.rejected_double_frees,
             },
+        },
+        "storage": {
+            "uploads": st.uploads,
+            "bytes": st.bytes,
+            "max_bytes": st.max_bytes,
+            "retention_seconds": st.retention.as_secs_f64(),
+            "evicted": st.evicted,
+            "evicted_bytes": st.evicted_bytes,
         },
         "cleanup": {
             "trims": h.cleanup.trims,
@@ -102,13 +111,15 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::OK
     };
     timer.finish(&state, "ok");
-    (status, Json(health_json(&h))).into_response()
+    (status, Json(health_json(&h, &state.storage.usage()))).into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let timer = Timer::start("metrics");
-    let body = state.metrics.render(&state.recognizer.health());
+    let body = state
+        .metrics
+        .render(&state.recognizer.health(), &state.storage.usage());
     timer.finish(&state, "ok");
     (
         [(

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
@@ -72,13 +72,12 @@ impl AppState {
                 model.display()
             )));
         }
-        let storage = Storage::open(&config.storage.dir, config.storage.min_file_size_bytes)
-            .map_err(|e| {
-                StartError(format!(
-                    "cannot create the storage folder {}: {e}",
-                    config.storage.dir.display()
-                ))
-            })?;
+        let storage = Storage::open(&config.storage).map_err(|e| {
+            StartError(format!(
+                "cannot create the storage folder {}: {e}",
+                config.storage.dir.display()
+            ))
+        })?;
         let mut rc = RecognizerConfig::new(model);
         rc.use_gpu = config.recognition.default_params.use_gpu;
         rc.fallback_to_cpu = config.recognition.fallback_to_cpu;
@@ -145,6 +144,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/api/upload", post(recognize::upload))
+        .route("/api/upload/{id}", delete(recognize::delete_upload))
         .route("/api/recognize", post(recognize::recognize))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         .route("/admin/trim", post(health::trim))
@@ -203,11 +203,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
+    // Expired uploads go every minute, or every retention period if that is shorter.
+    let sweeper = {
+        let storage = state.storage.clone();
+        let period = storage.usage().retention.min(Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let storage = storage.clone();
+                let _ = tokio::task::spawn_blocking(move || storage.sweep()).await;
+            }
+        })
+    };
     // The peer's address, for the loopback-only admin endpoints.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    sweeper.abort();
     let recognizer = state.recognizer.clone();
     // Joins the workers after the last queued request; blocking, so off the runtime.
     let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use whisper_steady::recognizer::{BreakerState, Health};
 
+use crate::storage::StorageUsage;
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -51,7 +53,7 @@ impl Metrics {
     }
 
     /// The whole exposition.
-    pub fn render(&self, health: &Health) -> String {
+    pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let o = &mut out;
@@ -223,6 +225,21 @@ impl Metrics {
                 "Bytes in VMM pool holes, freed out of order and reused first.",
                 p.bytes_waiting_reclaim as f64,
             ),
+            (
+                "recognizer_storage_uploads",
+                "Uploads held in storage.",
+                storage.uploads as f64,
+            ),
+            (
+                "recognizer_storage_bytes",
+                "Bytes the uploads hold (storage.max_bytes at most).",
+                storage.bytes as f64,
+            ),
+            (
+                "recognizer_storage_max_bytes",
+                "The uploads' quota (storage.max_bytes).",
+                storage.max_bytes as f64,
+            ),
         ] {
             family(o, name, "gauge", help);
             sample(o, name, &[], value);
@@ -268,6 +285,11 @@ impl Metrics {
                 "recognizer_breaker_trips_total",
                 "Times the GPU circuit breaker opened.",
                 f.breaker_trips,
+            ),
+            (
+                "recognizer_storage_evicted_total",
+                "Uploads deleted because they expired.",
+                storage.evicted,
             ),
         ] {
             family(o, name, "counter", help);

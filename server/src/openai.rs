@@ -13,6 +13,7 @@ use axum::Json;
 use serde_json::json;
 use whisper_steady::recognizer::Transcript;
 
+use crate::audio::Decoded;
 use crate::error::{ApiError, Style};
 use crate::recognize::{extension_of, finish, transcribe};
 use crate::{AppState, Timer};
@@ -138,15 +139,37 @@ pub(crate) async fn transcriptions(
         );
         let extension = filename.as_deref().and_then(extension_of);
         let (t, decoded) = transcribe(&state, bytes, extension, options, Style::OpenAi).await?;
-        Ok(render(format, &t, decoded.seconds))
+        Ok(render(format, &t, &decoded))
     }
     .await;
     finish(&state, timer, result)
 }
 
-fn render(format: Format, t: &Transcript, duration: f64) -> Response {
+/// The response in the asked format. Warnings about the audio (a truncated file) go into the
+/// JSON formats as `warnings` and, for every format, into the `X-Audio-Warnings` header.
+fn render(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
+    let mut response = render_body(format, t, decoded);
+    if !decoded.warnings.is_empty() {
+        if let Ok(value) = header::HeaderValue::from_str(&decoded.warnings.join("; ")) {
+            response.headers_mut().insert(AUDIO_WARNINGS, value);
+        }
+    }
+    response
+}
+
+/// The header that carries warnings about the audio.
+const AUDIO_WARNINGS: &str = "x-audio-warnings";
+
+fn render_body(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
+    let duration = decoded.seconds;
+    let with_warnings = |mut body: serde_json::Value| {
+        if !decoded.warnings.is_empty() {
+            body["warnings"] = json!(decoded.warnings);
+        }
+        Json(body).into_response()
+    };
     match format {
-        Format::Json => Json(json!({"text": t.text})).into_response(),
+        Format::Json => with_warnings(json!({"text": t.text})),
         Format::Text => text("text/plain; charset=utf-8", format!("{}\n", t.text)),
         Format::Srt => text("application/x-subrip; charset=utf-8", srt(t)),
         Format::Vtt => text("text/vtt; charset=utf-8", vtt(t)),
@@ -154,7 +177,7 @@ fn render(format: Format, t: &Transcript, duration: f64) -> Response {
             let language = whisper_steady::get_lang_id(&t.language)
                 .and_then(whisper_steady::get_lang_str_full)
                 .unwrap_or(&t.language);
-            Json(json!({
+            with_warnings(json!({
                 "task": "transcribe",
                 "language": language,
                 "duration": duration,
@@ -180,7 +203,6 @@ fn render(format: Format, t: &Transcript, duration: f64) -> Response {
                     })
                 }).collect::<Vec<_>>(),
             }))
-            .into_response()
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -88,6 +88,27 @@ pub(crate) async fn upload(
     finish(&state, timer, result)
 }
 
+/// `DELETE /api/upload/{id}`: deletes an upload before it expires.
+pub(crate) async fn delete_upload(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let timer = Timer::start("delete_upload");
+    let storage = state.storage.clone();
+    let key = id.clone();
+    let result = tokio::task::spawn_blocking(move || storage.delete(&key))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "delete failed",
+            )
+        })
+        .and_then(|r| r.map_err(ApiError::from))
+        .map(|size| Json(json!({"success": true, "id": id, "size": size})));
+    finish(&state, timer, result)
+}
+
 /// The original request.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RecognizeRequest {
@@ -108,15 +129,12 @@ pub(crate) async fn recognize(
         let Json(request) = request.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         let storage = state.storage.clone();
         let name = request.audio_path.clone();
-        let path = tokio::task::spawn_blocking(move || storage.resolve(&name))
-            .await
-            .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
-        let bytes = tokio::fs::read(&path).await.map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read the audio: {e}"),
-            )
-        })?;
+        let bytes = tokio::task::spawn_blocking(move || {
+            let path = storage.resolve(&name)?;
+            storage.read(&name, &path)
+        })
+        .await
+        .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
         let options = state.options(
             request.language.as_deref(),
             request.use_gpu,
@@ -132,6 +150,7 @@ pub(crate) async fn recognize(
             "confidence": t.confidence(),
             "language": t.language,
             "duration": decoded.seconds,
+            "warnings": decoded.warnings,
             "processing_time_ms": t.timings.processing.as_millis() as u64,
             "queue_time_ms": t.timings.queued.as_millis() as u64,
             "backend": t.backend.as_str(),

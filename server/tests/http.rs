@@ -15,6 +15,20 @@ fn jfk_mp3() -> Vec<u8> {
     std::fs::read(shared_audio("jfk.mp3")).unwrap()
 }
 
+/// Where jfk.wav's samples start (after the `data` chunk's header).
+fn wav_data_start(wav: &[u8]) -> usize {
+    wav.windows(4)
+        .position(|w| w == b"data")
+        .expect("a data chunk")
+        + 8
+}
+
+/// jfk.wav's headers (which still declare all of it) and its first `bytes` bytes of samples.
+fn wav_cut(bytes: usize) -> Vec<u8> {
+    let wav = jfk_wav();
+    wav[..wav_data_start(&wav) + bytes].to_vec()
+}
+
 #[test]
 fn wav_and_mp3_through_both_apis() {
     let Some(server) = TestServer::start(|_| {}) else {
@@ -238,6 +252,11 @@ fn malformed_and_hostile_requests_get_4xx_and_harm_nothing() {
     let (temp_ct, bad_temp) = with(&[("temperature", "hot")]);
     let (lang_ct, bad_lang) = with(&[("language", "xx")]);
     let (noise_ct, noise_file) = openai_multipart(&[], Some(("x.mp3", "audio/mpeg", &noise)));
+    // 11 s declared in the header, 8 ms present
+    let mut short_wav = wav_cut(256);
+    let data = wav_data_start(&short_wav);
+    short_wav[data - 4..data].copy_from_slice(&(11 * 32_000u32).to_le_bytes());
+    let short_id = server.upload(&short_wav, "short.wav");
 
     let recognize = |body: &str| server.post("/api/recognize", "application/json", body.as_bytes());
     let cases: Vec<(&str, common::Response)> = vec![
@@ -278,9 +297,29 @@ fn malformed_and_hostile_requests_get_4xx_and_harm_nothing() {
         ("wrong method", server.get("/api/recognize")),
         ("unknown path", server.get("/etc/passwd")),
         ("garbage instead of HTTP", server.raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")),
+        ("audio_path of 5,000 characters", recognize(&json!({"audio_path": "a".repeat(5000)}).to_string())),
+        ("audio_path with a 300-byte part", recognize(&json!({"audio_path": format!("{}.wav", "b".repeat(300))}).to_string())),
+        ("non-UTF-8 bytes in audio_path", server.post("/api/recognize", "application/json", b"{\"audio_path\": \"\xff\xfe.wav\"}")),
+        ("audio of 8 ms (a truncated WAV)", recognize(&json!({"audio_path": short_id}).to_string())),
+        ("DELETE of something that is not an upload id", server.raw(b"DELETE /api/upload/..%2Fsecret.wav HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")),
+        ("DELETE of an unknown upload", server.raw(b"DELETE /api/upload/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")),
     ];
+    // every separator and control character in a name: refused or not found, never a 5xx
+    let mut odd_names = Vec::new();
+    for c in (1u8..0x20)
+        .chain([0x7f])
+        .map(char::from)
+        .chain(['/', '\\', ':', '*', '?', '"', '<', '>', '|', ';'])
+    {
+        let r = recognize(&json!({"audio_path": format!("a{c}b.wav")}).to_string());
+        odd_names.push((format!("audio_path with {c:?}"), r));
+    }
     let mut wrong = Vec::new();
-    for (what, r) in &cases {
+    for (what, r) in odd_names
+        .iter()
+        .map(|(w, r)| (w.as_str(), r))
+        .chain(cases.iter().map(|(w, r)| (*w, r)))
+    {
         if !(400..500).contains(&r.status) {
             wrong.push(format!("{what}: {} {}", r.status, r.text()));
         }
@@ -305,6 +344,179 @@ fn malformed_and_hostile_requests_get_4xx_and_harm_nothing() {
     assert_eq!(health.json()["status"], "ok");
     let r = server.post_json("/api/recognize", &json!({"audio_path": good}));
     assert_eq!(r.status, 200, "{}", r.text());
+    let short = &cases
+        .iter()
+        .find(|(w, _)| w.starts_with("audio of 8 ms"))
+        .unwrap()
+        .1;
+    let why = short.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        why.contains("0.008 s long") && why.contains("truncated: the header declares 11.000 s"),
+        "{why}"
+    );
+}
+
+#[test]
+fn truncated_audio_is_transcribed_as_far_as_it_goes_with_a_warning() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    // jfk.wav's header, its first 5 s
+    let cut = wav_cut(5 * 32_000);
+    let id = server.upload(&cut, "cut.wav");
+    let r = server.post_json("/api/recognize", &json!({"audio_path": id}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let warnings = body["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{body}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.starts_with("truncated: the header declares 11.") && w.ends_with("5.000 s decoded"),
+        "{w}"
+    );
+    assert!(
+        body["text"].as_str().unwrap().contains("fellow Americans"),
+        "{body}"
+    );
+    // the whole file: no warning
+    let whole = server.upload(&jfk_wav(), "jfk.wav");
+    let r = server.post_json("/api/recognize", &json!({"audio_path": whole}));
+    assert_eq!(r.json()["warnings"], json!([]));
+    // OpenAI API: in verbose_json, and in a header for every format
+    for (format, in_body) in [("verbose_json", true), ("json", true), ("text", false)] {
+        let (ct, body) = openai_multipart(
+            &[("response_format", format)],
+            Some(("cut.wav", "audio/x-wav", &cut)),
+        );
+        let r = server.raw(&openai_request(&ct, &body));
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+        assert!(
+            r.header("x-audio-warnings")
+                .unwrap()
+                .starts_with("truncated"),
+            "{format}"
+        );
+        if in_body {
+            assert_eq!(r.json()["warnings"][0].as_str(), Some(w), "{format}");
+        }
+    }
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn upload_storage_has_a_quota_a_retention_and_a_delete() {
+    let jfk = jfk_wav();
+    let size = jfk.len() as u64;
+    let Some(server) = TestServer::start(|c| {
+        c.storage.max_bytes = 2 * size + 10;
+        c.storage.retention_seconds = 1.0;
+    }) else {
+        return;
+    };
+    let delete = |id: &str| {
+        server.raw(
+            format!("DELETE /api/upload/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    let a = server.upload(&jfk, "a.wav");
+    let b = server.upload(&jfk, "b.wav");
+    let full = server.post(
+        "/api/upload?filename=c.wav",
+        "application/octet-stream",
+        &jfk,
+    );
+    assert_eq!(full.status, 507, "{}", full.text());
+    assert!(
+        full.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("storage is full"),
+        "{}",
+        full.text()
+    );
+    let storage = &server.get("/health").json()["storage"];
+    assert_eq!(
+        (storage["uploads"].as_u64(), storage["bytes"].as_u64()),
+        (Some(2), Some(2 * size))
+    );
+
+    // a delete makes room at once
+    let r = delete(&a);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["size"].as_u64(), Some(size));
+    assert!(!server.storage.join(&a).exists());
+    assert_eq!(delete(&a).status, 404);
+    let c = server.upload(&jfk, "c.wav");
+
+    // after the retention the sweep deletes both, and the space is back
+    // (a sweep runs every second here; allow for a loaded machine)
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    while server.get("/health").json()["storage"]["uploads"] != 0
+        && started.elapsed() < std::time::Duration::from_secs(15)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let health = server.get("/health").json();
+    assert_eq!(health["storage"]["uploads"], 0, "{health}");
+    assert_eq!(health["storage"]["evicted"], 2, "{health}");
+    assert!(!server.storage.join(&b).exists() && !server.storage.join(&c).exists());
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("recognizer_storage_evicted_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("recognizer_storage_bytes 0"), "{metrics}");
+    server.upload(&jfk, "d.wav");
+    server.upload(&jfk, "e.wav");
+}
+
+#[test]
+fn a_full_disk_answers_507_and_leaves_no_partial_file() {
+    // a real full disk where this machine lets us mount a small tmpfs (as root); otherwise the
+    // storage unit test's injected write error covers the same path
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Mounted(dir.path().to_path_buf());
+    let store = dir.path().join("store");
+    let Some(server) = TestServer::start(|c| c.storage.dir = store.clone()) else {
+        return;
+    };
+    let r = server.post(
+        "/api/upload?filename=jfk.wav",
+        "application/octet-stream",
+        &jfk_wav(),
+    );
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("disk is full"),
+        "{}",
+        r.text()
+    );
+    let left: Vec<_> = std::fs::read_dir(&store).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(server.get("/health").json()["storage"]["bytes"], 0);
+    // what fits still works
+    server.upload(&wav_cut(32_000), "one-second.wav");
+    drop(server);
 }
 
 #[test]

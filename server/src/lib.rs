@@ -2,7 +2,8 @@
 //! [`Recognizer`](whisper_steady::recognizer::Recognizer).
 //!
 //! Endpoints: `GET /health`, `POST /api/upload`, `POST /api/recognize` (the original API),
-//! `POST /v1/audio/transcriptions` (OpenAI-compatible) and `GET /metrics` (Prometheus). The
+//! `POST /v1/audio/transcriptions`, `POST /v1/audio/translations`, `GET /v1/models` (OpenAI-
+//! compatible) and `GET /metrics` (Prometheus). The
 //! binary (`src/main.rs`) reads the configuration, sets up logging and calls [`serve`]; the
 //! tests call the same functions on a loopback port.
 
@@ -147,6 +148,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/upload/{id}", delete(recognize::delete_upload))
         .route("/api/recognize", post(recognize::recognize))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
+        .route("/v1/audio/translations", post(openai::translations))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{id}", get(openai::model))
         .route("/admin/trim", post(health::trim))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))

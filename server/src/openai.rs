@@ -1,12 +1,14 @@
-//! `POST /v1/audio/transcriptions`, as OpenAI's API has it: multipart form with `file`, `model`,
-//! `language`, `prompt`, `response_format` (json, text, srt, vtt, verbose_json) and
-//! `temperature`, so that existing OpenAI clients work against this server.
+//! OpenAI's audio API, so that existing OpenAI clients work against this server:
+//! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` (multipart form with
+//! `file`, `model`, `language` (transcriptions), `prompt`, `response_format` (json, text, srt,
+//! vtt, verbose_json), `temperature` and `timestamp_granularities[]` (word, segment)), and
+//! `GET /v1/models`, `GET /v1/models/{id}`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::State;
+use axum::extract::{Path as AxumPath, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -48,6 +50,31 @@ struct Form {
     prompt: Option<String>,
     format: Option<String>,
     temperature: Option<String>,
+    granularities: Vec<String>,
+    stream: Option<String>,
+}
+
+/// What the client asked for: transcription in the audio's language or translation to English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Transcribe,
+    Translate,
+}
+
+impl Task {
+    fn as_str(self) -> &'static str {
+        match self {
+            Task::Transcribe => "transcribe",
+            Task::Translate => "translate",
+        }
+    }
+}
+
+/// Which timings `verbose_json` carries (`timestamp_granularities[]`; segments when none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Granularity {
+    words: bool,
+    segments: bool,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -94,7 +121,11 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
             "prompt" => form.prompt = Some(text()?),
             "response_format" => form.format = Some(text()?),
             "temperature" => form.temperature = Some(text()?),
-            // `model`, `timestamp_granularities[]` and the like: accepted, not needed.
+            "timestamp_granularities[]" | "timestamp_granularities" => {
+                form.granularities.push(text()?)
+            }
+            "stream" => form.stream = Some(text()?),
+            // `model`, `include[]` and the like: accepted, not needed.
             _ => {}
         }
     }
@@ -107,48 +138,162 @@ pub(crate) async fn transcriptions(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
     let timer = Timer::start("transcriptions");
-    let result = async {
-        let form = read_form(multipart).await?;
-        let (bytes, filename) = form
-            .file
-            .ok_or_else(|| bad("missing the `file` field (the audio)"))?;
-        if bytes.is_empty() {
-            return Err(bad("the `file` field is empty"));
-        }
-        let format = match form.format.as_deref().map(str::trim) {
-            None | Some("") => Format::Json,
-            Some(f) => Format::parse(f).ok_or_else(|| {
-                bad(format!(
-                    "response_format {f:?} is not one of json, text, srt, vtt, verbose_json"
-                ))
-            })?,
-        };
-        let temperature = match form.temperature.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(t) => Some(
-                t.parse::<f32>()
-                    .map_err(|_| bad(format!("temperature {t:?} is not a number")))?,
-            ),
-        };
-        let options = state.options(
-            form.language.as_deref(),
-            None,
-            None,
-            temperature,
-            form.prompt,
-        );
-        let extension = filename.as_deref().and_then(extension_of);
-        let (t, decoded) = transcribe(&state, bytes, extension, options, Style::OpenAi).await?;
-        Ok(render(format, &t, &decoded))
+    let result = run(&state, multipart, Task::Transcribe).await;
+    finish(&state, timer, result)
+}
+
+/// `POST /v1/audio/translations`: the speech translated to English (a multilingual model is
+/// needed; an English-only one answers 400 and says so).
+pub(crate) async fn translations(
+    State(state): State<Arc<AppState>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let timer = Timer::start("translations");
+    let result = run(&state, multipart, Task::Translate).await;
+    finish(&state, timer, result)
+}
+
+/// The form, parsed once into options and a response format, then the recognition.
+async fn run(
+    state: &Arc<AppState>,
+    multipart: Result<Multipart, MultipartRejection>,
+    task: Task,
+) -> Result<Response, ApiError> {
+    let form = read_form(multipart).await?;
+    let (bytes, filename) = form
+        .file
+        .ok_or_else(|| bad("missing the `file` field (the audio)"))?;
+    if bytes.is_empty() {
+        return Err(bad("the `file` field is empty"));
     }
-    .await;
+    if let Some(stream) = form.stream.as_deref().map(str::trim) {
+        if !matches!(stream, "" | "false") {
+            return Err(bad(
+                "stream=true is not supported by this server yet: leave it out to get the whole \
+                 transcript in one response",
+            ));
+        }
+    }
+    let format = match form.format.as_deref().map(str::trim) {
+        None | Some("") => Format::Json,
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            bad(format!(
+                "response_format {f:?} is not one of json, text, srt, vtt, verbose_json"
+            ))
+        })?,
+    };
+    let mut granularity = Granularity {
+        words: false,
+        segments: form.granularities.is_empty(),
+    };
+    for g in &form.granularities {
+        match g.trim() {
+            "word" => granularity.words = true,
+            "segment" => granularity.segments = true,
+            other => {
+                return Err(bad(format!(
+                    "timestamp_granularities[] {other:?} is not one of word, segment"
+                )))
+            }
+        }
+    }
+    if !form.granularities.is_empty() && format != Format::VerboseJson {
+        return Err(bad(
+            "timestamp_granularities[] needs response_format verbose_json",
+        ));
+    }
+    let temperature = match form.temperature.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(
+            t.parse::<f32>()
+                .map_err(|_| bad(format!("temperature {t:?} is not a number")))?,
+        ),
+    };
+    let language = match task {
+        Task::Transcribe => form.language.as_deref(),
+        // the source language is detected; the output is English
+        Task::Translate => None,
+    };
+    let mut options = state.options(language, None, None, temperature, form.prompt);
+    options.translate = task == Task::Translate;
+    options.token_timestamps = granularity.words;
+    let temperature = options.temperature.unwrap_or(0.0);
+    let extension = filename.as_deref().and_then(extension_of);
+    let (t, decoded) = transcribe(state, bytes, extension, options, Style::OpenAi).await?;
+    let request = Request {
+        task,
+        granularity,
+        temperature,
+    };
+    Ok(render(format, &t, &decoded, request))
+}
+
+/// What shapes a `verbose_json` response besides the transcript.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    task: Task,
+    granularity: Granularity,
+    /// The request's (first) temperature.
+    temperature: f32,
+}
+
+/// The model ids this server answers to: `whisper-1` (what OpenAI clients send; any `model`
+/// is accepted and the loaded model used) and the loaded model's file name without `.bin`.
+fn model_ids(state: &AppState) -> Vec<String> {
+    let mut ids = vec!["whisper-1".to_owned()];
+    if let Some(path) = &state.config.recognition.model_path {
+        if let Some(stem) = path.file_name().map(|n| n.to_string_lossy()) {
+            ids.push(stem.trim_end_matches(".bin").to_owned());
+        }
+    }
+    ids
+}
+
+fn model_json(state: &AppState, id: &str) -> serde_json::Value {
+    let created = state
+        .config
+        .recognition
+        .model_path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    json!({"id": id, "object": "model", "created": created, "owned_by": "whisper-steady"})
+}
+
+/// `GET /v1/models`: the loaded model, under its ids.
+pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let timer = Timer::start("models");
+    let data: Vec<_> = model_ids(&state)
+        .iter()
+        .map(|id| model_json(&state, id))
+        .collect();
+    let result: Result<_, ApiError> = Ok(Json(json!({"object": "list", "data": data})));
+    finish(&state, timer, result)
+}
+
+/// `GET /v1/models/{id}`: one of them, or 404.
+pub(crate) async fn model(
+    State(state): State<Arc<AppState>>,
+    AxumPath(id): AxumPath<String>,
+) -> Response {
+    let timer = Timer::start("models");
+    let result = if model_ids(&state).contains(&id) {
+        Ok(Json(model_json(&state, &id)))
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("the model {id:?} does not exist; GET /v1/models lists the models"),
+        )
+        .style(Style::OpenAi))
+    };
     finish(&state, timer, result)
 }
 
 /// The response in the asked format. Warnings about the audio (a truncated file) go into the
 /// JSON formats as `warnings` and, for every format, into the `X-Audio-Warnings` header.
-fn render(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
-    let mut response = render_body(format, t, decoded);
+fn render(format: Format, t: &Transcript, decoded: &Decoded, request: Request) -> Response {
+    let mut response = render_body(format, t, decoded, request);
     if !decoded.warnings.is_empty() {
         if let Ok(value) = header::HeaderValue::from_str(&decoded.warnings.join("; ")) {
             response.headers_mut().insert(AUDIO_WARNINGS, value);
@@ -160,7 +305,7 @@ fn render(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
 /// The header that carries warnings about the audio.
 const AUDIO_WARNINGS: &str = "x-audio-warnings";
 
-fn render_body(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
+fn render_body(format: Format, t: &Transcript, decoded: &Decoded, request: Request) -> Response {
     let duration = decoded.seconds;
     let with_warnings = |mut body: serde_json::Value| {
         if !decoded.warnings.is_empty() {
@@ -174,37 +319,126 @@ fn render_body(format: Format, t: &Transcript, decoded: &Decoded) -> Response {
         Format::Srt => text("application/x-subrip; charset=utf-8", srt(t)),
         Format::Vtt => text("text/vtt; charset=utf-8", vtt(t)),
         Format::VerboseJson => {
-            let language = whisper_steady::get_lang_id(&t.language)
-                .and_then(whisper_steady::get_lang_str_full)
-                .unwrap_or(&t.language);
-            with_warnings(json!({
-                "task": "transcribe",
+            let language = match request.task {
+                // OpenAI reports the output's language for translations
+                Task::Translate => "english",
+                Task::Transcribe => whisper_steady::get_lang_id(&t.language)
+                    .and_then(whisper_steady::get_lang_str_full)
+                    .unwrap_or(&t.language),
+            };
+            let mut body = json!({
+                "task": request.task.as_str(),
                 "language": language,
                 "duration": duration,
                 "text": t.text,
-                "segments": t.segments.iter().enumerate().map(|(i, s)| {
-                    let text_tokens: Vec<_> = s.tokens.iter().filter(|k| !k.special).collect();
-                    let avg_logprob = if text_tokens.is_empty() {
-                        0.0
-                    } else {
-                        text_tokens.iter().map(|k| f64::from(k.plog)).sum::<f64>() / text_tokens.len() as f64
-                    };
-                    json!({
-                        "id": i,
-                        "seek": 0,
-                        "start": s.start.as_secs_f64(),
-                        "end": s.end.as_secs_f64(),
-                        "text": s.text,
-                        "tokens": text_tokens.iter().map(|k| k.id).collect::<Vec<_>>(),
-                        "temperature": 0.0,
-                        "avg_logprob": avg_logprob,
-                        "compression_ratio": 1.0,
-                        "no_speech_prob": s.no_speech_probability,
-                    })
-                }).collect::<Vec<_>>(),
-            }))
+            });
+            if request.granularity.segments {
+                body["segments"] = segments_json(t, request.temperature);
+            }
+            if request.granularity.words {
+                body["words"] = json!(words(t, duration)
+                    .into_iter()
+                    .map(|w| json!({"word": w.word, "start": w.start, "end": w.end}))
+                    .collect::<Vec<_>>());
+            }
+            with_warnings(body)
         }
     }
+}
+
+/// `verbose_json` segments. `avg_logprob`, `no_speech_prob`, `tokens` and `compression_ratio`
+/// are the real values (the mean log probability of the text tokens; whisper's no-speech
+/// probability; the text tokens' ids; the text's length over its zlib-compressed length, as
+/// OpenAI computes it). whisper.cpp does not report two of OpenAI's fields per segment:
+/// `temperature` is the request's (first) temperature, and `seek` is the segment's start in
+/// 10 ms frames rather than the start of its 30-second window.
+fn segments_json(t: &Transcript, temperature: f32) -> serde_json::Value {
+    json!(t
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let text_tokens: Vec<_> = s.tokens.iter().filter(|k| !k.special).collect();
+            let avg_logprob = if text_tokens.is_empty() {
+                0.0
+            } else {
+                text_tokens.iter().map(|k| f64::from(k.plog)).sum::<f64>()
+                    / text_tokens.len() as f64
+            };
+            json!({
+                "id": i,
+                "seek": s.start.as_millis() / 10,
+                "start": s.start.as_secs_f64(),
+                "end": s.end.as_secs_f64(),
+                "text": s.text,
+                "tokens": text_tokens.iter().map(|k| k.id).collect::<Vec<_>>(),
+                "temperature": temperature,
+                "avg_logprob": avg_logprob,
+                "compression_ratio": compression_ratio(&s.text),
+                "no_speech_prob": s.no_speech_probability,
+            })
+        })
+        .collect::<Vec<_>>())
+}
+
+/// The text's length over its zlib-compressed length (OpenAI's `compression_ratio`; high values
+/// mean repetition).
+fn compression_ratio(text: &str) -> f64 {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // writing into a Vec cannot fail
+    let compressed = z
+        .write_all(text.as_bytes())
+        .and_then(|()| z.finish())
+        .map_or(0, |c| c.len());
+    if compressed == 0 {
+        return 0.0;
+    }
+    text.len() as f64 / compressed as f64
+}
+
+/// One word of `verbose_json`'s `words`.
+#[derive(Debug, Clone, PartialEq)]
+struct Word {
+    word: String,
+    start: f64,
+    end: f64,
+}
+
+/// Words from the tokens' timestamps: a token that starts with a space, or the first of a
+/// segment, starts a word; the others (word pieces, punctuation) continue it. Punctuation around
+/// a word is dropped, as OpenAI does. Times are made monotonic and kept inside the audio.
+fn words(t: &Transcript, duration: f64) -> Vec<Word> {
+    let mut pieces: Vec<(String, f64, f64)> = Vec::new();
+    for s in &t.segments {
+        let mut first = true;
+        for k in s.tokens.iter().filter(|k| !k.special) {
+            let (start, end) = (k.start.as_secs_f64(), k.end.as_secs_f64());
+            match pieces.last_mut() {
+                Some(last) if !first && !k.text.starts_with(' ') => {
+                    last.0.push_str(&k.text);
+                    last.2 = last.2.max(end);
+                }
+                _ => pieces.push((k.text.clone(), start, end)),
+            }
+            first = false;
+        }
+    }
+    let mut out: Vec<Word> = Vec::new();
+    for (text, start, end) in pieces {
+        let word = text
+            .trim()
+            .trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'')
+            .to_owned();
+        if word.is_empty() {
+            continue;
+        }
+        let floor = out.last().map_or(0.0, |w| w.start);
+        let start = start.max(floor).min(duration);
+        let end = end.max(start).min(duration);
+        out.push(Word { word, start, end });
+    }
+    out
 }
 
 fn text(content_type: &'static str, body: String) -> Response {
@@ -255,6 +489,16 @@ fn vtt(t: &Transcript) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_ratio_is_high_for_repetition() {
+        let plain = compression_ratio(
+            " And so my fellow Americans, ask not what your country can do for you",
+        );
+        let repeated = compression_ratio(&" thank you".repeat(40));
+        assert!(plain > 0.8 && plain < 1.6, "{plain}");
+        assert!(repeated > 5.0, "{repeated}");
+    }
 
     #[test]
     fn timestamps() {

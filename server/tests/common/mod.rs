@@ -280,8 +280,13 @@ pub fn openai_multipart(
 
 /// The request line and headers the official client sends, around a multipart body.
 pub fn openai_request(content_type: &str, body: &[u8]) -> Vec<u8> {
+    openai_request_to("/v1/audio/transcriptions", content_type, body)
+}
+
+/// The same to another path.
+pub fn openai_request_to(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut req = format!(
-        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: test\r\nAccept: application/json\r\nAccept-Encoding: gzip, deflate\r\nAuthorization: Bearer sk-test\r\nUser-Agent: OpenAI/Python 1.54.0\r\nX-Stainless-Lang: python\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: test\r\nAccept: application/json\r\nAccept-Encoding: gzip, deflate\r\nAuthorization: Bearer sk-test\r\nUser-Agent: OpenAI/Python 1.54.0\r\nX-Stainless-Lang: python\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

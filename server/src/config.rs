@@ -365,6 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_manifests_hold_a_valid_config_and_a_long_enough_grace_period() {
+        let k8s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s");
+        let map = std::fs::read_to_string(k8s.join("configmap.yaml")).unwrap();
+        let json: Vec<&str> = map
+            .lines()
+            .skip_while(|l| !l.contains("config.json: |"))
+            .skip(1)
+            .collect();
+        let c = Config::from_json(&json.join("\n")).unwrap();
+        let deployment = std::fs::read_to_string(k8s.join("deployment.yaml")).unwrap();
+        let grace: f64 = deployment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SIGTERM drains the requests in flight: the grace period must outlast the deadline
+        assert!(
+            grace > c.server.request_timeout_seconds + 10.0,
+            "{grace} vs {}",
+            c.server.request_timeout_seconds
+        );
+    }
+
+    #[test]
     fn the_users_shape_parses() {
         let c = Config::from_json(
             r#"{

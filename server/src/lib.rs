@@ -207,10 +207,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
-    // Expired uploads go every minute, or every retention period if that is shorter.
+    // Expired uploads go every minute, or every retention period if that is shorter (but not
+    // more often than ten times a second).
     let sweeper = {
         let storage = state.storage.clone();
-        let period = storage.usage().retention.min(Duration::from_secs(60));
+        let period = storage
+            .usage()
+            .retention
+            .clamp(Duration::from_millis(100), Duration::from_secs(60));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -179,7 +179,8 @@ impl Drop for Haproxy {
 }
 
 /// What the clients got: status and text of every request, or why there was no response.
-type Outcomes = Arc<Mutex<Vec<Result<(u16, String), String>>>>;
+type Outcome = Result<(u16, String), String>;
+type Outcomes = Arc<Mutex<Vec<Outcome>>>;
 
 /// `clients` threads send `each` transcriptions of jfk.wav through `front`; `during` runs once
 /// `after` responses have arrived. Returns the outcomes and the wall time.
@@ -189,7 +190,7 @@ fn load(
     each: usize,
     after: usize,
     during: impl FnOnce(),
-) -> (Vec<Result<(u16, String), String>>, Duration) {
+) -> (Vec<Outcome>, Duration) {
     let wav = std::fs::read(shared_audio("jfk.wav")).unwrap();
     let (ct, body) = openai_multipart(
         &[("model", "whisper-1"), ("response_format", "text")],
@@ -226,11 +227,7 @@ fn load(
 }
 
 /// Every request answered 200 with the right words, or 429; returns (200s, 429s).
-fn check(
-    what: &str,
-    outcomes: &[Result<(u16, String), String>],
-    expected: usize,
-) -> (usize, usize) {
+fn check(what: &str, outcomes: &[Outcome], expected: usize) -> (usize, usize) {
     assert_eq!(outcomes.len(), expected, "{what}: requests lost");
     let mut wrong = Vec::new();
     let (mut ok, mut busy) = (0, 0);

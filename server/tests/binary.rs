@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -51,25 +50,13 @@ fn starts_from_model_alone_and_sigterm_finishes_in_flight_requests() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--model")
-        .arg(&model)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new(BIN)
+            .arg("--model")
+            .arg(&model)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir.path()),
+    );
 
     // The embedded default storage folder is ./storage.
     let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();

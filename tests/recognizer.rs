@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use whisper_steady::recognizer::{
-    devices, fitted_audio_ctx, Backend, BreakerState, FaultInjection, HealthStatus, RecognizeError,
-    RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
+    devices, fitted_audio_ctx, Backend, BreakerState, FaultInjection, GpuDevices, HealthStatus,
+    RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
 };
 
 fn jfk() -> Vec<f32> {
@@ -502,4 +502,241 @@ fn awaiting_in_a_single_threaded_runtime_does_not_block_it() {
     assert!(ticks.load(Ordering::Relaxed) >= 10, "{ticks:?}");
     assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
     assert!(common::wer("ask what you can do for your country", &texts[0]) <= 0.25);
+}
+
+/// A recognizer on `devices` simulated GPUs (each runs on the CPU), one worker each, whose
+/// attempts fail on the devices `failing` holds at the time.
+fn simulated_gpus(
+    devices: &[i32],
+    failing: &Arc<std::sync::Mutex<Vec<i32>>>,
+    fallback_to_cpu: bool,
+) -> Option<Recognizer> {
+    let mut config = config()?;
+    config.use_gpu = true;
+    config.fallback_to_cpu = fallback_to_cpu;
+    config.gpu_devices = GpuDevices::List(devices.to_vec());
+    config.threads_per_worker = 1;
+    config.breaker_threshold = 2;
+    // Long enough that every request below falls inside it on a loaded machine.
+    config.breaker_cooldown = Duration::from_secs(600);
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.fail_attempt = Some({
+        let failing = Arc::clone(failing);
+        Arc::new(move |site| {
+            site.device
+                .is_some_and(|d| failing.lock().unwrap().contains(&d))
+        })
+    });
+    config.fault_injection = Some(faults);
+    Some(Recognizer::new(config).unwrap())
+}
+
+#[test]
+fn requests_go_to_the_least_loaded_of_several_gpus() {
+    let failing = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let Some(recognizer) = simulated_gpus(&[0, 1, 2], &failing, false) else {
+        return;
+    };
+    let health = recognizer.health();
+    let lanes: Vec<_> = health.lanes.iter().map(|l| (l.backend, l.device)).collect();
+    assert_eq!(
+        lanes,
+        [
+            (Backend::Gpu, Some(0)),
+            (Backend::Gpu, Some(1)),
+            (Backend::Gpu, Some(2))
+        ],
+        "one lane per device, no CPU lane without fallback_to_cpu"
+    );
+    let (clip, options) = short_clip();
+    // Submitted together: each device has one worker, so each takes one.
+    let tickets: Vec<_> = (0..3)
+        .map(|_| recognizer.submit(clip.clone(), options.clone()).unwrap())
+        .collect();
+    let mut devices: Vec<_> = tickets
+        .into_iter()
+        .map(|t| {
+            let t = t.wait().unwrap();
+            assert!(common::wer("ask what you can do for your country", &t.text) <= 0.25);
+            (t.backend, t.device.unwrap())
+        })
+        .collect();
+    devices.sort_by_key(|d| d.1);
+    assert_eq!(
+        devices,
+        [(Backend::Gpu, 0), (Backend::Gpu, 1), (Backend::Gpu, 2)]
+    );
+    let health = recognizer.health();
+    assert!(health.lanes.iter().all(|l| l.succeeded == 1), "{health:?}");
+    assert_eq!(health.status, HealthStatus::Ok);
+    assert_eq!(health.requests.completed, 3);
+}
+
+#[test]
+fn a_failing_gpu_hands_its_requests_to_another_then_to_the_cpu() {
+    let failing = Arc::new(std::sync::Mutex::new(vec![0]));
+    let Some(recognizer) = simulated_gpus(&[0, 1], &failing, true) else {
+        return;
+    };
+    let (clip, options) = short_clip();
+    let reference = recognizer
+        .transcribe(clip.clone(), {
+            let mut cpu = options.clone();
+            cpu.use_gpu = Some(false);
+            cpu
+        })
+        .unwrap()
+        .text;
+
+    // GPU 0 is idle and first: it takes each request, fails, and GPU 1 runs it. The second
+    // failure opens GPU 0's breaker; GPU 1's stays closed and nothing goes to the CPU.
+    for n in 1..=2 {
+        let t = recognizer
+            .transcribe(clip.clone(), options.clone())
+            .unwrap();
+        assert_eq!(
+            (t.backend, t.device, t.retried_on_cpu),
+            (Backend::Gpu, Some(1), false)
+        );
+        assert_eq!(t.text, reference);
+        assert_eq!(recognizer.health().failover.retried_on_other_gpu, n);
+    }
+    let health = recognizer.health();
+    assert!(matches!(
+        health.lanes[0].breaker,
+        Some(BreakerState::Open { .. })
+    ));
+    assert_eq!(health.lanes[1].breaker, Some(BreakerState::Closed));
+    assert_eq!(health.lanes[2].breaker, None, "the CPU lane has no breaker");
+    assert_eq!((health.lanes[0].failed, health.lanes[1].succeeded), (2, 2));
+    assert_eq!(health.lanes[0].consecutive_failures, 2);
+    assert!(matches!(health.failover.breaker, BreakerState::Open { .. }));
+    assert_eq!(health.failover.breaker_trips, 1);
+    assert_eq!(health.status, HealthStatus::Degraded);
+
+    // With GPU 0's breaker open, requests go straight to GPU 1: GPU 0 is not tried.
+    let t = recognizer
+        .transcribe(clip.clone(), options.clone())
+        .unwrap();
+    assert_eq!((t.device, t.retried_on_cpu), (Some(1), false));
+    assert_eq!(recognizer.health().lanes[0].failed, 2);
+
+    // GPU 1 fails too: its requests go to the CPU; its second failure opens its breaker, and
+    // then requests are diverted to the CPU without trying a GPU.
+    failing.lock().unwrap().push(1);
+    for _ in 0..2 {
+        let t = recognizer
+            .transcribe(clip.clone(), options.clone())
+            .unwrap();
+        assert_eq!(
+            (t.backend, t.device, t.retried_on_cpu),
+            (Backend::Cpu, None, true)
+        );
+        assert_eq!(t.text, reference);
+    }
+    let t = recognizer
+        .transcribe(clip.clone(), options.clone())
+        .unwrap();
+    assert_eq!((t.backend, t.retried_on_cpu), (Backend::Cpu, false));
+    let health = recognizer.health();
+    assert_eq!(health.failover.diverted_to_cpu, 1);
+    assert_eq!(health.failover.retried_on_cpu, 2);
+    assert_eq!(health.failover.retried_on_other_gpu, 2);
+    assert_eq!(health.failover.gpu_failures, 4);
+    assert_eq!(health.failover.breaker_trips, 2);
+    assert_eq!(health.requests.completed, 7);
+    assert_eq!(health.requests.failed, 0);
+}
+
+#[test]
+fn shutdown_waits_for_requests_retried_between_gpus() {
+    // No CPU lane: GPU 0's failures can only go to GPU 1, whose worker must not stop while
+    // they may still come.
+    let failing = Arc::new(std::sync::Mutex::new(vec![0]));
+    let Some(recognizer) = simulated_gpus(&[0, 1], &failing, false) else {
+        return;
+    };
+    let (clip, options) = short_clip();
+    let tickets: Vec<_> = (0..4)
+        .map(|_| recognizer.submit(clip.clone(), options.clone()).unwrap())
+        .collect();
+    recognizer.shutdown();
+    for ticket in tickets {
+        let t = ticket.wait().unwrap();
+        assert_eq!(t.device, Some(1));
+    }
+    let health = recognizer.health();
+    assert_eq!(health.requests.completed, 4);
+    assert!(health.lanes[0].failed >= 1);
+}
+
+#[test]
+fn a_gpu_that_cannot_start_is_left_out_and_said() {
+    let Some(mut config) = config() else { return };
+    config.use_gpu = true;
+    config.gpu_devices = GpuDevices::List(vec![0, 1]);
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.fail_gpu_devices = vec![1];
+    config.fault_injection = Some(faults.clone());
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    let health = recognizer.health();
+    let lanes: Vec<_> = health.lanes.iter().map(|l| l.device).collect();
+    assert_eq!(lanes, [Some(0), None]);
+    assert_eq!(health.failover.unavailable_devices.len(), 1);
+    assert_eq!(health.failover.unavailable_devices[0].device, 1);
+    assert!(health.failover.gpu_unavailable.is_none());
+    assert_eq!(health.status, HealthStatus::Degraded);
+    let (clip, options) = short_clip();
+    assert_eq!(
+        recognizer.transcribe(clip, options).unwrap().device,
+        Some(0)
+    );
+    drop(recognizer);
+
+    // None starts: the CPU, with every reason; without fallback, an error.
+    faults.fail_gpu_devices = vec![0, 1];
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    assert_eq!(recognizer.main_backend(), Backend::Cpu);
+    let reason = recognizer.health().failover.gpu_unavailable.unwrap();
+    assert!(
+        reason.contains("GPU 0: ") && reason.contains("GPU 1: "),
+        "{reason}"
+    );
+    drop(recognizer);
+    config.fallback_to_cpu = false;
+    assert!(matches!(
+        Recognizer::new(config),
+        Err(RecognizerError::GpuUnavailable { .. })
+    ));
+}
+
+#[test]
+fn all_gpus_and_bad_device_lists() {
+    let Some(mut config) = config() else { return };
+    config.use_gpu = true;
+    config.gpu_devices = GpuDevices::All;
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.simulated_device_count = 2;
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config.clone()).unwrap();
+    let lanes: Vec<_> = recognizer.health().lanes.iter().map(|l| l.device).collect();
+    assert_eq!(lanes, [Some(0), Some(1), None]);
+    drop(recognizer);
+
+    for (list, says) in [
+        (vec![], "at least one"),
+        (vec![0, 0], "twice"),
+        (vec![-1], "negative"),
+        ((0..64).collect(), "at most 63"),
+    ] {
+        config.gpu_devices = GpuDevices::List(list);
+        match Recognizer::new(config.clone()) {
+            Err(RecognizerError::InvalidConfig(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use whisper_steady::recognizer::GpuDevices;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -115,6 +116,10 @@ pub struct RecognitionConfig {
     pub default_params: DefaultParams,
     /// Run on the CPU when the GPU is unavailable or fails (default `true`).
     pub fallback_to_cpu: bool,
+    /// The GPUs to use: a list of ggml GPU indices (`[0, 1]`) or `"all"` (default: GPU 0). Each
+    /// gets `workers` states and its own breaker; requests go to the least-loaded one, and a
+    /// request that fails on one is retried on another, then on the CPU.
+    pub gpu_devices: Option<GpuDevicesSetting>,
     /// Requests that run at once (default: the recognizer's, cores / 4 between 1 and 4).
     pub workers: Option<usize>,
     /// Requests that may wait (default `4 * workers`); more are answered 429.
@@ -141,6 +146,7 @@ impl Default for RecognitionConfig {
             model_path: None,
             default_params: DefaultParams::default(),
             fallback_to_cpu: true,
+            gpu_devices: None,
             workers: None,
             queue_limit: None,
             threads_per_worker: None,
@@ -148,6 +154,31 @@ impl Default for RecognitionConfig {
             vad_model: None,
             chunk_states: None,
             idle_trim_seconds: None,
+        }
+    }
+}
+
+/// `recognition.gpu_devices`: `[0, 1]` or `"all"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum GpuDevicesSetting {
+    /// GPU indices, each at most once.
+    List(Vec<i32>),
+    /// `"all"`: every GPU found at start.
+    Word(String),
+}
+
+impl GpuDevicesSetting {
+    /// The recognizer's setting (the list's contents are checked by the recognizer).
+    pub fn to_library(&self) -> Result<GpuDevices, ConfigError> {
+        match self {
+            GpuDevicesSetting::List(list) => Ok(GpuDevices::List(list.clone())),
+            GpuDevicesSetting::Word(word) if word.trim().eq_ignore_ascii_case("all") => {
+                Ok(GpuDevices::All)
+            }
+            GpuDevicesSetting::Word(word) => Err(ConfigError(format!(
+                "config key `recognition.gpu_devices`: {word:?} is neither \"all\" nor a list of GPU indices such as [0, 1]"
+            ))),
         }
     }
 }
@@ -298,6 +329,9 @@ impl Config {
                 "recognition.default_params.language",
                 "must be \"auto\" or a language code whisper knows (\"en\", \"de\", ...)",
             );
+        }
+        if let Some(devices) = &self.recognition.gpu_devices {
+            devices.to_library()?;
         }
         if self.recognition.workers == Some(0) {
             return bad("recognition.workers", "must be at least 1");
@@ -450,6 +484,14 @@ mod tests {
                 r#"{"storage": {"retention_seconds": 1e12}}"#,
                 "storage.retention_seconds",
             ),
+            (
+                r#"{"recognition": {"gpu_devices": "most"}}"#,
+                "recognition.gpu_devices",
+            ),
+            (
+                r#"{"recognition": {"gpu_devices": {"a": 1}}}"#,
+                "recognition.gpu_devices",
+            ),
         ] {
             let e = Config::from_json(json).unwrap_err().0;
             assert!(e.contains(key), "{json}: {e}");
@@ -463,6 +505,16 @@ mod tests {
             Some(Path::new("ggml-silero.bin"))
         );
         assert_eq!(c.recognition.chunk_states, Some(2));
+        for (json, devices) in [
+            (r#"[0, 1]"#, GpuDevices::List(vec![0, 1])),
+            (r#""all""#, GpuDevices::All),
+            (r#""ALL""#, GpuDevices::All),
+        ] {
+            let c = Config::from_json(&format!(r#"{{"recognition": {{"gpu_devices": {json}}}}}"#))
+                .unwrap();
+            let parsed = c.recognition.gpu_devices.unwrap().to_library().unwrap();
+            assert_eq!(parsed, devices, "{json}");
+        }
         let e = Config::from_json("[1]").unwrap_err().0;
         assert!(e.starts_with("config"), "{e}");
     }

@@ -17,7 +17,7 @@ use crate::{AppState, Timer};
 
 /// The health report as JSON, with what storage holds.
 pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
-    let breaker = match h.failover.breaker {
+    let breaker = |b: BreakerState| match b {
         BreakerState::Closed => json!({"state": "closed"}),
         BreakerState::HalfOpen => json!({"state": "half_open"}),
         BreakerState::Open { remaining } => {
@@ -71,6 +71,9 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
         },
         "workers": h.lanes.iter().map(|l| json!({
             "backend": l.backend.as_str(),
+            "device": l.device,
+            "breaker": l.breaker.map(breaker),
+            "consecutive_failures": l.consecutive_failures,
             "states": l.workers,
             "busy": l.busy,
             "idle": l.idle,
@@ -83,10 +86,15 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
             "use_gpu": h.failover.use_gpu,
             "fallback_to_cpu": h.failover.fallback_to_cpu,
             "gpu_unavailable": h.failover.gpu_unavailable,
-            "breaker": breaker,
+            "unavailable_devices": h.failover.unavailable_devices.iter().map(|d| json!({
+                "device": d.device,
+                "reason": d.reason,
+            })).collect::<Vec<_>>(),
+            "breaker": breaker(h.failover.breaker),
             "consecutive_gpu_failures": h.failover.consecutive_gpu_failures,
             "gpu_failures": h.failover.gpu_failures,
             "retried_on_cpu": h.failover.retried_on_cpu,
+            "retried_on_other_gpu": h.failover.retried_on_other_gpu,
             "diverted_to_cpu": h.failover.diverted_to_cpu,
             "breaker_trips": h.failover.breaker_trips,
         },

@@ -73,15 +73,14 @@ impl AppState {
                 model.display()
             )));
         }
-        let storage = Storage::open(&config.storage).map_err(|e| {
-            StartError(format!(
-                "cannot create the storage folder {}: {e}",
-                config.storage.dir.display()
-            ))
-        })?;
         let mut rc = RecognizerConfig::new(model);
         rc.use_gpu = config.recognition.default_params.use_gpu;
         rc.fallback_to_cpu = config.recognition.fallback_to_cpu;
+        if let Some(devices) = &config.recognition.gpu_devices {
+            rc.gpu_devices = devices
+                .to_library()
+                .map_err(|e| StartError(e.to_string()))?;
+        }
         if let Some(workers) = config.recognition.workers {
             rc.workers = workers;
             rc.queue_limit = 4 * workers;
@@ -104,6 +103,22 @@ impl AppState {
         }
         rc.default_deadline = Some(config.request_timeout());
         let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
+        Self::with_recognizer(config, recognizer)
+    }
+
+    /// Opens storage and serves `recognizer`, built by the caller (to embed the service with a
+    /// recognizer configured beyond what `config.json` says); `config.recognition` then only
+    /// gives the request defaults and limits.
+    pub fn with_recognizer(
+        config: Config,
+        recognizer: Recognizer,
+    ) -> Result<Arc<AppState>, StartError> {
+        let storage = Storage::open(&config.storage).map_err(|e| {
+            StartError(format!(
+                "cannot create the storage folder {}: {e}",
+                config.storage.dir.display()
+            ))
+        })?;
         Ok(Arc::new(AppState {
             recognizer,
             storage,

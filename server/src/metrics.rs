@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use whisper_steady::recognizer::{BreakerState, Health};
+use whisper_steady::recognizer::{BreakerState, Health, LaneHealth};
 
 use crate::storage::StorageUsage;
 
@@ -145,26 +145,86 @@ impl Metrics {
             "Requests that may wait before 429.",
         );
         sample(o, "recognizer_queue_limit", &[], health.queue_limit as f64);
+        // Every lane is labelled by its device: the GPU's index, or "cpu".
+        let lanes: Vec<(&LaneHealth, String)> = health
+            .lanes
+            .iter()
+            .map(|l| {
+                (
+                    l,
+                    l.device.map_or_else(|| "cpu".to_owned(), |d| d.to_string()),
+                )
+            })
+            .collect();
         family(
             o,
             "recognizer_workers",
             "gauge",
-            "Worker states by backend and activity.",
+            "Worker states by backend, device and activity.",
         );
-        for lane in &health.lanes {
+        for (lane, device) in &lanes {
             let backend = lane.backend.as_str();
+            for (state, n) in [("busy", lane.busy), ("idle", lane.idle)] {
+                sample(
+                    o,
+                    "recognizer_workers",
+                    &[("backend", backend), ("device", device), ("state", state)],
+                    n as f64,
+                );
+            }
+        }
+        family(
+            o,
+            "recognizer_lane_queue_depth",
+            "gauge",
+            "Requests waiting for one lane (device).",
+        );
+        for (lane, device) in &lanes {
             sample(
                 o,
-                "recognizer_workers",
-                &[("backend", backend), ("state", "busy")],
-                lane.busy as f64,
+                "recognizer_lane_queue_depth",
+                &[("backend", lane.backend.as_str()), ("device", device)],
+                lane.queued as f64,
             );
-            sample(
+        }
+        family(
+            o,
+            "recognizer_lane_attempts_total",
+            "counter",
+            "Attempts by lane (device) and outcome (failed: whisper.cpp failed them).",
+        );
+        for (lane, device) in &lanes {
+            for (outcome, n) in [("succeeded", lane.succeeded), ("failed", lane.failed)] {
+                sample(
+                    o,
+                    "recognizer_lane_attempts_total",
+                    &[
+                        ("backend", lane.backend.as_str()),
+                        ("device", device),
+                        ("outcome", outcome),
+                    ],
+                    n as f64,
+                );
+            }
+        }
+        if lanes.iter().any(|(lane, _)| lane.breaker.is_some()) {
+            family(
                 o,
-                "recognizer_workers",
-                &[("backend", backend), ("state", "idle")],
-                lane.idle as f64,
+                "recognizer_lane_breaker_open",
+                "gauge",
+                "1 while this GPU's circuit breaker keeps requests off it.",
             );
+        }
+        for (lane, device) in &lanes {
+            if let Some(breaker) = lane.breaker {
+                let open = matches!(breaker, BreakerState::Open { .. });
+                sample(
+                    o,
+                    "recognizer_lane_breaker_open",
+                    &[("device", device)],
+                    f64::from(u8::from(open)),
+                );
+            }
         }
         family(
             o,
@@ -277,13 +337,18 @@ impl Metrics {
                 f.retried_on_cpu,
             ),
             (
+                "recognizer_retried_on_other_gpu_total",
+                "Requests retried on another GPU after a failure on one.",
+                f.retried_on_other_gpu,
+            ),
+            (
                 "recognizer_diverted_to_cpu_total",
-                "Requests sent to the CPU while the breaker was open.",
+                "Requests sent to the CPU while every GPU's breaker was open.",
                 f.diverted_to_cpu,
             ),
             (
                 "recognizer_breaker_trips_total",
-                "Times the GPU circuit breaker opened.",
+                "Times a GPU circuit breaker opened (all GPUs).",
                 f.breaker_trips,
             ),
             (
@@ -317,7 +382,7 @@ impl Metrics {
             o,
             "recognizer_breaker_open",
             "gauge",
-            "1 while the GPU circuit breaker keeps requests off the GPU.",
+            "1 while a GPU circuit breaker keeps requests off its GPU (per GPU: recognizer_lane_breaker_open).",
         );
         let open = matches!(f.breaker, BreakerState::Open { .. });
         sample(o, "recognizer_breaker_open", &[], f64::from(u8::from(open)));
@@ -332,6 +397,18 @@ impl Metrics {
             "recognizer_gpu_unavailable",
             &[],
             f64::from(u8::from(f.gpu_unavailable.is_some())),
+        );
+        family(
+            o,
+            "recognizer_gpu_devices_unavailable",
+            "gauge",
+            "Configured GPUs left out because their context could not be created.",
+        );
+        sample(
+            o,
+            "recognizer_gpu_devices_unavailable",
+            &[],
+            f.unavailable_devices.len() as f64,
         );
         family(
             o,

@@ -697,3 +697,78 @@ print(len(fams))\n";
     let parsed: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(parsed, families, "families parsed by prometheus_client");
 }
+
+#[test]
+fn health_and_metrics_are_labelled_by_device_with_simulated_gpus() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use whisper_steady::recognizer::{FaultInjection, GpuDevices, Recognizer, RecognizerConfig};
+
+    // Two simulated GPUs (on the CPU) and the CPU lane; every attempt on GPU 0 fails.
+    let Some(server) = TestServer::start_state(
+        |c| c.recognition.default_params.beam_size = 1,
+        |config| {
+            let model = config.recognition.model_path.clone().unwrap();
+            let mut rc = RecognizerConfig::new(model);
+            rc.use_gpu = true;
+            rc.gpu_devices = GpuDevices::List(vec![0, 1]);
+            rc.workers = 1;
+            rc.threads_per_worker = 2;
+            rc.breaker_threshold = 1;
+            rc.breaker_cooldown = Duration::from_secs(600);
+            let mut faults = FaultInjection::new();
+            faults.simulate_gpu = true;
+            faults.fail_attempt = Some(Arc::new(|site| site.device == Some(0)));
+            rc.fault_injection = Some(faults);
+            let recognizer = Recognizer::new(rc).unwrap();
+            recognizer_server::AppState::with_recognizer(config, recognizer).unwrap()
+        },
+    ) else {
+        return;
+    };
+    let (ct, multipart) = openai_multipart(
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", "audio/x-wav", &jfk_wav())),
+    );
+    let r = server.raw(&openai_request(&ct, &multipart));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(wer(JFK_TEXT, r.json()["text"].as_str().unwrap()) <= 0.1);
+
+    let health = server.get("/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let workers = health["workers"].as_array().unwrap();
+    let lane = |i: usize, key: &str| workers[i][key].clone();
+    assert_eq!(
+        (lane(0, "device"), lane(1, "device"), lane(2, "device")),
+        (json!(0), json!(1), json!(null))
+    );
+    assert_eq!(lane(0, "breaker")["state"], "open");
+    assert_eq!(lane(1, "breaker")["state"], "closed");
+    assert_eq!(lane(2, "breaker"), json!(null));
+    assert_eq!(
+        (lane(0, "failed"), lane(1, "succeeded")),
+        (json!(1), json!(1))
+    );
+    assert_eq!(health["failover"]["retried_on_other_gpu"], 1);
+    assert_eq!(health["failover"]["retried_on_cpu"], 0);
+    assert_eq!(health["failover"]["unavailable_devices"], json!([]));
+
+    let text = server.get("/metrics").text();
+    for line in [
+        "recognizer_workers{backend=\"gpu\",device=\"0\",state=\"idle\"} 1",
+        "recognizer_workers{backend=\"cpu\",device=\"cpu\",state=\"idle\"} 1",
+        "recognizer_lane_breaker_open{device=\"0\"} 1",
+        "recognizer_lane_breaker_open{device=\"1\"} 0",
+        "recognizer_lane_attempts_total{backend=\"gpu\",device=\"0\",outcome=\"failed\"} 1",
+        "recognizer_lane_attempts_total{backend=\"gpu\",device=\"1\",outcome=\"succeeded\"} 1",
+        "recognizer_lane_queue_depth{backend=\"gpu\",device=\"1\"} 0",
+        "recognizer_retried_on_other_gpu_total 1",
+        "recognizer_failovers_total 0",
+        "recognizer_breaker_open 1",
+        "recognizer_gpu_devices_unavailable 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    reference_parser_accepts(&text, families);
+}

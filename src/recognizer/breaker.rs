@@ -53,6 +53,11 @@ impl Breaker {
         }
     }
 
+    /// Whether requests go through without probing (no failure streak has opened it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.open_until.is_none()
+    }
+
     pub(crate) fn record_success(&mut self) {
         self.consecutive_failures = 0;
         self.open_until = None;

@@ -45,8 +45,17 @@ pub struct RecognizerConfig {
     /// `true`). With a GPU, this loads the model a second time, into host memory, for the CPU
     /// workers.
     pub fallback_to_cpu: bool,
-    /// The GPU to use (default 0).
+    /// The GPU to use (default 0) when `gpu_devices` is [`GpuDevices::Single`].
     pub gpu_device: i32,
+    /// The GPUs to use (default [`GpuDevices::Single`]: only `gpu_device`). With several, each
+    /// gets its own lane: its own copy of the model on that device and `workers` states, its
+    /// own circuit breaker. Requests wait in one bounded queue (`queue_limit` over all lanes)
+    /// and go to the least-loaded device whose breaker is closed; a request that fails on one
+    /// device is retried on another it has not failed on, then on the CPU
+    /// (`fallback_to_cpu`). A device whose context cannot be created is left out (said in the
+    /// log and in [`FailoverHealth::unavailable_devices`](super::FailoverHealth)) as long as
+    /// one device works or `fallback_to_cpu` is set.
+    pub gpu_devices: GpuDevices,
     /// Use flash attention (default `false`).
     pub flash_attn: bool,
     /// When a request leaves [`RecognizeOptions::audio_ctx`] unset and its audio is shorter
@@ -83,8 +92,8 @@ pub struct RecognizerConfig {
     /// thread were no faster than one of two on the tuning recordings (18.6 s vs 18.4 s), so
     /// the default is one; with more cores per worker, or on a GPU, measure 2.
     pub chunk_states: usize,
-    /// Worker states on the main backend: how many requests run at once (default
-    /// [`default_workers`]).
+    /// Worker states on the main backend, per GPU with several `gpu_devices`: how many
+    /// requests run at once on each (default [`default_workers`]).
     pub workers: usize,
     /// Threads each worker gives whisper.cpp (default: the machine's cores divided by
     /// `workers`, at least 1).
@@ -92,9 +101,9 @@ pub struct RecognizerConfig {
     /// Worker states on the CPU when the main backend is a GPU and `fallback_to_cpu` is set
     /// (default 1).
     pub cpu_workers: usize,
-    /// Requests that may wait for a worker; one more is refused with
+    /// Requests that may wait for a worker, over all lanes; one more is refused with
     /// [`RecognizeError::Overloaded`](super::RecognizeError::Overloaded) (default
-    /// `4 * workers`).
+    /// `4 * workers`; with several GPUs, consider raising it by as many times).
     pub queue_limit: usize,
     /// The deadline of requests that set none, counted from submission (default: none).
     pub default_deadline: Option<Duration>,
@@ -104,8 +113,8 @@ pub struct RecognizerConfig {
     /// from it and its next request pays for mapping memory again; set it (a minute, say) when
     /// the GPU is shared with other processes that need memory between bursts.
     pub idle_trim_after: Option<Duration>,
-    /// Consecutive GPU failures that open the circuit breaker: requests then go to the CPU
-    /// (default 3).
+    /// Consecutive failures on one GPU that open its circuit breaker: requests then go to the
+    /// other GPUs, or to the CPU when none is left (default 3).
     pub breaker_threshold: u32,
     /// How long the breaker stays open before one request probes the GPU again (default 30 s).
     pub breaker_cooldown: Duration,
@@ -120,6 +129,7 @@ impl fmt::Debug for RecognizerConfig {
             .field("use_gpu", &self.use_gpu)
             .field("fallback_to_cpu", &self.fallback_to_cpu)
             .field("gpu_device", &self.gpu_device)
+            .field("gpu_devices", &self.gpu_devices)
             .field("flash_attn", &self.flash_attn)
             .field("fit_audio_ctx", &self.fit_audio_ctx)
             .field("vad_model", &self.vad_model)
@@ -134,6 +144,35 @@ impl fmt::Debug for RecognizerConfig {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("fault_injection", &self.fault_injection.is_some())
             .finish()
+    }
+}
+
+/// The most GPUs one recognizer drives (lanes are tracked in a 64-bit set, one bit kept for
+/// the CPU).
+pub const MAX_GPU_DEVICES: usize = 63;
+
+/// Which GPUs a [`Recognizer`](super::Recognizer) uses ([`RecognizerConfig::gpu_devices`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GpuDevices {
+    /// The one [`RecognizerConfig::gpu_device`] names (the default).
+    #[default]
+    Single,
+    /// These devices, by ggml's GPU index (0, 1, ...; no repeats, at most
+    /// [`MAX_GPU_DEVICES`]).
+    List(Vec<i32>),
+    /// Every GPU ggml finds in this build on this machine, when the recognizer starts.
+    All,
+}
+
+impl GpuDevices {
+    /// The device indices, given how many GPUs ggml reports (`All` only needs that).
+    pub(crate) fn resolve(&self, single: i32, found: usize) -> Vec<i32> {
+        match self {
+            GpuDevices::Single => vec![single],
+            GpuDevices::List(list) => list.clone(),
+            GpuDevices::All => (0..found.min(MAX_GPU_DEVICES) as i32).collect(),
+        }
     }
 }
 
@@ -178,6 +217,7 @@ impl RecognizerConfig {
             use_gpu: true,
             fallback_to_cpu: true,
             gpu_device: 0,
+            gpu_devices: GpuDevices::Single,
             flash_attn: false,
             fit_audio_ctx: false,
             vad_model: None,
@@ -224,6 +264,27 @@ impl RecognizerConfig {
                 self.gpu_device
             ));
         }
+        if let GpuDevices::List(list) = &self.gpu_devices {
+            if list.is_empty() {
+                return Err("gpu_devices must name at least one device".into());
+            }
+            if list.len() > MAX_GPU_DEVICES {
+                return Err(format!(
+                    "gpu_devices names {} devices; at most {MAX_GPU_DEVICES} are supported",
+                    list.len()
+                ));
+            }
+            if let Some(d) = list.iter().find(|d| **d < 0) {
+                return Err(format!(
+                    "gpu_devices must not hold a negative index (got {d})"
+                ));
+            }
+            for (i, d) in list.iter().enumerate() {
+                if list[..i].contains(d) {
+                    return Err(format!("gpu_devices names device {d} twice"));
+                }
+            }
+        }
         if self.default_deadline.is_some_and(|d| d.is_zero()) {
             return Err("default_deadline must be longer than zero".into());
         }
@@ -243,10 +304,16 @@ pub type FaultFn = dyn Fn(FaultSite) -> bool + Send + Sync;
 #[non_exhaustive]
 pub struct FaultInjection {
     /// Treat the main backend as a GPU even when it is the CPU, so that a build without a GPU
-    /// can exercise GPU→CPU failover. The "GPU" workers run on the CPU.
+    /// can exercise GPU→CPU failover. The "GPU" workers run on the CPU, one lane per
+    /// simulated device of `gpu_devices`.
     pub simulate_gpu: bool,
     /// Fail the creation of the GPU context, as a missing device or driver would.
     pub fail_gpu_context: bool,
+    /// Fail the creation of the GPU context on these devices only (by index), as a device
+    /// that is missing or out of memory would.
+    pub fail_gpu_devices: Vec<i32>,
+    /// Pretend that ggml found this many GPUs, for [`GpuDevices::All`] with `simulate_gpu`.
+    pub simulated_device_count: usize,
     /// Called before each attempt; `true` makes that attempt fail.
     pub fail_attempt: Option<Arc<FaultFn>>,
 }
@@ -257,6 +324,8 @@ impl FaultInjection {
         FaultInjection {
             simulate_gpu: false,
             fail_gpu_context: false,
+            fail_gpu_devices: Vec::new(),
+            simulated_device_count: 0,
             fail_attempt: None,
         }
     }
@@ -274,7 +343,9 @@ impl Default for FaultInjection {
 pub struct FaultSite {
     /// The backend of the worker.
     pub backend: Backend,
-    /// The worker's index on that backend.
+    /// The GPU's index for a GPU worker; `None` on the CPU.
+    pub device: Option<i32>,
+    /// The worker's index in its lane (on that device, or on the CPU).
     pub worker: usize,
     /// The request's id.
     pub request: u64,

@@ -2,9 +2,10 @@
 //! effects (nothing here resets or reinitializes a device).
 
 use std::ffi::CStr;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::{Backend, BreakerState};
+use super::{lock, Backend, BreakerState, Shared};
 use crate::cuda::PoolStats;
 use crate::sys;
 
@@ -12,9 +13,9 @@ use crate::sys;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Health {
-    /// `Ok` when the main backend is the one configured and its breaker is closed; `Degraded`
-    /// when running on the CPU in place of the GPU or with the breaker not closed; `ShuttingDown`
-    /// once shutdown began.
+    /// `Ok` when the recognizer runs as configured and every GPU's breaker is closed;
+    /// `Degraded` when running on the CPU in place of the GPU, without a configured GPU that
+    /// failed to start, or with a breaker not closed; `ShuttingDown` once shutdown began.
     pub status: HealthStatus,
     /// The backend that takes requests normally.
     pub main_backend: Backend,
@@ -22,7 +23,8 @@ pub struct Health {
     pub devices: Vec<DeviceInfo>,
     /// The CUDA memory pools (patch 0003); `cuda_available` is false without CUDA.
     pub pool: PoolStats,
-    /// The worker lanes: the main one, then the CPU fallback lane when there is one.
+    /// The worker lanes: one per GPU in the order of `gpu_devices`, then the CPU lane when
+    /// there is one (the only lane without a GPU).
     pub lanes: Vec<LaneHealth>,
     /// Requests waiting, over all lanes.
     pub queue_depth: usize,
@@ -82,11 +84,17 @@ pub struct DeviceInfo {
     pub memory_total: u64,
 }
 
-/// One group of worker states on one backend.
+/// One group of worker states on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaneHealth {
     /// The backend.
     pub backend: Backend,
+    /// The GPU's index (ggml's) for a GPU lane; `None` for the CPU.
+    pub device: Option<i32>,
+    /// This GPU's circuit breaker; `None` for the CPU.
+    pub breaker: Option<BreakerState>,
+    /// Consecutive failures on this GPU now (0 for the CPU).
+    pub consecutive_failures: u32,
     /// Worker states.
     pub workers: usize,
     /// Workers running a request now.
@@ -110,18 +118,33 @@ pub struct FailoverHealth {
     pub fallback_to_cpu: bool,
     /// Why the GPU is not the main backend although `use_gpu` is set; `None` otherwise.
     pub gpu_unavailable: Option<String>,
-    /// The circuit breaker (closed when there is no GPU lane).
+    /// Configured GPUs whose context could not be created (the others run without them).
+    pub unavailable_devices: Vec<UnavailableDevice>,
+    /// The circuit breaker: with one GPU its own; with several the most restrictive of theirs
+    /// (open if one is open, else half-open if one is, else closed; each GPU's own is in
+    /// [`LaneHealth::breaker`]); closed when there is no GPU lane.
     pub breaker: BreakerState,
-    /// Consecutive GPU failures now.
+    /// Consecutive failures now, on the GPU with the most.
     pub consecutive_gpu_failures: u32,
     /// GPU attempts that failed, in all.
     pub gpu_failures: u64,
     /// Requests retried on the CPU after a GPU failure.
     pub retried_on_cpu: u64,
+    /// Requests retried on another GPU after a failure on one.
+    pub retried_on_other_gpu: u64,
     /// Requests sent to the CPU because the breaker was open.
     pub diverted_to_cpu: u64,
-    /// Times the breaker opened.
+    /// Times a breaker opened, over all GPUs.
     pub breaker_trips: u64,
+}
+
+/// A configured GPU that is not used: its context could not be created at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailableDevice {
+    /// ggml's index of the GPU.
+    pub device: i32,
+    /// Why.
+    pub reason: String,
 }
 
 /// Outcomes of requests since start.
@@ -194,9 +217,121 @@ pub fn devices() -> Vec<DeviceInfo> {
     }
 }
 
-/// Whether ggml has a GPU device (discrete or integrated) in this build and on this machine.
-pub(crate) fn has_gpu_device() -> bool {
+/// How many GPU devices (discrete or integrated) ggml has in this build on this machine: the
+/// ones whisper.cpp's `gpu_device` counts.
+pub(crate) fn gpu_device_count() -> usize {
     devices()
         .iter()
-        .any(|d| d.kind == "gpu" || d.kind == "igpu")
+        .filter(|d| d.kind == "gpu" || d.kind == "igpu")
+        .count()
+}
+
+/// The order of breaker states in the overall view: the least available first.
+fn severity(state: BreakerState) -> u8 {
+    match state {
+        BreakerState::Open { .. } => 2,
+        BreakerState::HalfOpen => 1,
+        BreakerState::Closed => 0,
+    }
+}
+
+/// The health report of a recognizer's shared state. Only reads.
+pub(super) fn assemble(shared: &Shared) -> Health {
+    let now = Instant::now();
+    let (queued, closed): (Vec<usize>, bool) = {
+        let q = lock(&shared.queues);
+        (q.lanes.iter().map(|l| l.len()).collect(), q.closed)
+    };
+    let mut trips = 0;
+    let lanes: Vec<LaneHealth> = shared
+        .lanes
+        .iter()
+        .zip(&queued)
+        .map(|(lane, &queued)| {
+            let busy = lane.busy.load(Ordering::Relaxed).min(lane.workers);
+            let (breaker, consecutive_failures) = match &lane.breaker {
+                Some(b) => {
+                    let b = lock(b);
+                    trips += b.trips();
+                    (Some(b.state(now)), b.consecutive_failures())
+                }
+                None => (None, 0),
+            };
+            LaneHealth {
+                backend: lane.kind.backend(),
+                device: lane.kind.device(),
+                breaker,
+                consecutive_failures,
+                workers: lane.workers,
+                busy,
+                idle: lane.workers - busy,
+                queued,
+                succeeded: lane.succeeded.load(Ordering::Relaxed),
+                failed: lane.failed.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let breaker = lanes
+        .iter()
+        .filter_map(|l| l.breaker)
+        .max_by_key(|&b| severity(b))
+        .unwrap_or(BreakerState::Closed);
+    let consecutive = lanes
+        .iter()
+        .map(|l| l.consecutive_failures)
+        .max()
+        .unwrap_or(0);
+    let c = &shared.counters;
+    let status = if closed {
+        HealthStatus::ShuttingDown
+    } else if shared.gpu_unavailable.is_some()
+        || !shared.unavailable_devices.is_empty()
+        || lanes
+            .iter()
+            .any(|l| l.breaker.is_some_and(|b| b != BreakerState::Closed))
+    {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Ok
+    };
+    Health {
+        status,
+        main_backend: shared.lanes[0].kind.backend(),
+        devices: devices(),
+        pool: crate::cuda::pool_stats(),
+        queue_depth: queued.iter().sum(),
+        lanes,
+        queue_limit: shared.config.queue_limit,
+        failover: FailoverHealth {
+            use_gpu: shared.config.use_gpu,
+            fallback_to_cpu: shared.config.fallback_to_cpu,
+            gpu_unavailable: shared.gpu_unavailable.clone(),
+            unavailable_devices: shared.unavailable_devices.clone(),
+            breaker,
+            consecutive_gpu_failures: consecutive,
+            gpu_failures: c.gpu_failures.load(Ordering::Relaxed),
+            retried_on_cpu: c.retried.load(Ordering::Relaxed),
+            retried_on_other_gpu: c.retried_on_gpu.load(Ordering::Relaxed),
+            diverted_to_cpu: c.diverted.load(Ordering::Relaxed),
+            breaker_trips: trips,
+        },
+        cleanup: CleanupHealth {
+            trims: c.trims.load(Ordering::Relaxed),
+            idle_trims: c.idle_trims.load(Ordering::Relaxed),
+            bytes_released: c.bytes_trimmed.load(Ordering::Relaxed),
+            idle_trim_after: shared.config.idle_trim_after,
+        },
+        requests: RequestCounters {
+            submitted: c.submitted.load(Ordering::Relaxed),
+            rejected_overloaded: c.rejected.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            deadline_exceeded: c.deadline.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        },
+        model: shared.config.model_path.display().to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        whisper_cpp_version: crate::WHISPER_CPP_VERSION,
+        uptime: now - shared.started,
+    }
 }

@@ -35,17 +35,18 @@ mod error;
 mod health;
 mod ticket;
 mod transcript;
+mod validate;
 mod worker;
 
 pub use breaker::BreakerState;
 pub use config::{
-    default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite,
-    RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN,
+    default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite, GpuDevices,
+    RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_GPU_DEVICES,
 };
 pub use error::{RecognizeError, RecognizerError};
 pub use health::{
     devices, CleanupHealth, DeviceInfo, FailoverHealth, Health, HealthStatus, LaneHealth,
-    RequestCounters,
+    RequestCounters, UnavailableDevice,
 };
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};
@@ -97,14 +98,53 @@ impl Owner {
     }
 }
 
-/// A group of workers on one backend, sharing one model.
+/// What a lane runs on: named, so that no code reads meaning into a lane's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaneKind {
+    /// Workers on one GPU (with `simulate_gpu`, a simulated one that runs on the CPU).
+    Gpu {
+        /// ggml's index of the GPU.
+        device: i32,
+    },
+    /// Workers on the CPU: the only lane without a GPU, or the fallback lane beside the GPUs.
+    Cpu,
+}
+
+impl LaneKind {
+    pub(crate) fn backend(self) -> Backend {
+        match self {
+            LaneKind::Gpu { .. } => Backend::Gpu,
+            LaneKind::Cpu => Backend::Cpu,
+        }
+    }
+
+    pub(crate) fn device(self) -> Option<i32> {
+        match self {
+            LaneKind::Gpu { device } => Some(device),
+            LaneKind::Cpu => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LaneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaneKind::Gpu { device } => write!(f, "gpu{device}"),
+            LaneKind::Cpu => f.write_str("cpu"),
+        }
+    }
+}
+
+/// A group of workers on one device, sharing one copy of the model.
 pub(crate) struct Lane {
-    pub(crate) backend: Backend,
+    pub(crate) kind: LaneKind,
     pub(crate) ctx: Arc<WhisperContext>,
     pub(crate) workers: usize,
     pub(crate) busy: AtomicUsize,
     pub(crate) succeeded: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// This GPU's circuit breaker; `None` on the CPU.
+    pub(crate) breaker: Option<Mutex<Breaker>>,
 }
 
 /// A request on its way through the queue.
@@ -119,12 +159,13 @@ pub(crate) struct Job {
     pub(crate) enqueued: Instant,
     pub(crate) timings: Timings,
     pub(crate) retried_on_cpu: bool,
+    /// The lanes (bit `1 << index`) whose attempt at it failed, so that a retry goes elsewhere.
+    pub(crate) tried: u64,
 }
 
-#[derive(Default)]
 pub(crate) struct Queues {
-    /// Index 0: the main lane; 1: the CPU fallback lane.
-    pub(crate) lanes: [VecDeque<Job>; 2],
+    /// One queue per lane, in the order of [`Shared::lanes`].
+    pub(crate) lanes: Vec<VecDeque<Job>>,
     pub(crate) closed: bool,
     /// Since when nothing has been queued or running, for `idle_trim_after`: `None` while busy,
     /// before the first request, and once this idle period's trim has run.
@@ -141,6 +182,7 @@ pub(crate) struct Counters {
     pub(crate) cancelled: AtomicU64,
     pub(crate) gpu_failures: AtomicU64,
     pub(crate) retried: AtomicU64,
+    pub(crate) retried_on_gpu: AtomicU64,
     pub(crate) diverted: AtomicU64,
     pub(crate) trims: AtomicU64,
     pub(crate) idle_trims: AtomicU64,
@@ -150,13 +192,17 @@ pub(crate) struct Counters {
 /// Everything the workers and the handles share.
 pub(crate) struct Shared {
     pub(crate) config: RecognizerConfig,
-    /// Index 0: main; 1: the CPU fallback lane, when the main lane is a GPU.
+    /// The GPU lanes in the order of `gpu_devices`, then the CPU lane when there is one (the
+    /// first lane is the main one).
     pub(crate) lanes: Vec<Lane>,
     pub(crate) queues: Mutex<Queues>,
-    pub(crate) ready: [Condvar; 2],
-    pub(crate) breaker: Mutex<Breaker>,
+    /// One per lane: its workers wait on it for requests.
+    pub(crate) ready: Vec<Condvar>,
     pub(crate) counters: Counters,
+    /// Why no GPU lane runs although `use_gpu` is set.
     pub(crate) gpu_unavailable: Option<String>,
+    /// The configured GPUs left out because their context could not be created.
+    pub(crate) unavailable_devices: Vec<UnavailableDevice>,
     pub(crate) next_id: AtomicU64,
     pub(crate) started: Instant,
 }
@@ -183,12 +229,57 @@ fn load_vad(path: &std::path::Path) -> Result<crate::WhisperVadContext, Recogniz
     crate::WhisperVadContext::new(text, params).map_err(error)
 }
 
-fn load_context(config: &RecognizerConfig, gpu: bool) -> Result<Arc<WhisperContext>, WhisperError> {
+/// The model on `device`, or on the CPU for `None`.
+fn load_context(
+    config: &RecognizerConfig,
+    device: Option<i32>,
+) -> Result<Arc<WhisperContext>, WhisperError> {
     let mut params = WhisperContextParameters::default();
-    params.use_gpu(gpu);
-    params.gpu_device(config.gpu_device);
+    params.use_gpu(device.is_some());
+    params.gpu_device(device.unwrap_or(config.gpu_device));
     params.flash_attn(config.flash_attn);
     WhisperContext::new_with_params(&config.model_path, params).map(Arc::new)
+}
+
+/// The GPU lanes that can be made, and the devices that could not, with why.
+fn gpu_lanes(
+    config: &RecognizerConfig,
+    faults: &FaultInjection,
+) -> (Vec<Lane>, Vec<UnavailableDevice>) {
+    let found = if faults.simulate_gpu {
+        faults.simulated_device_count
+    } else {
+        health::gpu_device_count()
+    };
+    let mut lanes = Vec::new();
+    let mut unavailable = Vec::new();
+    for device in config.gpu_devices.resolve(config.gpu_device, found) {
+        let attempt = if faults.fail_gpu_context || faults.fail_gpu_devices.contains(&device) {
+            Err("GPU context creation failed (injected fault)".to_owned())
+        } else if faults.simulate_gpu {
+            // A simulated GPU runs on the CPU.
+            load_context(config, None).map_err(|e| e.to_string())
+        } else if found == 0 {
+            Err("no GPU device in this build or on this machine".to_owned())
+        } else if device as usize >= found {
+            Err(format!("there is no GPU {device}: ggml found {found}"))
+        } else {
+            load_context(config, Some(device)).map_err(|e| format!("GPU context: {e}"))
+        };
+        match attempt {
+            Ok(ctx) => {
+                let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown);
+                lanes.push(Lane::new(
+                    LaneKind::Gpu { device },
+                    ctx,
+                    config.workers,
+                    Some(breaker),
+                ));
+            }
+            Err(reason) => unavailable.push(UnavailableDevice { device, reason }),
+        }
+    }
+    (lanes, unavailable)
 }
 
 impl Recognizer {
@@ -204,49 +295,53 @@ impl Recognizer {
         }
         let faults = config.fault_injection.clone().unwrap_or_default();
 
-        // The main lane: the GPU when wanted and possible, else the CPU.
+        // The GPU lanes, when wanted and possible; a GPU that fails is left out if another works.
+        let (mut lanes, unavailable_devices) = if config.use_gpu {
+            gpu_lanes(&config, &faults)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let mut gpu_unavailable = None;
-        let mut main = None;
-        if config.use_gpu {
-            let attempt = if faults.fail_gpu_context {
-                Err("GPU context creation failed (injected fault)".to_owned())
-            } else if faults.simulate_gpu {
-                load_context(&config, true).map_err(|e| e.to_string())
-            } else if !health::has_gpu_device() {
-                Err("no GPU device in this build or on this machine".to_owned())
-            } else {
-                load_context(&config, true).map_err(|e| format!("GPU context: {e}"))
+        if config.use_gpu && lanes.is_empty() {
+            let reason = match unavailable_devices.as_slice() {
+                [] => "no GPU device in this build or on this machine".to_owned(),
+                [one] => one.reason.clone(),
+                many => many
+                    .iter()
+                    .map(|d| format!("GPU {}: {}", d.device, d.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             };
-            match attempt {
-                Ok(ctx) => main = Some((Backend::Gpu, ctx)),
-                Err(reason) if config.fallback_to_cpu => {
-                    log::warn!(
-                        target: "whisper_steady::recognizer",
-                        "use_gpu is set but the GPU is unavailable ({reason}); running on the CPU"
-                    );
-                    gpu_unavailable = Some(reason);
-                }
-                Err(reason) => return Err(RecognizerError::GpuUnavailable { reason }),
+            if !config.fallback_to_cpu {
+                return Err(RecognizerError::GpuUnavailable { reason });
+            }
+            log::warn!(
+                target: "whisper_steady::recognizer",
+                "use_gpu is set but the GPU is unavailable ({reason}); running on the CPU"
+            );
+            gpu_unavailable = Some(reason);
+        } else {
+            for d in &unavailable_devices {
+                log::warn!(
+                    target: "whisper_steady::recognizer",
+                    "GPU {} is left out ({}); running on the other GPUs",
+                    d.device,
+                    d.reason
+                );
             }
         }
-        let (main_backend, main_ctx) = match main {
-            Some(main) => main,
-            None => (
-                Backend::Cpu,
-                load_context(&config, false).map_err(|error| RecognizerError::ModelLoad {
-                    path: config.model_path.clone(),
-                    error,
-                })?,
-            ),
-        };
-
-        let mut lanes = vec![Lane::new(main_backend, main_ctx, config.workers)];
-        if main_backend == Backend::Gpu && config.fallback_to_cpu {
-            let ctx = load_context(&config, false).map_err(|error| RecognizerError::ModelLoad {
+        // The CPU lane: the only one without a GPU, the fallback beside them with one.
+        if lanes.is_empty() || config.fallback_to_cpu {
+            let workers = if lanes.is_empty() {
+                config.workers
+            } else {
+                config.cpu_workers
+            };
+            let ctx = load_context(&config, None).map_err(|error| RecognizerError::ModelLoad {
                 path: config.model_path.clone(),
                 error,
             })?;
-            lanes.push(Lane::new(Backend::Cpu, ctx, config.cpu_workers));
+            lanes.push(Lane::new(LaneKind::Cpu, ctx, workers, None));
         }
 
         // Every state is created before any thread starts, so a failure leaves nothing behind.
@@ -257,7 +352,7 @@ impl Recognizer {
                     lane.ctx
                         .create_state()
                         .map_err(|error| RecognizerError::StateInit {
-                            backend: lane.backend,
+                            backend: lane.kind.backend(),
                             error,
                         })?;
                 let vad = config.vad_model.as_deref().map(load_vad).transpose()?;
@@ -271,16 +366,17 @@ impl Recognizer {
         }
 
         let shared = Arc::new(Shared {
-            breaker: Mutex::new(Breaker::new(
-                config.breaker_threshold,
-                config.breaker_cooldown,
-            )),
             config,
+            queues: Mutex::new(Queues {
+                lanes: lanes.iter().map(|_| VecDeque::new()).collect(),
+                closed: false,
+                idle_since: None,
+            }),
+            ready: lanes.iter().map(|_| Condvar::new()).collect(),
             lanes,
-            queues: Mutex::new(Queues::default()),
-            ready: [Condvar::new(), Condvar::new()],
             counters: Counters::default(),
             gpu_unavailable,
+            unavailable_devices,
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         });
@@ -290,7 +386,7 @@ impl Recognizer {
         };
         for (lane, worker, state) in states {
             let shared = Arc::clone(&shared);
-            let name = format!("whisper-{}-{worker}", shared.lanes[lane].backend);
+            let name = format!("whisper-{}-{worker}", shared.lanes[lane].kind);
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker::run(shared, lane, worker, state))
@@ -316,7 +412,7 @@ impl Recognizer {
         options: RecognizeOptions,
     ) -> Result<Ticket, RecognizeError> {
         let shared = self.shared();
-        let language = validate(shared, &audio, &options)?;
+        let language = validate::validate(shared, &audio, &options)?;
         let submitted = Instant::now();
         let deadline = options
             .deadline
@@ -335,6 +431,7 @@ impl Recognizer {
             enqueued: submitted,
             timings: Timings::default(),
             retried_on_cpu: false,
+            tried: 0,
         };
 
         let mut queues = lock(&shared.queues);
@@ -349,7 +446,7 @@ impl Recognizer {
                 queue_limit: shared.config.queue_limit,
             });
         }
-        let lane = shared.route(&job)?;
+        let lane = shared.route(&queues, &job)?;
         queues.lanes[lane].push_back(job);
         queues.idle_since = None;
         drop(queues);
@@ -379,7 +476,7 @@ impl Recognizer {
 
     /// The backend of the main workers.
     pub fn main_backend(&self) -> Backend {
-        self.shared().lanes[0].backend
+        self.shared().lanes[0].kind.backend()
     }
 
     /// The shared model of the main workers (to query its vocabulary, say).
@@ -394,7 +491,7 @@ impl Recognizer {
 
     /// A snapshot of workers, queue, failover, devices and CUDA pools. Only reads.
     pub fn health(&self) -> Health {
-        self.shared().health()
+        health::assemble(self.shared())
     }
 
     /// Returns the device memory that the CUDA pools hold and nobody uses to the driver
@@ -421,7 +518,7 @@ impl std::fmt::Debug for Recognizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shared = self.shared();
         f.debug_struct("Recognizer")
-            .field("main_backend", &shared.lanes[0].backend)
+            .field("main_backend", &shared.lanes[0].kind.backend())
             .field("lanes", &shared.lanes.len())
             .field("config", &shared.config)
             .finish()
@@ -429,135 +526,89 @@ impl std::fmt::Debug for Recognizer {
 }
 
 impl Lane {
-    fn new(backend: Backend, ctx: Arc<WhisperContext>, workers: usize) -> Self {
+    fn new(
+        kind: LaneKind,
+        ctx: Arc<WhisperContext>,
+        workers: usize,
+        breaker: Option<Breaker>,
+    ) -> Self {
         Lane {
-            backend,
+            kind,
             ctx,
             workers,
             busy: AtomicUsize::new(0),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            breaker: breaker.map(Mutex::new),
         }
     }
-}
 
-/// Checks a request before it is queued; returns the language to pass to whisper.cpp.
-fn validate(
-    shared: &Shared,
-    audio: &[f32],
-    options: &RecognizeOptions,
-) -> Result<String, RecognizeError> {
-    if audio.is_empty() {
-        return Err(RecognizeError::InvalidAudio("no samples".into()));
+    /// Requests queued for it or running on it.
+    fn load(&self, queued: usize) -> usize {
+        queued + self.busy.load(Ordering::Relaxed)
     }
-    if audio.len() > MAX_SAMPLES {
-        return Err(RecognizeError::InvalidAudio(format!(
-            "{} samples is more than whisper.cpp accepts ({MAX_SAMPLES})",
-            audio.len()
-        )));
-    }
-    if let Some(i) = audio.iter().position(|s| !s.is_finite()) {
-        return Err(RecognizeError::InvalidAudio(format!(
-            "sample {i} is not a finite number"
-        )));
-    }
-    let multilingual = shared.lanes[0].ctx.is_multilingual();
-    let language = match options.language.as_deref().map(str::trim) {
-        None | Some("") | Some("auto") => {
-            if multilingual {
-                "auto".to_owned()
-            } else {
-                "en".to_owned()
-            }
-        }
-        Some(code) => {
-            let code = code.to_ascii_lowercase();
-            if crate::get_lang_id(&code).is_none() {
-                return Err(RecognizeError::InvalidOptions(format!(
-                    "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
-                )));
-            }
-            if !multilingual && code != "en" {
-                return Err(RecognizeError::InvalidOptions(format!(
-                    "language {code:?}: the model is English-only"
-                )));
-            }
-            code
-        }
-    };
-    if options.translate && !multilingual {
-        return Err(RecognizeError::InvalidOptions(
-            "translate: the model is English-only".into(),
-        ));
-    }
-    if let Some(beams) = options.beam_size {
-        if !(1..=MAX_BEAMS).contains(&beams) {
-            return Err(RecognizeError::InvalidOptions(format!(
-                "beam_size must be between 1 and {MAX_BEAMS} (got {beams})"
-            )));
-        }
-    }
-    if let Some(t) = options.temperature {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(RecognizeError::InvalidOptions(format!(
-                "temperature must be between 0.0 and 1.0 (got {t})"
-            )));
-        }
-    }
-    if let Some(frames) = options.audio_ctx {
-        let max = shared.lanes[0].ctx.n_audio_ctx().max(1) as u32;
-        if !(1..=max).contains(&frames) {
-            return Err(RecognizeError::InvalidOptions(format!(
-                "audio_ctx must be between 1 and {max} frames (got {frames})"
-            )));
-        }
-    }
-    if let Some(prompt) = &options.initial_prompt {
-        if prompt.contains('\0') {
-            return Err(RecognizeError::InvalidOptions(
-                "initial_prompt contains a NUL character".into(),
-            ));
-        }
-    }
-    if options.deadline.is_some_and(|d| d.is_zero()) {
-        return Err(RecognizeError::InvalidOptions(
-            "deadline must be longer than zero".into(),
-        ));
-    }
-    if options.use_gpu == Some(false) && shared.cpu_lane().is_none() {
-        return Err(RecognizeError::InvalidOptions(
-            "use_gpu=false: this recognizer has no CPU workers (set fallback_to_cpu)".into(),
-        ));
-    }
-    Ok(language)
 }
 
 impl Shared {
     /// The index of the lane that runs on the CPU, if any.
     pub(crate) fn cpu_lane(&self) -> Option<usize> {
-        self.lanes.iter().position(|l| l.backend == Backend::Cpu)
+        self.lanes.iter().position(|l| l.kind == LaneKind::Cpu)
     }
 
-    /// Picks the lane for a new request (called with the queue locked).
-    fn route(&self, job: &Job) -> Result<usize, RecognizeError> {
-        if self.lanes[0].backend == Backend::Cpu {
-            return Ok(0);
-        }
+    /// Picks the lane for a new request (called with the queue locked): the least-loaded GPU
+    /// whose breaker lets it through, else the CPU lane; without a CPU lane the GPUs keep the
+    /// request whatever their breakers say.
+    fn route(&self, queues: &Queues, job: &Job) -> Result<usize, RecognizeError> {
         let cpu = self.cpu_lane();
         if job.options.use_gpu == Some(false) {
             return cpu.ok_or(RecognizeError::InvalidOptions(
                 "use_gpu=false without CPU workers".into(),
             ));
         }
-        let Some(cpu) = cpu else { return Ok(0) };
-        let mut breaker = lock(&self.breaker);
-        let now = Instant::now();
-        if breaker.allow(now) {
-            Ok(0)
-        } else {
-            self.counters.diverted.fetch_add(1, Ordering::Relaxed);
-            Ok(cpu)
+        let by_load = self.gpu_lanes_by_load(queues, 0);
+        if by_load.is_empty() {
+            return Ok(cpu.unwrap_or(0));
         }
+        let Some(cpu) = cpu else {
+            return Ok(by_load[0]);
+        };
+        match self.pick_gpu(&by_load, Instant::now()) {
+            Some(lane) => Ok(lane),
+            None => {
+                self.counters.diverted.fetch_add(1, Ordering::Relaxed);
+                Ok(cpu)
+            }
+        }
+    }
+
+    /// The GPU lanes outside `tried` (a set of lane bits), least loaded first (requests queued
+    /// or running per worker), in configured order among equals.
+    pub(crate) fn gpu_lanes_by_load(&self, queues: &Queues, tried: u64) -> Vec<usize> {
+        let mut lanes: Vec<usize> = (0..self.lanes.len())
+            .filter(|&i| self.lanes[i].breaker.is_some() && tried & (1 << i) == 0)
+            .collect();
+        let load = |i: usize| self.lanes[i].load(queues.lanes[i].len());
+        // a/wa < b/wb without division; a stable sort keeps the configured order on ties.
+        lanes.sort_by(|&a, &b| {
+            (load(a) * self.lanes[b].workers).cmp(&(load(b) * self.lanes[a].workers))
+        });
+        lanes
+    }
+
+    /// The first of `candidates` whose breaker is closed, else the first that may probe now
+    /// (half-open); `None` when every breaker keeps requests off.
+    pub(crate) fn pick_gpu(&self, candidates: &[usize], now: Instant) -> Option<usize> {
+        let breaker = |i: usize| self.lanes[i].breaker.as_ref().map(lock);
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| breaker(i).is_some_and(|b| b.is_closed()))
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|&i| breaker(i).is_some_and(|mut b| b.allow(now)))
+            })
     }
 
     /// Runs a trim and counts it.
@@ -587,87 +638,6 @@ impl Shared {
         lock(&self.queues).closed = true;
         for ready in &self.ready {
             ready.notify_all();
-        }
-    }
-
-    fn health(&self) -> Health {
-        let now = Instant::now();
-        let (queued, closed) = {
-            let q = lock(&self.queues);
-            ([q.lanes[0].len(), q.lanes[1].len()], q.closed)
-        };
-        let (breaker, consecutive, trips) = {
-            let b = lock(&self.breaker);
-            (b.state(now), b.consecutive_failures(), b.trips())
-        };
-        let has_gpu_lane = self.lanes[0].backend == Backend::Gpu;
-        let breaker = if has_gpu_lane {
-            breaker
-        } else {
-            BreakerState::Closed
-        };
-        let lanes: Vec<LaneHealth> = self
-            .lanes
-            .iter()
-            .enumerate()
-            .map(|(i, lane)| {
-                let busy = lane.busy.load(Ordering::Relaxed).min(lane.workers);
-                LaneHealth {
-                    backend: lane.backend,
-                    workers: lane.workers,
-                    busy,
-                    idle: lane.workers - busy,
-                    queued: queued[i],
-                    succeeded: lane.succeeded.load(Ordering::Relaxed),
-                    failed: lane.failed.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        let c = &self.counters;
-        let status = if closed {
-            HealthStatus::ShuttingDown
-        } else if self.gpu_unavailable.is_some() || breaker != BreakerState::Closed {
-            HealthStatus::Degraded
-        } else {
-            HealthStatus::Ok
-        };
-        Health {
-            status,
-            main_backend: self.lanes[0].backend,
-            devices: devices(),
-            pool: crate::cuda::pool_stats(),
-            lanes,
-            queue_depth: queued.iter().sum(),
-            queue_limit: self.config.queue_limit,
-            failover: FailoverHealth {
-                use_gpu: self.config.use_gpu,
-                fallback_to_cpu: self.config.fallback_to_cpu,
-                gpu_unavailable: self.gpu_unavailable.clone(),
-                breaker,
-                consecutive_gpu_failures: consecutive,
-                gpu_failures: c.gpu_failures.load(Ordering::Relaxed),
-                retried_on_cpu: c.retried.load(Ordering::Relaxed),
-                diverted_to_cpu: c.diverted.load(Ordering::Relaxed),
-                breaker_trips: trips,
-            },
-            cleanup: CleanupHealth {
-                trims: c.trims.load(Ordering::Relaxed),
-                idle_trims: c.idle_trims.load(Ordering::Relaxed),
-                bytes_released: c.bytes_trimmed.load(Ordering::Relaxed),
-                idle_trim_after: self.config.idle_trim_after,
-            },
-            requests: RequestCounters {
-                submitted: c.submitted.load(Ordering::Relaxed),
-                rejected_overloaded: c.rejected.load(Ordering::Relaxed),
-                completed: c.completed.load(Ordering::Relaxed),
-                failed: c.failed.load(Ordering::Relaxed),
-                deadline_exceeded: c.deadline.load(Ordering::Relaxed),
-                cancelled: c.cancelled.load(Ordering::Relaxed),
-            },
-            model: self.config.model_path.display().to_string(),
-            version: env!("CARGO_PKG_VERSION"),
-            whisper_cpp_version: crate::WHISPER_CPP_VERSION,
-            uptime: now - self.started,
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct Transcript {
     pub language: String,
     /// Where it ran.
     pub backend: Backend,
+    /// The GPU it ran on (ggml's index); `None` on the CPU.
+    pub device: Option<i32>,
     /// Whether a GPU attempt failed and the request was retried on the CPU.
     pub retried_on_cpu: bool,
     /// How long each step took.
@@ -37,6 +39,7 @@ impl Transcript {
             segments,
             language,
             backend,
+            device: None,
             retried_on_cpu: false,
             timings: Timings::default(),
         }

@@ -51,7 +51,7 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
         // Counted busy (by `next_job`) from the moment the request leaves the queue until it
         // is finished or handed to the CPU lane, so the CPU lane never stops under a retry.
         handle(&shared, lane, worker, &mut work, job);
-        {
+        let closed = {
             let mut queues = lock(&shared.queues);
             shared.lanes[lane].busy.fetch_sub(1, Ordering::Relaxed);
             let idle = queues.lanes.iter().all(|q| q.is_empty())
@@ -63,10 +63,15 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
                 // This worker waits for the next request with the trim's time as its limit.
                 queues.idle_since = Some(Instant::now());
             }
-        }
-        if lane == 0 && shared.lanes.len() > 1 {
-            // A CPU lane waiting to shut down rechecks whether a retry may still come.
-            shared.ready[1].notify_all();
+            queues.closed
+        };
+        if closed {
+            // Workers of other lanes waiting to shut down recheck whether a retry may come.
+            for (other, ready) in shared.ready.iter().enumerate() {
+                if other != lane {
+                    ready.notify_all();
+                }
+            }
         }
     }
 }
@@ -74,7 +79,8 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
 fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut job: Job) {
     let started = Instant::now();
     job.timings.queued += started - job.enqueued;
-    let backend = shared.lanes[lane].backend;
+    let kind = shared.lanes[lane].kind;
+    let backend = kind.backend();
 
     let attempt = if job.slot.is_cancelled() {
         Attempt::Cancelled
@@ -89,20 +95,21 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
     let outcome: Outcome = match attempt {
         Attempt::Done(mut transcript) => {
             shared.lanes[lane].succeeded.fetch_add(1, Ordering::Relaxed);
-            if backend == Backend::Gpu {
-                lock(&shared.breaker).record_success();
+            if let Some(breaker) = &shared.lanes[lane].breaker {
+                lock(breaker).record_success();
             }
+            transcript.device = kind.device();
             transcript.retried_on_cpu = job.retried_on_cpu;
             transcript.timings = job.timings;
             transcript.timings.total = job.submitted.elapsed();
             Ok(transcript)
         }
         Attempt::Cancelled => {
-            neutral(shared, backend);
+            neutral(shared, lane);
             Err(RecognizeError::Cancelled)
         }
         Attempt::DeadlineExceeded => {
-            neutral(shared, backend);
+            neutral(shared, lane);
             Err(RecognizeError::DeadlineExceeded {
                 deadline: job.deadline.map(|(_, d)| d).unwrap_or_default(),
             })
@@ -115,12 +122,12 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
                 Ok(fresh) => work.state = fresh,
                 Err(e) => log::warn!(
                     target: "whisper_steady::recognizer",
-                    "{backend} worker {worker}: cannot renew its state after a failure ({e}); \
+                    "{kind} worker {worker}: cannot renew its state after a failure ({e}); \
                      keeping the old one"
                 ),
             }
             if backend == Backend::Gpu {
-                match gpu_failed(shared, job, error) {
+                match gpu_failed(shared, lane, job, error) {
                     None => return, // retried on the CPU: the request lives on
                     Some((returned, outcome)) => {
                         job = returned;
@@ -178,53 +185,81 @@ fn next_job(shared: &Shared, lane: usize) -> Option<Job> {
     }
 }
 
-/// A CPU lane must stay up while GPU workers still run requests that may fail over to it.
+/// A lane must stay up while another lane's GPU workers still have requests that may fail
+/// over to it (to another GPU, or to the CPU).
 fn retry_possible(shared: &Shared, lane: usize, queues: &super::Queues) -> bool {
-    lane == 1 && (!queues.lanes[0].is_empty() || shared.lanes[0].busy.load(Ordering::Relaxed) > 0)
+    shared.lanes.iter().enumerate().any(|(other, l)| {
+        other != lane
+            && l.breaker.is_some()
+            && (!queues.lanes[other].is_empty() || l.busy.load(Ordering::Relaxed) > 0)
+    })
 }
 
-/// A GPU attempt failed: count it, feed the breaker, and hand the request to the CPU lane if
-/// there is one. Returns the job and its outcome when it cannot be retried.
-fn gpu_failed(shared: &Shared, mut job: Job, error: WhisperError) -> Option<(Job, Outcome)> {
+/// A GPU attempt failed: count it, feed that GPU's breaker, and hand the request to another
+/// GPU it has not failed on (least loaded, breaker permitting), else to the CPU lane if there
+/// is one. Returns the job and its outcome when it cannot be retried.
+fn gpu_failed(
+    shared: &Shared,
+    lane: usize,
+    mut job: Job,
+    error: WhisperError,
+) -> Option<(Job, Outcome)> {
+    let kind = shared.lanes[lane].kind;
     shared.counters.gpu_failures.fetch_add(1, Ordering::Relaxed);
-    let opened = lock(&shared.breaker).record_failure(Instant::now());
-    if opened {
-        log::warn!(
-            target: "whisper_steady::recognizer",
-            "GPU circuit breaker open after {} consecutive failures (last: {error}); requests go \
-             to the CPU for {:?}",
-            lock(&shared.breaker).consecutive_failures(),
-            shared.config.breaker_cooldown
-        );
+    if let Some(breaker) = &shared.lanes[lane].breaker {
+        let mut breaker = lock(breaker);
+        if breaker.record_failure(Instant::now()) {
+            log::warn!(
+                target: "whisper_steady::recognizer",
+                "{kind}: circuit breaker open after {} consecutive failures (last: {error}); \
+                 requests go elsewhere for {:?}",
+                breaker.consecutive_failures(),
+                shared.config.breaker_cooldown
+            );
+        }
     }
-    let Some(cpu) = shared.cpu_lane() else {
-        return Some((
-            job,
-            Err(RecognizeError::Failed {
-                backend: Backend::Gpu,
-                error,
-            }),
-        ));
+    job.tried |= 1 << lane;
+    let mut queues = lock(&shared.queues);
+    let others = shared.gpu_lanes_by_load(&queues, job.tried);
+    let (target, counter) = match shared.pick_gpu(&others, Instant::now()) {
+        Some(other) => (other, &shared.counters.retried_on_gpu),
+        None => match shared.cpu_lane() {
+            Some(cpu) => {
+                job.retried_on_cpu = true;
+                (cpu, &shared.counters.retried)
+            }
+            None => {
+                return Some((
+                    job,
+                    Err(RecognizeError::Failed {
+                        backend: Backend::Gpu,
+                        error,
+                    }),
+                ))
+            }
+        },
     };
     log::warn!(
         target: "whisper_steady::recognizer",
-        "request {} failed on the GPU ({error}); retrying it on the CPU",
-        job.id
+        "request {} failed on {kind} ({error}); retrying it on {}",
+        job.id,
+        shared.lanes[target].kind
     );
-    job.retried_on_cpu = true;
     job.enqueued = Instant::now();
-    shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+    counter.fetch_add(1, Ordering::Relaxed);
     // A retry goes first and is not subject to the queue limit: it was accepted already.
-    // Workers of the CPU lane stay up while GPU workers run (see `retry_possible`), so it runs
-    // even during shutdown.
-    lock(&shared.queues).lanes[cpu].push_front(job);
-    shared.ready[cpu].notify_one();
+    // Workers of the other lanes stay up while GPU workers run (see `retry_possible`), so it
+    // runs even during shutdown.
+    queues.lanes[target].push_front(job);
+    drop(queues);
+    shared.ready[target].notify_one();
     None
 }
 
-fn neutral(shared: &Shared, backend: Backend) {
-    if backend == Backend::Gpu {
-        lock(&shared.breaker).record_neutral();
+/// A request that ended without a verdict on its lane releases a probe slot it held.
+fn neutral(shared: &Shared, lane: usize) {
+    if let Some(breaker) = &shared.lanes[lane].breaker {
+        lock(breaker).record_neutral();
     }
 }
 
@@ -255,7 +290,8 @@ fn attempt(
     work: &mut Workspace,
     job: &Job,
 ) -> Attempt {
-    let backend = shared.lanes[lane].backend;
+    let kind = shared.lanes[lane].kind;
+    let backend = kind.backend();
     let injected = shared
         .config
         .fault_injection
@@ -264,6 +300,7 @@ fn attempt(
         .is_some_and(|fail| {
             fail(FaultSite {
                 backend,
+                device: kind.device(),
                 worker,
                 request: job.id,
             })
@@ -353,7 +390,7 @@ fn transcribe_chunks<'j>(
     let ctx: &WhisperContext = &shared.lanes[lane].ctx;
     let threads = shared.config.threads_per_worker;
     // On the CPU, a state per thread at most: more would only take turns on the same cores.
-    let cap = match shared.lanes[lane].backend {
+    let cap = match shared.lanes[lane].kind.backend() {
         Backend::Cpu => threads,
         Backend::Gpu => usize::MAX,
     };

@@ -98,6 +98,15 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with a fresh storage folder; `tune` adjusts the config.
     pub fn start(tune: impl FnOnce(&mut Config)) -> Option<TestServer> {
+        Self::start_state(tune, |config| AppState::new(config).unwrap())
+    }
+
+    /// The same, serving the state that `build` makes from the tuned config (to give it a
+    /// recognizer built by hand, with simulated GPUs say).
+    pub fn start_state(
+        tune: impl FnOnce(&mut Config),
+        build: impl FnOnce(Config) -> Arc<AppState>,
+    ) -> Option<TestServer> {
         let model = model_path()?;
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
@@ -108,7 +117,7 @@ impl TestServer {
         config.storage.dir = dir.path().join("storage");
         tune(&mut config);
         config.validate().unwrap();
-        let state = AppState::new(config).unwrap();
+        let state = build(config);
         let storage = state.storage.root().to_path_buf();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -740,3 +740,42 @@ fn all_gpus_and_bad_device_lists() {
         }
     }
 }
+
+#[test]
+fn streaming_delivers_each_segment_as_its_window_is_decoded() {
+    let Some(config) = config() else { return };
+    let recognizer = Recognizer::new(config).unwrap();
+    // jfk.wav four times: 44 s, two of whisper's 30 s windows.
+    let audio: Vec<f32> = std::iter::repeat_n(jfk(), 4).flatten().collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    let ticket = recognizer
+        .submit_streaming(audio, RecognizeOptions::new(), move |s| {
+            tx.send((s, started.elapsed())).unwrap();
+        })
+        .unwrap();
+    let t = ticket.wait().unwrap();
+    let done = started.elapsed();
+    // The sender was dropped before the ticket was ready: the channel is closed.
+    let got: Vec<_> = rx.try_iter().collect();
+    assert!(matches!(
+        rx.try_recv(),
+        Err(std::sync::mpsc::TryRecvError::Disconnected)
+    ));
+    assert_eq!(got.len(), t.segments.len());
+    for (i, ((s, _), segment)) in got.iter().zip(&t.segments).enumerate() {
+        assert_eq!(s.index, i);
+        assert_eq!(
+            (s.start, s.end, &s.text),
+            (segment.start, segment.end, &segment.text)
+        );
+    }
+    // The first window's segments came while the second was still being decoded.
+    let first = got[0].1;
+    let last = got.last().unwrap().1;
+    assert!(
+        last - first > Duration::from_millis(200) && first < done,
+        "first {first:?}, last {last:?}, done {done:?}"
+    );
+    assert!(got.iter().any(|(s, _)| s.start >= Duration::from_secs(30)));
+}

@@ -16,7 +16,7 @@ use whisper_steady::audio::{resample, WHISPER_SAMPLE_RATE};
 /// Decoded audio, ready for whisper.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// 16 kHz mono samples.
+    /// 16 kHz mono samples (the recognizer takes them: empty once submitted).
     pub samples: Vec<f32>,
     /// The duration in seconds.
     pub seconds: f64,

@@ -101,9 +101,10 @@ impl From<StorageError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = match self.style {
+impl ApiError {
+    /// The body, in its API's shape (also sent as the last event of a stream that fails).
+    pub(crate) fn body(&self) -> serde_json::Value {
+        match self.style {
             Style::Original => json!({"success": false, "error": self.message}),
             Style::OpenAi => json!({"error": {
                 "message": self.message,
@@ -111,8 +112,13 @@ impl IntoResponse for ApiError {
                 "param": null,
                 "code": self.status.as_u16(),
             }}),
-        };
-        let mut response = (self.status, Json(body)).into_response();
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

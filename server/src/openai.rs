@@ -1,8 +1,8 @@
 //! OpenAI's audio API, so that existing OpenAI clients work against this server:
 //! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` (multipart form with
 //! `file`, `model`, `language` (transcriptions), `prompt`, `response_format` (json, text, srt,
-//! vtt, verbose_json), `temperature` and `timestamp_granularities[]` (word, segment)), and
-//! `GET /v1/models`, `GET /v1/models/{id}`.
+//! vtt, verbose_json), `temperature`, `timestamp_granularities[]` (word, segment) and `stream`
+//! (Server-Sent Events)), and `GET /v1/models`, `GET /v1/models/{id}`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +10,15 @@ use std::time::Duration;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path as AxumPath, State};
 use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use whisper_steady::recognizer::Transcript;
+use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions, Transcript};
 
 use crate::audio::Decoded;
 use crate::error::{ApiError, Style};
-use crate::recognize::{extension_of, finish, transcribe};
+use crate::recognize::{decode, extension_of, finish, recognize_error, transcribe};
 use crate::{AppState, Timer};
 
 /// The response formats.
@@ -166,14 +167,11 @@ async fn run(
     if bytes.is_empty() {
         return Err(bad("the `file` field is empty"));
     }
-    if let Some(stream) = form.stream.as_deref().map(str::trim) {
-        if !matches!(stream, "" | "false") {
-            return Err(bad(
-                "stream=true is not supported by this server yet: leave it out to get the whole \
-                 transcript in one response",
-            ));
-        }
-    }
+    let stream = match form.stream.as_deref().map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("stream {other:?} is neither true nor false"))),
+    };
     let format = match form.format.as_deref().map(str::trim) {
         None | Some("") => Format::Json,
         Some(f) => Format::parse(f).ok_or_else(|| {
@@ -182,6 +180,12 @@ async fn run(
             ))
         })?,
     };
+    if stream && !matches!(format, Format::Json | Format::Text) {
+        return Err(bad(
+            "stream=true sends the text as transcript.text.delta events: response_format must \
+             be json or text (leave stream out for srt, vtt and verbose_json)",
+        ));
+    }
     let mut granularity = Granularity {
         words: false,
         segments: form.granularities.is_empty(),
@@ -219,6 +223,9 @@ async fn run(
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);
     let extension = filename.as_deref().and_then(extension_of);
+    if stream {
+        return stream_events(state, bytes, extension, options).await;
+    }
     let (t, decoded) = transcribe(state, bytes, extension, options, Style::OpenAi).await?;
     let request = Request {
         task,
@@ -226,6 +233,67 @@ async fn run(
         temperature,
     };
     Ok(render(format, &t, &decoded, request))
+}
+
+/// `stream=true`: Server-Sent Events as OpenAI sends them, a `transcript.text.delta` event
+/// for each segment as it is decoded (the recognizer's segment callback), then
+/// `transcript.text.done` with the whole text, or, when the recognition fails after the
+/// response began, an `{"error": ...}` event. Errors found before (bad audio, a full queue)
+/// are answered as usual. A client that goes away drops the stream, whose ticket cancels the
+/// recognition.
+async fn stream_events(
+    state: &Arc<AppState>,
+    bytes: Vec<u8>,
+    extension: Option<String>,
+    options: RecognizeOptions,
+) -> Result<Response, ApiError> {
+    let mut decoded = decode(state, bytes, extension, Style::OpenAi).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
+    let samples = std::mem::take(&mut decoded.samples);
+    let ticket = state
+        .recognizer
+        .submit_streaming(samples, options, move |segment| {
+            // The receiver is gone only when the client is: nothing to deliver then.
+            let _ = tx.send(segment);
+        })
+        .map_err(|e| recognize_error(state, e, Style::OpenAi))?;
+    let state = Arc::clone(state);
+    let events = futures_util::stream::unfold(Some((rx, ticket)), move |open| {
+        let state = Arc::clone(&state);
+        async move {
+            let (mut rx, ticket) = open?;
+            let (event, open) = match rx.recv().await {
+                Some(segment) => {
+                    let text = if segment.index == 0 {
+                        segment.text.trim_start()
+                    } else {
+                        &segment.text
+                    };
+                    let delta = json!({"type": "transcript.text.delta", "delta": text});
+                    (delta, Some((rx, ticket)))
+                }
+                // The request ended (its segment sender is dropped first): its outcome.
+                None => match ticket.await {
+                    Ok(t) => (
+                        json!({"type": "transcript.text.done", "text": t.text}),
+                        None,
+                    ),
+                    Err(e) => (recognize_error(&state, e, Style::OpenAi).body(), None),
+                },
+            };
+            let event = Event::default().data(event.to_string());
+            Some((Ok::<_, std::convert::Infallible>(event), open))
+        }
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    if !decoded.warnings.is_empty() {
+        if let Ok(value) = header::HeaderValue::from_str(&decoded.warnings.join("; ")) {
+            response.headers_mut().insert(AUDIO_WARNINGS, value);
+        }
+    }
+    Ok(response)
 }
 
 /// What shapes a `verbose_json` response besides the transcript.

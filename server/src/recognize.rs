@@ -9,12 +9,32 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use whisper_steady::recognizer::{RecognizeOptions, Transcript};
+use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Transcript};
 
 use crate::audio::{self, Decoded};
 use crate::error::{ApiError, Style};
 use crate::storage::is_safe_extension;
 use crate::{AppState, Timer};
+
+/// Decodes audio off the runtime. The samples are for the recognizer to take (moved, not
+/// copied); the rest describes the audio.
+pub(crate) async fn decode(
+    state: &Arc<AppState>,
+    bytes: Vec<u8>,
+    extension: Option<String>,
+    style: Style,
+) -> Result<Decoded, ApiError> {
+    let max_seconds = state.config.recognition.max_audio_seconds;
+    tokio::task::spawn_blocking(move || audio::decode(&bytes, extension.as_deref(), max_seconds))
+        .await
+        .map_err(|_| ApiError::bad_request("the audio could not be decoded").style(style))?
+        .map_err(|e| ApiError::from(e).style(style))
+}
+
+/// A refusal or failure of the recognizer as the client's error.
+pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style) -> ApiError {
+    ApiError::from_recognize(e, || state.recognizer.health()).style(style)
+}
 
 /// Decodes audio off the runtime, then runs the recognizer and awaits the result.
 pub(crate) async fn transcribe(
@@ -24,21 +44,13 @@ pub(crate) async fn transcribe(
     options: RecognizeOptions,
     style: Style,
 ) -> Result<(Transcript, Decoded), ApiError> {
-    let max_seconds = state.config.recognition.max_audio_seconds;
-    let decoded = tokio::task::spawn_blocking(move || {
-        audio::decode(&bytes, extension.as_deref(), max_seconds)
-    })
-    .await
-    .map_err(|_| ApiError::bad_request("the audio could not be decoded").style(style))?
-    .map_err(|e| ApiError::from(e).style(style))?;
+    let mut decoded = decode(state, bytes, extension, style).await?;
     let ticket = state
         .recognizer
-        .submit(decoded.samples.clone(), options)
-        .map_err(|e| ApiError::from_recognize(e, || state.recognizer.health()).style(style))?;
+        .submit(std::mem::take(&mut decoded.samples), options)
+        .map_err(|e| recognize_error(state, e, style))?;
     // Dropping this future (the client went away) drops the ticket, which cancels the request.
-    let transcript = ticket
-        .await
-        .map_err(|e| ApiError::from_recognize(e, || state.recognizer.health()).style(style))?;
+    let transcript = ticket.await.map_err(|e| recognize_error(state, e, style))?;
     Ok((transcript, decoded))
 }
 

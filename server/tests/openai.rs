@@ -1,11 +1,13 @@
 //! The OpenAI audio API: word and segment timings, translations, the model list, and the
-//! official `openai` Python client driving the server.
+//! official `openai` Python client driving the server; `stream=true` events and cancellation.
 
 mod common;
 
 use std::process::Command;
 
-use common::{openai_multipart, openai_request_to, shared_audio, wer, TestServer, JFK_TEXT};
+use common::{
+    openai_multipart, openai_request, openai_request_to, shared_audio, wer, TestServer, JFK_TEXT,
+};
 use serde_json::Value;
 
 fn jfk_wav() -> Vec<u8> {
@@ -113,7 +115,11 @@ fn verbose_json_words_segments_models_and_translations() {
             ],
             "not one of word, segment",
         ),
-        (vec![("stream", "true")], "stream=true is not supported"),
+        (
+            vec![("stream", "true"), ("response_format", "srt")],
+            "must be json or text",
+        ),
+        (vec![("stream", "maybe")], "neither true nor false"),
     ] {
         let r = ask(transcriptions, &fields);
         assert_eq!(r.status, 400, "{fields:?}: {}", r.text());
@@ -189,6 +195,12 @@ fn the_official_openai_python_client_works_against_the_server() {
     assert_eq!(verbose["language"], "english");
     check_words(verbose);
     assert!(!verbose["segments"].as_array().unwrap().is_empty());
+    let events = seen["stream"].as_array().unwrap();
+    let (done, deltas) = events.split_last().unwrap();
+    assert_eq!(done["type"], "transcript.text.done", "{events:?}");
+    assert!(wer(JFK_TEXT, done["text"].as_str().unwrap()) <= 0.1, "{done}");
+    assert!(!deltas.is_empty());
+    assert!(deltas.iter().all(|e| e["type"] == "transcript.text.delta"));
     assert_eq!(seen["translation"]["status"], 400, "{seen}");
     assert!(seen["translation"]["message"]
         .as_str()
@@ -201,4 +213,89 @@ fn the_official_openai_python_client_works_against_the_server() {
         .as_str()
         .unwrap()
         .contains("response_format"));
+}
+
+#[test]
+fn stream_true_sends_deltas_as_windows_are_decoded_then_the_text() {
+    let Some(server) = TestServer::start(|c| c.recognition.default_params.beam_size = 1) else {
+        return;
+    };
+    // 44 s: two of whisper's 30 s windows, so the first deltas come while the second is decoded.
+    let wav = common::jfk_repeated(4);
+    let (ct, body) = openai_multipart(
+        &[("model", "whisper-1"), ("stream", "true")],
+        Some(("jfk4.wav", "audio/x-wav", &wav)),
+    );
+    let (head, events) = common::sse(server.addr, &openai_request(&ct, &body));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    let parsed: Vec<(std::time::Duration, Value)> = events
+        .iter()
+        .map(|(at, data)| (*at, serde_json::from_str(data).unwrap()))
+        .collect();
+    let (done, deltas) = parsed.split_last().expect("events");
+    assert_eq!(done.1["type"], "transcript.text.done", "{parsed:?}");
+    assert!(deltas.len() >= 2, "{parsed:?}");
+    assert!(deltas
+        .iter()
+        .all(|(_, e)| e["type"] == "transcript.text.delta"));
+    let joined: String = deltas
+        .iter()
+        .map(|(_, e)| e["delta"].as_str().unwrap())
+        .collect();
+    let text = done.1["text"].as_str().unwrap();
+    assert_eq!(joined.trim_end(), text);
+    let reference = [JFK_TEXT; 4].join(" ");
+    assert!(wer(&reference, text) <= 0.1, "{text}");
+    // The first delta arrived while the rest was still being decoded.
+    let (first, last) = (deltas[0].0, deltas.last().unwrap().0);
+    assert!(
+        last - first > std::time::Duration::from_millis(200),
+        "first delta at {first:?}, last at {last:?}, done at {:?}",
+        done.0
+    );
+}
+
+#[test]
+fn a_client_that_leaves_a_stream_cancels_its_recognition() {
+    let Some(server) = TestServer::start(|c| c.recognition.default_params.beam_size = 1) else {
+        return;
+    };
+    // About three minutes of audio: far longer to decode than the test waits.
+    let wav = common::jfk_repeated(16);
+    let (ct, body) = openai_multipart(
+        &[("model", "whisper-1"), ("stream", "true")],
+        Some(("jfk16.wav", "audio/x-wav", &wav)),
+    );
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream.write_all(&openai_request(&ct, &body)).unwrap();
+        // The head comes once the request is queued; then the client goes.
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let health = server.get("/health").json();
+        let requests = &health["requests"];
+        if requests["cancelled"] == 1 && health["workers"][0]["busy"] == 0 {
+            assert_eq!(requests["completed"], 0, "{health}");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "not cancelled: {health}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The worker is free again and serves the next request.
+    let (ct, body) = openai_multipart(
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", "audio/x-wav", &jfk_wav())),
+    );
+    let r = server.raw(&openai_request(&ct, &body));
+    assert_eq!(r.status, 200, "{}", r.text());
 }

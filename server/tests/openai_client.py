@@ -52,6 +52,13 @@ def main() -> None:
         ],
     }
 
+    with open(audio, "rb") as f:
+        events = client.audio.transcriptions.create(model="whisper-1", file=f, stream=True)
+        seen["stream"] = [
+            {"type": e.type, "delta": getattr(e, "delta", None), "text": getattr(e, "text", None)}
+            for e in events
+        ]
+
     try:
         with open(audio, "rb") as f:
             translated = client.audio.translations.create(model="whisper-1", file=f)

@@ -33,6 +33,7 @@ mod chunk;
 mod config;
 mod error;
 mod health;
+mod stream;
 mod ticket;
 mod transcript;
 mod validate;
@@ -48,6 +49,7 @@ pub use health::{
     devices, CleanupHealth, DeviceInfo, FailoverHealth, Health, HealthStatus, LaneHealth,
     RequestCounters, UnavailableDevice,
 };
+pub use stream::{DecodedSegment, SegmentFn};
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};
 
@@ -161,6 +163,8 @@ pub(crate) struct Job {
     pub(crate) retried_on_cpu: bool,
     /// The lanes (bit `1 << index`) whose attempt at it failed, so that a retry goes elsewhere.
     pub(crate) tried: u64,
+    /// Where its segments go as they are decoded ([`Recognizer::submit_streaming`]).
+    pub(crate) segments: Option<Arc<Mutex<stream::Emitter>>>,
 }
 
 pub(crate) struct Queues {
@@ -411,6 +415,31 @@ impl Recognizer {
         audio: Vec<f32>,
         options: RecognizeOptions,
     ) -> Result<Ticket, RecognizeError> {
+        self.submit_job(audio, options, None)
+    }
+
+    /// As [`submit`](Self::submit), and `on_segment` receives each segment as soon as it is
+    /// decoded, in order, each once (also across a GPU→CPU retry, whose first segments are
+    /// skipped up to the number already delivered), from a worker thread: keep it quick (send
+    /// it on a channel, say). Whisper decodes 30 s windows, so a segment arrives when its window
+    /// is done; with a VAD model, when its chunk is. `on_segment` is dropped when the request
+    /// ends, before the ticket is ready, which closes a channel it sends on.
+    pub fn submit_streaming(
+        &self,
+        audio: Vec<f32>,
+        options: RecognizeOptions,
+        on_segment: impl FnMut(DecodedSegment) + Send + 'static,
+    ) -> Result<Ticket, RecognizeError> {
+        let emitter = stream::Emitter::new(Box::new(on_segment));
+        self.submit_job(audio, options, Some(Arc::new(Mutex::new(emitter))))
+    }
+
+    fn submit_job(
+        &self,
+        audio: Vec<f32>,
+        options: RecognizeOptions,
+        segments: Option<Arc<Mutex<stream::Emitter>>>,
+    ) -> Result<Ticket, RecognizeError> {
         let shared = self.shared();
         let language = validate::validate(shared, &audio, &options)?;
         let submitted = Instant::now();
@@ -432,6 +461,7 @@ impl Recognizer {
             timings: Timings::default(),
             retried_on_cpu: false,
             tried: 0,
+            segments,
         };
 
         let mut queues = lock(&shared.queues);

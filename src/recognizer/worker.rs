@@ -139,7 +139,7 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
             }
         }
     };
-    finish(shared, &job, outcome);
+    finish(shared, job, outcome);
 }
 
 /// Blocks until this lane has a request, or returns `None` once the recognizer is closed and
@@ -264,7 +264,12 @@ fn neutral(shared: &Shared, lane: usize) {
 }
 
 /// Counts the outcome and hands it to the caller.
-fn finish(shared: &Shared, job: &Job, outcome: Outcome) {
+fn finish(shared: &Shared, mut job: Job, outcome: Outcome) {
+    // The segment receiver goes first, so that a channel it sends on is closed by the time
+    // the caller sees the outcome.
+    if let Some(segments) = job.segments.take() {
+        lock(&segments).close();
+    }
     let counter = match &outcome {
         Ok(_) => &shared.counters.completed,
         Err(RecognizeError::Cancelled) => &shared.counters.cancelled,
@@ -325,7 +330,15 @@ fn attempt(
         Some(chunks) => transcribe_chunks(shared, lane, work, job, &chunks, &params, &stop),
         None => {
             let threads = shared.config.threads_per_worker;
-            let params = params(threads, job.audio.len());
+            let mut params = params(threads, job.audio.len());
+            if let Some(segments) = &job.segments {
+                let segments = Arc::clone(segments);
+                let mut seen = 0;
+                params.set_segment_callback_safe_lossy(move |s: crate::SegmentCallbackData| {
+                    lock(&segments).offer(seen, s.start_timestamp, s.end_timestamp, s.text);
+                    seen += 1;
+                });
+            }
             transcribe(ctx, &mut work.state, params, &job.audio, &|cs| cs)
         }
     };
@@ -412,6 +425,8 @@ fn transcribe_chunks<'j>(
     let threads = (threads / states).max(1);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Piece>>> = Mutex::new(chunks.iter().map(|_| None).collect());
+    // For streaming: the first chunk whose segments are not delivered, and how many are.
+    let delivered = Mutex::new((0usize, 0usize));
     // The failure that stopped the others (theirs only say they were stopped).
     let failure: Mutex<Option<WhisperError>> = Mutex::new(None);
     let run = |state: &mut WhisperState| loop {
@@ -424,7 +439,24 @@ fn transcribe_chunks<'j>(
         let to_recording = |cs: i64| chunk.recording_centis(cs);
         let params = params(threads, audio.len());
         match transcribe(ctx, state, params, &audio, &to_recording) {
-            Ok(piece) => lock(&results)[i] = Some(piece),
+            Ok(piece) => {
+                let mut results = lock(&results);
+                results[i] = Some(piece);
+                if let Some(segments) = &job.segments {
+                    // Delivered in the recording's order: every finished chunk from the first
+                    // one not yet delivered.
+                    let mut next = lock(&delivered);
+                    let mut segments = lock(segments);
+                    while let Some(Some(piece)) = results.get(next.0) {
+                        for s in &piece.segments {
+                            let cs = |d: std::time::Duration| (d.as_millis() / 10) as i64;
+                            segments.offer(next.1, cs(s.start), cs(s.end), s.text.clone());
+                            next.1 += 1;
+                        }
+                        next.0 += 1;
+                    }
+                }
+            }
             Err(error) => {
                 if !stop.swap(true, Ordering::Relaxed) {
                     *lock(&failure) = Some(error);

@@ -324,3 +324,51 @@ pub fn openai_request_to(path: &str, content_type: &str, body: &[u8]) -> Vec<u8>
     req.extend_from_slice(body);
     req
 }
+
+/// jfk.wav `times` times over, as one WAV file (the same format, sizes rewritten).
+pub fn jfk_repeated(times: usize) -> Vec<u8> {
+    let wav = std::fs::read(shared_audio("jfk.wav")).unwrap();
+    let data = wav.windows(4).position(|w| w == b"data").unwrap();
+    let samples = &wav[data + 8..];
+    let mut out = wav[..data + 8].to_vec();
+    out.extend(std::iter::repeat_n(samples, times).flatten());
+    let riff = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff.to_le_bytes());
+    let size = (samples.len() * times) as u32;
+    out[data + 4..data + 8].copy_from_slice(&size.to_le_bytes());
+    out
+}
+
+/// Sends `request` and reads a Server-Sent Events response as it arrives: the head (status
+/// line and headers) and each `data:` payload with the time since the request was sent.
+pub fn sse(addr: SocketAddr, request: &[u8]) -> (String, Vec<(Duration, String)>) {
+    use std::io::{BufRead, BufReader};
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return (head, Vec::new());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut events = Vec::new();
+    // Chunked framing lines come and go; the events are the `data:` lines.
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            events.push((started.elapsed(), data.to_owned()));
+        }
+        line.clear();
+    }
+    (head, events)
+}

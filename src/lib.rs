@@ -84,6 +84,11 @@ pub static WHISPER_CPP_VERSION: &str = env!("WHISPER_STEADY_CPP_VERSION");
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// docs/models.md's Rust example, compiled as a doctest (it needs the `download` feature).
+#[cfg(all(doctest, feature = "download"))]
+#[doc = include_str!("../docs/models.md")]
+struct ModelsDoctests;
+
 /// Compile-time thread-safety guarantees of every handle type: these lines fail to compile if a
 /// change makes one of them lose `Send` or `Sync`.
 const _: () = {

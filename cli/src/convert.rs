@@ -1,12 +1,9 @@
 //! `whisper-steady convert-ct2`: CTranslate2 Whisper model folder → whisper.cpp model file.
 
 use std::error::Error;
-use std::fs::File;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use sha2::{Digest, Sha256};
 use whisper_steady::convert::{convert_ct2_dir, ConvertReport};
 
 /// Arguments of `convert-ct2`.
@@ -52,21 +49,5 @@ fn print_report(out: &Path, r: &ConvertReport) {
     println!("  bytes:   {}", r.bytes);
 }
 
-/// The SHA-256 of a file, in hex.
-pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
+/// The SHA-256 of a file, in hex (the library's, which verifies downloads).
+pub(crate) use whisper_steady::model::catalog::sha256_file;

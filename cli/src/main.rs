@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod convert;
 mod convert_silero;
 mod gpu_check;
+mod models;
 mod quantize;
 mod transcribe;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Prove the CUDA fixes on this machine's GPU (pool self-tests, shared-context scenario,
     /// 4 states x 50 requests, CUDA vs CPU text and speed); prints a table, writes JSON.
     GpuCheck(gpu_check::GpuCheckArgs),
+    /// whisper.cpp's published models by name: `list`, `download NAME` (into the cache,
+    /// resumable, verified), `path NAME`.
+    Models(models::ModelsArgs),
     /// Quantize the weight matrices of an f32/f16 whisper.cpp model (q4_0, q4_1, q5_0, q5_1,
     /// q8_0).
     Quantize(quantize::QuantizeArgs),
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::ConvertCt2(args) => convert::run(&args),
         Command::ConvertSilero(args) => convert_silero::run(&args),
         Command::GpuCheck(args) => gpu_check::run(&args),
+        Command::Models(args) => models::run(&args),
         Command::Quantize(args) => quantize::run(&args),
         Command::Transcribe(args) => transcribe::run(&args),
     };

@@ -110,7 +110,8 @@ impl Default for CorsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecognitionConfig {
-    /// The ggml model file (no default: `--model` or this key).
+    /// The ggml model file, or a known model's name (`base.en`; fetched into the model cache
+    /// when missing). No default: `--model` or this key.
     pub model_path: Option<PathBuf>,
     /// Defaults of every request.
     pub default_params: DefaultParams,

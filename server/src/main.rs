@@ -23,8 +23,9 @@ struct Args {
     /// The configuration file (JSON); every key has a default except the model.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// The ggml model file (overrides recognition.model_path).
-    #[arg(long, value_name = "PATH")]
+    /// The ggml model file, or a known model's name such as `base.en` (fetched into the model
+    /// cache when missing); overrides recognition.model_path.
+    #[arg(long, value_name = "PATH|NAME")]
     model: Option<PathBuf>,
     /// Address to listen on (overrides server.host).
     #[arg(long)]

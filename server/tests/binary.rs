@@ -81,12 +81,7 @@ fn starts_from_model_alone_and_sigterm_finishes_in_flight_requests() {
     });
     // Let the request reach a worker, then ask the server to stop.
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&child);
     let r = in_flight.join().unwrap();
     assert_eq!(
         r.status,
@@ -120,15 +115,39 @@ fn the_start_script_checks_the_model_before_starting() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/no/such/model.bin does not exist"), "{err}");
 
-    let out = run(&["--port", "0"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("no model"), "{err}");
-
     // With a model it execs the server, which then stops on SIGTERM.
     let Some(model) = common::model_path() else {
         return;
     };
+
+    // With no model at all: tiny.en by name, from the model cache (the test model's folder
+    // holds it: no network here), served on 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new("bash")
+            .arg(&script)
+            .args(["--port", "0"])
+            .env("RECOGNIZER_SERVER", BIN)
+            .env_remove("RECOGNIZER_MODEL")
+            .env("WHISPER_STEADY_MODEL_CACHE", model.parent().unwrap())
+            .env("WHISPER_STEADY_MODEL_BASE_URL", "http://127.0.0.1:9/")
+            .current_dir(dir.path()),
+    );
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let health = common::raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        health.json()["model"]
+            .as_str()
+            .unwrap()
+            .ends_with("ggml-tiny.en.bin"),
+        "{}",
+        health.text()
+    );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new("bash")
         .arg(&script)
@@ -150,11 +169,17 @@ fn the_start_script_checks_the_model_before_starting() {
         line.starts_with("listening on http://127.0.0.1:"),
         "{line:?}"
     );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+/// Asks a child process to stop, as a service manager does.
+#[cfg(unix)]
+fn sigterm(child: &std::process::Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    assert!(child.wait().unwrap().success());
 }

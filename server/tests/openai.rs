@@ -198,7 +198,10 @@ fn the_official_openai_python_client_works_against_the_server() {
     let events = seen["stream"].as_array().unwrap();
     let (done, deltas) = events.split_last().unwrap();
     assert_eq!(done["type"], "transcript.text.done", "{events:?}");
-    assert!(wer(JFK_TEXT, done["text"].as_str().unwrap()) <= 0.1, "{done}");
+    assert!(
+        wer(JFK_TEXT, done["text"].as_str().unwrap()) <= 0.1,
+        "{done}"
+    );
     assert!(!deltas.is_empty());
     assert!(deltas.iter().all(|e| e["type"] == "transcript.text.delta"));
     assert_eq!(seen["translation"]["status"], 400, "{seen}");

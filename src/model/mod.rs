@@ -46,6 +46,7 @@
 //! so checking a model costs a small fraction of loading it. A file can still change between
 //! the check and whisper.cpp's read; load models from storage nobody else writes to.
 
+pub mod catalog;
 mod defect;
 mod layout;
 mod source;

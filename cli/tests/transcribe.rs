@@ -116,7 +116,7 @@ fn non_wav_audio_is_a_clean_error() {
     std::fs::write(&audio, "this is text, not audio\n").unwrap();
     // The audio is read before the model loads, so any existing file does as the model.
     let output = transcribe([OsStr::new("--model"), audio.as_os_str(), audio.as_os_str()]);
-    assert_clean_error(&output, "not a readable WAV file");
+    assert_clean_error(&output, "unrecognized audio format");
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn empty_wav_is_a_clean_error() {
     };
     WavWriter::create(&audio, spec).unwrap().finalize().unwrap();
     let output = transcribe([OsStr::new("-m"), audio.as_os_str(), audio.as_os_str()]);
-    assert_clean_error(&output, "no audio samples");
+    assert_clean_error(&output, "holds no samples");
 }
 
 #[test]
@@ -323,4 +323,44 @@ fn resamples_and_mixes_down_48k_stereo_float() {
     // Written next to the audio, named after its stem.
     let srt = std::fs::read_to_string(dir.path().join("speech 48k.srt")).unwrap();
     assert!(srt.starts_with("1\n"), "{srt}");
+}
+
+#[test]
+fn mp3_flac_and_ogg_are_transcribed_like_the_wav() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![jfk().with_extension("mp3")];
+    for ext in ["flac", "ogg"] {
+        let out = dir.path().join(format!("jfk.{ext}"));
+        let made = std::process::Command::new("sox")
+            .arg(jfk())
+            .arg(&out)
+            .status();
+        if made.as_ref().is_ok_and(|s| s.success()) {
+            files.push(out);
+        } else {
+            let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+            assert!(!required, "sox could not write {ext}: {made:?}");
+            eprintln!("skipped {ext}: sox unavailable");
+        }
+    }
+    for audio in files {
+        let output = transcribe([
+            OsStr::new("-m"),
+            model.as_os_str(),
+            OsStr::new("--no-timestamps"),
+            OsStr::new("--no-gpu"),
+            OsStr::new("--output-dir"),
+            dir.path().as_os_str(),
+            audio.as_os_str(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            audio.display(),
+            stderr(&output)
+        );
+        let text = stdout(&output).to_lowercase();
+        assert!(text.contains(JFK_PHRASE), "{}: {text}", audio.display());
+    }
 }

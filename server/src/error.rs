@@ -7,8 +7,8 @@ use axum::Json;
 use serde_json::json;
 use whisper_steady::recognizer::{Health, RecognizeError};
 
-use crate::audio::AudioError;
 use crate::storage::StorageError;
+use whisper_steady::audio::DecodeError;
 
 /// Which API's error shape to answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +80,8 @@ impl ApiError {
     }
 }
 
-impl From<AudioError> for ApiError {
-    fn from(e: AudioError) -> Self {
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
         ApiError::bad_request(e.0)
     }
 }

@@ -9,7 +9,6 @@
 
 #![deny(missing_docs)]
 
-pub mod audio;
 pub mod config;
 mod error;
 mod health;

@@ -16,10 +16,10 @@ use axum::Json;
 use serde_json::json;
 use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions, Transcript};
 
-use crate::audio::Decoded;
 use crate::error::{ApiError, Style};
 use crate::recognize::{decode, extension_of, finish, recognize_error, transcribe};
 use crate::{AppState, Timer};
+use whisper_steady::audio::Decoded;
 
 /// The response formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Transcript};
 
-use crate::audio::{self, Decoded};
 use crate::error::{ApiError, Style};
 use crate::storage::is_safe_extension;
 use crate::{AppState, Timer};
+use whisper_steady::audio::{self, Decoded};
 
 /// Decodes audio off the runtime. The samples are for the recognizer to take (moved, not
 /// copied); the rest describes the audio.

@@ -5,7 +5,6 @@
 //! language, the model file's presence, the output folder, then the audio; then the model
 //! loads and the transcription runs. Every failure is one `error:` line (printed by `main`).
 
-mod audio;
 mod format;
 
 use std::error::Error;
@@ -22,8 +21,8 @@ use whisper_steady::{
     WhisperError, WhisperState,
 };
 
-use audio::{Audio, AudioError};
 use format::{Segment, Token};
+use whisper_steady::audio::{self, Decoded};
 
 /// Arguments of `transcribe`.
 #[derive(Debug, Args)]
@@ -31,8 +30,8 @@ pub struct TranscribeArgs {
     /// The whisper.cpp model file (e.g. `ggml-base.en.bin`).
     #[arg(long, short = 'm', value_name = "MODEL")]
     pub model: PathBuf,
-    /// The audio: a WAV file with integer (up to 32-bit) or 32-bit float samples, any number of
-    /// channels (averaged) and any sample rate (resampled to 16 kHz).
+    /// The audio: WAV (integer or float samples), MP3, FLAC or OGG Vorbis, any number of
+    /// channels (averaged) and any sample rate (resampled to 16 kHz); the server's decoder.
     #[arg(value_name = "AUDIO")]
     pub audio: PathBuf,
     /// The spoken language: a code such as `en` or `de`, or `auto` to detect it (multilingual
@@ -123,7 +122,7 @@ pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
     check_model_file(&args.model)?;
     let outputs = plan_outputs(args)?;
     let audio = load_audio(&args.audio)?;
-    if audio.info.truncated {
+    if audio.truncated {
         eprintln!(
             "warning: `{}` ends before its header says; transcribing what it holds",
             args.audio.display()
@@ -248,39 +247,39 @@ fn plan_outputs(args: &TranscribeArgs) -> Result<Vec<(OutputKind, PathBuf)>, Box
         .collect()
 }
 
-/// Reads the audio file, with an error that names it.
-fn load_audio(path: &Path) -> Result<Audio, Box<dyn Error>> {
-    audio::load_wav(path).map_err(|e| {
-        let hint = if e.needs_conversion() {
-            "; convert it first, e.g. `ffmpeg -i INPUT -ar 16000 -ac 1 OUTPUT.wav`"
-        } else {
-            ""
-        };
-        match e {
-            AudioError::Io(_) => fail(format!("cannot open audio file `{}`: {e}", path.display())),
-            _ => fail(format!(
-                "cannot use audio file `{}`: {e}{hint}",
-                path.display()
-            )),
-        }
+/// The longest audio `transcribe` reads: whisper.cpp counts samples in a C `int` (37 hours at
+/// 16 kHz); 24 hours stays well inside it.
+const MAX_AUDIO_SECONDS: f64 = 24.0 * 3600.0;
+
+/// Reads and decodes the audio file (WAV, MP3, FLAC, OGG Vorbis; the library's decoder, as the
+/// server's), with an error that names it.
+fn load_audio(path: &Path) -> Result<Decoded, Box<dyn Error>> {
+    let bytes = fs::read(path)
+        .map_err(|e| fail(format!("cannot open audio file `{}`: {e}", path.display())))?;
+    let extension = path.extension().and_then(|e| e.to_str());
+    audio::decode(&bytes, extension, MAX_AUDIO_SECONDS).map_err(|e| {
+        fail(format!(
+            "cannot use audio file `{}`: {e} (other formats: convert first, e.g. \
+             `ffmpeg -i INPUT -ar 16000 -ac 1 OUTPUT.wav`)",
+            path.display()
+        ))
     })
 }
 
 /// Describes the audio on stderr (`--verbose`).
-fn describe_audio(audio: &Audio) {
-    let info = audio.info;
+fn describe_audio(audio: &Decoded) {
     eprintln!(
         "audio: {} Hz, {} channel{}, {:.2} s{}{}",
-        info.sample_rate,
-        info.channels,
-        if info.channels == 1 { "" } else { "s" },
-        info.frames as f64 / f64::from(info.sample_rate),
-        if info.sample_rate == audio::WHISPER_SAMPLE_RATE {
+        audio.sample_rate,
+        audio.channels,
+        if audio.channels == 1 { "" } else { "s" },
+        audio.seconds,
+        if audio.sample_rate == audio::WHISPER_SAMPLE_RATE {
             ""
         } else {
             ", resampled to 16 kHz"
         },
-        if info.truncated {
+        if audio.truncated {
             " (the file ends before its header says)"
         } else {
             ""

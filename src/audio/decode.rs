@@ -1,9 +1,11 @@
 //! Audio bytes (WAV in any PCM or float format, MP3, FLAC, OGG Vorbis; any rate, any channels)
-//! to 16 kHz mono samples, with symphonia for decoding and the library's resampler.
+//! to 16 kHz mono samples: symphonia decodes, the channels are averaged, [`resample`] converts
+//! the rate. The one decoder of the CLI and the server (cargo feature `audio`).
 
 use std::fmt;
 use std::io::Cursor;
 
+use super::{resample, WHISPER_SAMPLE_RATE};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
@@ -11,34 +13,41 @@ use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
-use whisper_steady::audio::{resample, WHISPER_SAMPLE_RATE};
 
 /// Decoded audio, ready for whisper.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Decoded {
-    /// 16 kHz mono samples (the recognizer takes them: empty once submitted).
+    /// 16 kHz mono samples in [-1, 1] (move them into a recognizer: `std::mem::take`).
     pub samples: Vec<f32>,
     /// The duration in seconds.
     pub seconds: f64,
-    /// What the client should know about how its audio was read (a truncated file, damaged
-    /// frames skipped); answered as `warnings`.
+    /// The file's sample rate.
+    pub sample_rate: u32,
+    /// The file's channels (averaged into one).
+    pub channels: usize,
+    /// Whether the file ends before the length its header declares (said in `warnings`).
+    pub truncated: bool,
+    /// What a user should know about how the audio was read (a truncated file, damaged
+    /// frames skipped).
     pub warnings: Vec<String>,
 }
 
 /// The shortest audio whisper can use, in seconds: whisper.cpp skips anything shorter.
 pub const MIN_SECONDS: f64 = 0.1;
 
-/// Why bytes are not audio we can use. The message is meant for the client.
+/// Why bytes are not audio whisper can use. The message is meant for the user (it names no
+/// file; a caller adds that).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AudioError(pub String);
+pub struct DecodeError(pub String);
 
-impl fmt::Display for AudioError {
+impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for AudioError {}
+impl std::error::Error for DecodeError {}
 
 /// Decodes `bytes` (`extension`, when known, helps the format probe) and converts them to
 /// 16 kHz mono. Audio longer than `max_seconds` is refused. Never panics: a panic inside the
@@ -47,13 +56,13 @@ pub fn decode(
     bytes: &[u8],
     extension: Option<&str>,
     max_seconds: f64,
-) -> Result<Decoded, AudioError> {
+) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
-        return Err(AudioError("the audio is empty".into()));
+        return Err(DecodeError("the audio is empty".into()));
     }
     match std::panic::catch_unwind(|| decode_inner(bytes, extension, max_seconds)) {
         Ok(result) => result,
-        Err(_) => Err(AudioError(
+        Err(_) => Err(DecodeError(
             "the audio could not be decoded (the decoder rejected its contents)".into(),
         )),
     }
@@ -63,7 +72,7 @@ fn decode_inner(
     bytes: &[u8],
     extension: Option<&str>,
     max_seconds: f64,
-) -> Result<Decoded, AudioError> {
+) -> Result<Decoded, DecodeError> {
     let source = MediaSourceStream::new(
         Box::new(Cursor::new(bytes.to_vec())),
         MediaSourceStreamOptions::default(),
@@ -80,7 +89,7 @@ fn decode_inner(
             &MetadataOptions::default(),
         )
         .map_err(|e| {
-            AudioError(format!(
+            DecodeError(format!(
                 "unsupported or unrecognized audio format (expected WAV, MP3, FLAC or OGG): {e}"
             ))
         })?;
@@ -89,11 +98,11 @@ fn decode_inner(
         .tracks()
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| AudioError("the file holds no audio track".into()))?;
+        .ok_or_else(|| DecodeError("the file holds no audio track".into()))?;
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| AudioError(format!("unsupported audio codec: {e}")))?;
+        .map_err(|e| DecodeError(format!("unsupported audio codec: {e}")))?;
 
     let declared_frames = track.codec_params.n_frames;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
@@ -101,12 +110,13 @@ fn decode_inner(
     let mut mono: Vec<f32> = Vec::new();
     let mut buffer: Option<SampleBuffer<f32>> = None;
     let mut frames_limit = u64::MAX;
+    let mut channels_seen = 0;
     loop {
         let packet = match format.next_packet() {
             Ok(packet) => packet,
             // The end of the stream (or of a truncated one).
             Err(SymError::IoError(_)) | Err(SymError::ResetRequired) => break,
-            Err(e) => return Err(AudioError(format!("the audio is malformed: {e}"))),
+            Err(e) => return Err(DecodeError(format!("the audio is malformed: {e}"))),
         };
         if packet.track_id() != track_id {
             continue;
@@ -119,15 +129,15 @@ fn decode_inner(
                 continue;
             }
             Err(SymError::IoError(_)) => break,
-            Err(e) => return Err(AudioError(format!("the audio cannot be decoded: {e}"))),
+            Err(e) => return Err(DecodeError(format!("the audio cannot be decoded: {e}"))),
         };
         let spec = *decoded.spec();
         if spec.rate == 0 {
-            return Err(AudioError("the audio declares a sample rate of 0".into()));
+            return Err(DecodeError("the audio declares a sample rate of 0".into()));
         }
         if rate != spec.rate {
             if !mono.is_empty() {
-                return Err(AudioError(
+                return Err(DecodeError(
                     "the sample rate changes within the audio".into(),
                 ));
             }
@@ -137,6 +147,7 @@ fn decode_inner(
             frames_limit = (max_seconds * f64::from(rate)) as u64;
         }
         let channels = spec.channels.count().max(1);
+        channels_seen = channels;
         let buf = match &mut buffer {
             Some(buf) if buf.capacity() >= decoded.capacity() * channels => buf,
             _ => buffer.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
@@ -149,24 +160,24 @@ fn decode_inner(
                 .map(|frame| frame.iter().sum::<f32>() * scale),
         );
         if mono.len() as u64 > frames_limit {
-            return Err(AudioError(format!(
+            return Err(DecodeError(format!(
                 "the audio is longer than the limit of {max_seconds} seconds"
             )));
         }
     }
     if mono.is_empty() || rate == 0 {
-        return Err(AudioError("the audio holds no samples".into()));
+        return Err(DecodeError("the audio holds no samples".into()));
     }
     let seconds = mono.len() as f64 / f64::from(rate);
     let mut warnings = Vec::new();
-    if let Some(declared) = declared_frames {
-        // more than 10 ms missing: the file ends before its header says it does
-        if declared > mono.len() as u64 + u64::from(rate / 100) {
-            warnings.push(format!(
-                "truncated: the header declares {:.3} s, {seconds:.3} s decoded",
-                declared as f64 / f64::from(rate)
-            ));
-        }
+    // more than 10 ms missing: the file ends before its header says it does
+    let truncated = declared_frames
+        .is_some_and(|declared| declared > mono.len() as u64 + u64::from(rate / 100));
+    if let Some(declared) = declared_frames.filter(|_| truncated) {
+        warnings.push(format!(
+            "truncated: the header declares {:.3} s, {seconds:.3} s decoded",
+            declared as f64 / f64::from(rate)
+        ));
     }
     if damaged > 0 {
         warnings.push(format!("{damaged} damaged frames skipped"));
@@ -179,17 +190,20 @@ fn decode_inner(
             message.push_str(w);
             message.push(')');
         }
-        return Err(AudioError(message));
+        return Err(DecodeError(message));
     }
     let samples = resample(&mono, rate, WHISPER_SAMPLE_RATE);
     if samples.iter().any(|s| !s.is_finite()) {
-        return Err(AudioError(
+        return Err(DecodeError(
             "the audio holds samples that are not numbers".into(),
         ));
     }
     Ok(Decoded {
         samples,
         seconds,
+        sample_rate: rate,
+        channels: channels_seen,
+        truncated,
         warnings,
     })
 }

@@ -1,11 +1,14 @@
-//! FLAC and OGG Vorbis (made from jfk.wav with sox) decode to the same 16 kHz audio as the WAV.
-//! Skipped without sox, unless `WHISPER_STEADY_REQUIRE_MODEL=1` (CI, which installs it).
+//! The library's one decoder (`audio::decode`, feature `audio`, which the CLI and the server
+//! use): FLAC and OGG Vorbis (made from jfk.wav with sox) decode to the same 16 kHz audio as
+//! the WAV. Skipped without sox, unless `WHISPER_STEADY_REQUIRE_MODEL=1` (CI, which installs it).
+
+#![cfg(feature = "audio")]
 
 mod common;
 
 use std::process::Command;
 
-use recognizer_server::audio::decode;
+use whisper_steady::audio::decode;
 
 fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64).sqrt()

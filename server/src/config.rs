@@ -43,6 +43,11 @@ pub struct ServerConfig {
     /// Answer the admin endpoints (`POST /admin/trim`) from any address (default `false`: only
     /// from loopback, 127.0.0.0/8 and ::1; others get 403).
     pub admin_from_any_address: bool,
+    /// Live transcription WebSockets (`GET /v1/live`) open at once (default 8); one more is
+    /// answered 503. Each runs at most one recognition at a time, about one a second while
+    /// someone speaks: with the default of at most 4 workers, 8 streams keep them busy, and
+    /// more would make every stream lag instead of refusing one.
+    pub max_live_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +60,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 300.0,
             body_timeout_seconds: 60.0,
             admin_from_any_address: false,
+            max_live_connections: 8,
         }
     }
 }
@@ -297,6 +303,9 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("config key `{key}`: {why}")));
+        if self.server.max_live_connections == 0 {
+            return bad("server.max_live_connections", "must be at least 1");
+        }
         if self.server.max_upload_bytes == 0 {
             return bad("server.max_upload_bytes", "must be at least 1");
         }

@@ -12,6 +12,7 @@
 pub mod config;
 mod error;
 mod health;
+mod live;
 pub mod metrics;
 mod openai;
 mod recognize;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub config: Config,
     /// HTTP counters.
     pub metrics: Metrics,
+    /// Free live transcription connections (`server.max_live_connections`).
+    pub live_connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the server cannot start; the message says what to fix.
@@ -118,6 +121,9 @@ impl AppState {
         Ok(Arc::new(AppState {
             recognizer,
             storage,
+            live_connections: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_live_connections,
+            )),
             config,
             metrics: Metrics::default(),
         }))
@@ -201,6 +207,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         .route("/v1/audio/translations", post(openai::translations))
         .route("/v1/models", get(openai::models))
+        .route("/v1/live", get(live::live))
         .route("/v1/models/{id}", get(openai::model))
         .route("/admin/trim", post(health::trim))
         .fallback(error::not_found)

@@ -1,0 +1,450 @@
+//! `GET /v1/live`: live transcription over a WebSocket, a sliding window over the Recognizer.
+//!
+//! The protocol (documented in docs/live.md), chosen over OpenAI's `/v1/realtime` because that
+//! one is a session protocol for its conversational models (sessions, conversation items,
+//! response events, base64 audio in JSON) of which a transcriber would use a corner, while a
+//! browser or a script needs four messages:
+//!
+//! - client → server: binary frames of 16 kHz mono PCM, signed 16-bit little-endian (an even
+//!   number of bytes, at most [`MAX_FRAME_BYTES`]); optionally first a text frame
+//!   `{"type": "start", "language": "en"}`; a text frame `{"type": "stop"}` to finish.
+//! - server → client: `{"type": "partial", "text"}` while an utterance goes on (about every
+//!   [`PARTIAL_EVERY`] s of new audio), `{"type": "final", "text", "start", "end"}` when it ends
+//!   (a pause of [`PAUSE`] s, [`MAX_UTTERANCE`] s of speech, or stop; times in seconds of the
+//!   stream), `{"type": "done"}` after stop, then a normal close. Bad input gets
+//!   `{"type": "error", "message"}` and a close with code 1007 (bad audio), 1003 (a text frame
+//!   that is not one of the two) or 1009 (a frame over the size limit).
+//!
+//! Memory per connection is bounded: the current utterance is at most [`MAX_UTTERANCE`] s
+//! (its final is forced there), silence before speech is not kept beyond [`PAUSE`] s, and one
+//! recognition runs at a time per connection (frames wait in the socket meanwhile). Connections
+//! are limited by `server.max_live_connections` (one more is answered 503).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use whisper_steady::audio::WHISPER_SAMPLE_RATE;
+use whisper_steady::recognizer::RecognizeOptions;
+
+use crate::error::{ApiError, Style};
+use crate::recognize::recognize_error;
+use crate::AppState;
+
+/// The largest binary frame: one second of audio.
+pub const MAX_FRAME_BYTES: usize = 2 * WHISPER_SAMPLE_RATE as usize;
+/// Messages read ahead of the recognitions (at most this many seconds of audio).
+const QUEUED_FRAMES: usize = 64;
+/// Seconds of new audio between two partial results.
+pub const PARTIAL_EVERY: f64 = 1.0;
+/// Seconds of quiet after speech that end an utterance.
+pub const PAUSE: f64 = 0.6;
+/// The longest utterance, in seconds: its final is forced there (under whisper's 30 s window).
+pub const MAX_UTTERANCE: f64 = 25.0;
+
+/// 20 ms, the unit of the quiet detector.
+const FRAME: usize = WHISPER_SAMPLE_RATE as usize / 50;
+/// A 20 ms frame is quiet when its RMS is under this many times the noise floor: the 10th
+/// percentile of the last [`FLOOR_FRAMES`] frames' RMS. Chosen on jfk.wav, whose floor is
+/// about 0.008 and whose pauses between phrases stay under 0.02 (found: the pauses ending at
+/// 2.7, 4.9 and 8.1 s); a fixed -40 dBFS found none of them, nor did a floor that only
+/// followed the quietest frame.
+const QUIET_OVER_FLOOR: f32 = 2.5;
+/// The frames the noise floor is taken over: 3 s.
+const FLOOR_FRAMES: usize = 150;
+/// The lowest quiet threshold (about -46 dBFS), for digital silence.
+const QUIET_MIN: f32 = 0.005;
+
+const fn samples(seconds: f64) -> usize {
+    (seconds * WHISPER_SAMPLE_RATE as f64) as usize
+}
+
+/// `GET /v1/live`: upgrades to a WebSocket while a connection is free.
+pub(crate) async fn live(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    let Ok(permit) = Arc::clone(&state.live_connections).try_acquire_owned() else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "all {} live connections are in use (server.max_live_connections); try again later",
+                state.config.server.max_live_connections
+            ),
+        )
+        .style(Style::OpenAi);
+        e.retry_after = Some(5);
+        return e.into_response();
+    };
+    ws.max_message_size(MAX_FRAME_BYTES + 1024)
+        .on_upgrade(move |socket| async move {
+            session(state, socket).await;
+            drop(permit);
+        })
+}
+
+/// Why a session ends early: a close code and what the client is told.
+struct Refusal {
+    code: u16,
+    message: String,
+}
+
+/// The audio of one connection and where the current utterance stands.
+#[derive(Default)]
+struct Stream {
+    /// The current utterance (with up to `PAUSE` s of quiet before it).
+    utterance: Vec<f32>,
+    /// Where `utterance` starts, in samples of the stream.
+    start: usize,
+    /// Whether `utterance` holds speech.
+    speech: bool,
+    /// Quiet samples at its end.
+    quiet: usize,
+    /// `utterance.len()` at the last partial.
+    partial_at: usize,
+    /// Samples of the current 20 ms frame not yet judged, and their sum of squares.
+    pending: usize,
+    pending_energy: f32,
+    /// The RMS of the last [`FLOOR_FRAMES`] frames, for the noise floor.
+    recent: std::collections::VecDeque<f32>,
+}
+
+impl Stream {
+    /// Appends 16-bit PCM.
+    fn push(&mut self, pcm: &[u8]) {
+        for pair in pcm.chunks_exact(2) {
+            let s = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
+            self.utterance.push(s);
+            self.pending += 1;
+            self.pending_energy += s * s;
+            if self.pending == FRAME {
+                let rms = (self.pending_energy / FRAME as f32).sqrt();
+                if self.recent.len() == FLOOR_FRAMES {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(rms);
+                let mut sorted: Vec<f32> = self.recent.iter().copied().collect();
+                sorted.sort_by(f32::total_cmp);
+                let floor = sorted[sorted.len() / 10];
+                if rms < (floor * QUIET_OVER_FLOOR).max(QUIET_MIN) {
+                    self.quiet += FRAME;
+                } else {
+                    self.speech = true;
+                    self.quiet = 0;
+                }
+                self.pending = 0;
+                self.pending_energy = 0.0;
+            }
+        }
+        if !self.speech && self.utterance.len() > samples(PAUSE) {
+            // Nothing said yet: keep only the last PAUSE seconds.
+            let drop = self.utterance.len() - samples(PAUSE);
+            self.utterance.drain(..drop);
+            self.start += drop;
+            self.partial_at = 0;
+        }
+    }
+
+    fn utterance_ended(&self) -> bool {
+        self.speech && self.quiet >= samples(PAUSE)
+    }
+
+    fn too_long(&self) -> bool {
+        self.utterance.len() >= samples(MAX_UTTERANCE)
+    }
+
+    fn partial_due(&self) -> bool {
+        self.speech && self.utterance.len() - self.partial_at >= samples(PARTIAL_EVERY)
+    }
+
+    /// Takes the utterance for its final; the stream goes on after it.
+    fn take(&mut self) -> (Vec<f32>, usize) {
+        let start = self.start;
+        let utterance = std::mem::take(&mut self.utterance);
+        self.start += utterance.len();
+        self.speech = false;
+        self.quiet = 0;
+        self.partial_at = 0;
+        (utterance, start)
+    }
+}
+
+type Sender = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(socket: &mut Sender, value: Value) -> bool {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .is_ok()
+}
+
+/// Transcribes `audio`; whisper needs a little context, so very short audio is padded.
+async fn transcribe(
+    state: &Arc<AppState>,
+    audio: Vec<f32>,
+    language: &Option<String>,
+    fitted: bool,
+) -> Result<String, String> {
+    let mut audio = audio;
+    if audio.len() < samples(1.0) {
+        audio.resize(samples(1.0), 0.0);
+    }
+    let mut options = RecognizeOptions::new();
+    options.language = language.clone();
+    options.beam_size = Some(1);
+    options.deadline = Some(state.config.request_timeout());
+    if fitted {
+        // Partials: the window fitted to the audio, about twice as fast (the final decodes
+        // with whisper's full window).
+        options.audio_ctx = Some((audio.len() / 320 + 200).min(1500) as u32);
+    }
+    let ticket = state
+        .recognizer
+        .submit(audio, options)
+        .map_err(|e| recognize_error(state, e, Style::OpenAi).message)?;
+    ticket
+        .await
+        .map(|t| t.text)
+        .map_err(|e| recognize_error(state, e, Style::OpenAi).message)
+}
+
+/// Sends the final of the current utterance (nothing when it holds no speech).
+async fn finish_utterance(
+    state: &Arc<AppState>,
+    socket: &mut Sender,
+    stream: &mut Stream,
+    language: &Option<String>,
+) -> Result<bool, String> {
+    let speech = stream.speech;
+    let (utterance, start) = stream.take();
+    if !speech {
+        return Ok(true);
+    }
+    let seconds = |n: usize| n as f64 / f64::from(WHISPER_SAMPLE_RATE);
+    let end = start + utterance.len();
+    let text = transcribe(state, utterance, language, false).await?;
+    let message =
+        json!({"type": "final", "text": text, "start": seconds(start), "end": seconds(end)});
+    Ok(send(socket, message).await)
+}
+
+/// What one message from the client asks for.
+enum Step {
+    /// Audio was added (or nothing to do: a ping, a start).
+    Go,
+    /// Finish: the final of what is left, `done`, a normal close.
+    Stop,
+    /// The client is gone.
+    Gone,
+    /// Close with this code, after saying why.
+    Refuse(Refusal),
+}
+
+/// Applies one message from the client (audio is only appended here; recognitions run once
+/// every message waiting has been applied, so that they never lag behind the stream).
+fn apply(
+    message: Result<Message, axum::Error>,
+    stream: &mut Stream,
+    language: &mut Option<String>,
+    first: bool,
+) -> Step {
+    let refuse = |code, message: String| Step::Refuse(Refusal { code, message });
+    let message = match message {
+        Ok(message) => message,
+        Err(e) => {
+            let why = e.to_string().to_ascii_lowercase();
+            return if why.contains("too long")
+                || why.contains("size")
+                || why.contains("space limit")
+            {
+                refuse(
+                    close_code::SIZE,
+                    format!("a frame is over the limit of {MAX_FRAME_BYTES} bytes"),
+                )
+            } else {
+                Step::Gone
+            };
+        }
+    };
+    match message {
+        Message::Binary(pcm) if pcm.len() % 2 != 0 || pcm.len() > MAX_FRAME_BYTES => refuse(
+            close_code::INVALID,
+            format!(
+                "audio frames are 16 kHz mono signed 16-bit little-endian PCM: an even number of \
+                 bytes, at most {MAX_FRAME_BYTES} (got {})",
+                pcm.len()
+            ),
+        ),
+        Message::Binary(pcm) => {
+            stream.push(&pcm);
+            Step::Go
+        }
+        Message::Text(text) => {
+            let parsed: Option<Value> = serde_json::from_str(text.as_str()).ok();
+            match parsed.as_ref().and_then(|v| v["type"].as_str()) {
+                Some("stop") => Step::Stop,
+                Some("start") if first => {
+                    let requested = parsed.as_ref().and_then(|v| v["language"].as_str());
+                    match requested.map(str::trim) {
+                        None | Some("") | Some("auto") => Step::Go,
+                        Some(code) if whisper_steady::get_lang_id(code).is_some() => {
+                            *language = Some(code.to_owned());
+                            Step::Go
+                        }
+                        Some(code) => refuse(
+                            close_code::UNSUPPORTED,
+                            format!("language {code:?} is not one whisper knows"),
+                        ),
+                    }
+                }
+                _ => refuse(
+                    close_code::UNSUPPORTED,
+                    "text frames are {\"type\": \"start\", \"language\"} (first) or \
+                     {\"type\": \"stop\"}; audio goes in binary frames"
+                        .into(),
+                ),
+            }
+        }
+        Message::Close(_) => Step::Gone,
+        Message::Ping(_) | Message::Pong(_) => Step::Go,
+    }
+}
+
+/// One connection, until stop, close or bad input. A reader task takes the client's messages
+/// off the socket as they come (at most [`QUEUED_FRAMES`] wait); this loop applies all that
+/// wait, then runs at most one recognition: the final when an utterance ended, else a partial
+/// when one is due.
+async fn session(state: Arc<AppState>, socket: WebSocket) {
+    let (mut sender, mut receiver) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
+    let reader = tokio::spawn(async move {
+        while let Some(message) = receiver.next().await {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stream = Stream::default();
+    let mut language: Option<String> = None;
+    let mut first = true;
+    let refusal = 'session: loop {
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await else {
+            break Some(Refusal {
+                code: close_code::POLICY,
+                message: "no audio for 60 s".into(),
+            });
+        };
+        let Some(message) = next else { break None };
+        let mut step = apply(message, &mut stream, &mut language, first);
+        first = false;
+        while matches!(step, Step::Go) {
+            match rx.try_recv() {
+                Ok(message) => step = apply(message, &mut stream, &mut language, false),
+                Err(_) => break,
+            }
+        }
+        let outcome = match step {
+            Step::Gone => break None,
+            Step::Refuse(refusal) => break Some(refusal),
+            Step::Stop => {
+                match finish_utterance(&state, &mut sender, &mut stream, &language).await {
+                    Ok(true) => {
+                        send(&mut sender, json!({"type": "done"})).await;
+                        break Some(Refusal {
+                            code: close_code::NORMAL,
+                            message: String::new(),
+                        });
+                    }
+                    other => other,
+                }
+            }
+            Step::Go if stream.utterance_ended() || stream.too_long() => {
+                finish_utterance(&state, &mut sender, &mut stream, &language).await
+            }
+            Step::Go if stream.partial_due() => {
+                stream.partial_at = stream.utterance.len();
+                match transcribe(&state, stream.utterance.clone(), &language, true).await {
+                    Ok(text) => {
+                        Ok(send(&mut sender, json!({"type": "partial", "text": text})).await)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Step::Go => Ok(true),
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => break 'session None, // the client is gone
+            Err(e) => {
+                break Some(Refusal {
+                    code: close_code::ERROR,
+                    message: e,
+                })
+            }
+        }
+    };
+    reader.abort();
+    if let Some(Refusal { code, message }) = refusal {
+        if !message.is_empty() {
+            send(&mut sender, json!({"type": "error", "message": message})).await;
+        }
+        let reason = message.chars().take(120).collect::<String>();
+        let _ = sender
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tone whose loudness rises and falls three times a second, as syllables do.
+    fn speech_like(i: usize) -> f32 {
+        let t = i as f32 / 16_000.0;
+        let envelope = 0.2 + 0.8 * (std::f32::consts::PI * 3.0 * t).sin().abs();
+        0.3 * envelope * (i as f32 * 0.05).sin()
+    }
+
+    fn pcm(samples: impl IntoIterator<Item = f32>) -> Vec<u8> {
+        samples
+            .into_iter()
+            .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn quiet_before_speech_is_not_kept_and_a_pause_ends_an_utterance() {
+        let mut s = Stream::default();
+        s.push(&pcm(std::iter::repeat_n(0.0, samples(5.0))));
+        assert_eq!(s.utterance.len(), samples(PAUSE));
+        assert_eq!(s.start, samples(5.0) - samples(PAUSE));
+        assert!(!s.speech && !s.partial_due());
+        let tone = (0..samples(1.5)).map(speech_like);
+        s.push(&pcm(tone));
+        assert!(s.speech && s.partial_due() && !s.utterance_ended());
+        s.push(&pcm(std::iter::repeat_n(0.0, samples(PAUSE))));
+        assert!(s.utterance_ended());
+        let (utterance, start) = s.take();
+        assert_eq!(start, samples(5.0) - samples(PAUSE));
+        assert_eq!(
+            utterance.len(),
+            samples(PAUSE) + samples(1.5) + samples(PAUSE)
+        );
+        assert_eq!(s.start, samples(5.0) + samples(1.5) + samples(PAUSE));
+        assert!(!s.speech && s.utterance.is_empty());
+    }
+
+    #[test]
+    fn speech_is_cut_at_the_longest_utterance() {
+        let mut s = Stream::default();
+        let tone = (0..samples(MAX_UTTERANCE)).map(speech_like);
+        s.push(&pcm(tone));
+        assert!(s.too_long());
+    }
+}

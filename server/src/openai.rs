@@ -285,15 +285,10 @@ async fn stream_events(
             Some((Ok::<_, std::convert::Infallible>(event), open))
         }
     });
-    let mut response = Sse::new(events)
+    let response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
-    if !decoded.warnings.is_empty() {
-        if let Ok(value) = header::HeaderValue::from_str(&decoded.warnings.join("; ")) {
-            response.headers_mut().insert(AUDIO_WARNINGS, value);
-        }
-    }
-    Ok(response)
+    Ok(with_audio_warnings(response, &decoded.warnings))
 }
 
 /// What shapes a `verbose_json` response besides the transcript.
@@ -361,9 +356,13 @@ pub(crate) async fn model(
 /// The response in the asked format. Warnings about the audio (a truncated file) go into the
 /// JSON formats as `warnings` and, for every format, into the `X-Audio-Warnings` header.
 fn render(format: Format, t: &Transcript, decoded: &Decoded, request: Request) -> Response {
-    let mut response = render_body(format, t, decoded, request);
-    if !decoded.warnings.is_empty() {
-        if let Ok(value) = header::HeaderValue::from_str(&decoded.warnings.join("; ")) {
+    with_audio_warnings(render_body(format, t, decoded, request), &decoded.warnings)
+}
+
+/// Adds the `X-Audio-Warnings` header when the audio's decoding said something.
+fn with_audio_warnings(mut response: Response, warnings: &[String]) -> Response {
+    if !warnings.is_empty() {
+        if let Ok(value) = header::HeaderValue::from_str(&warnings.join("; ")) {
             response.headers_mut().insert(AUDIO_WARNINGS, value);
         }
     }

@@ -42,16 +42,16 @@ impl Emitter {
         self.delivered = usize::MAX;
     }
 
-    /// Offers the attempt's `index`-th segment (times in centiseconds of the recording).
-    pub(crate) fn offer(&mut self, index: usize, start_cs: i64, end_cs: i64, text: String) {
+    /// Offers the attempt's `index`-th segment (times from the start of the recording).
+    pub(crate) fn offer(&mut self, index: usize, start: Duration, end: Duration, text: String) {
         if index != self.delivered {
             return;
         }
         self.delivered += 1;
         (self.deliver)(DecodedSegment {
             index,
-            start: super::transcript::centis(start_cs),
-            end: super::transcript::centis(end_cs),
+            start,
+            end,
             text,
         });
     }
@@ -69,13 +69,19 @@ mod tests {
         let mut e = Emitter::new(Box::new(move |s: DecodedSegment| {
             sink.lock().unwrap().push((s.index, s.text, s.start))
         }));
-        e.offer(0, 0, 150, "a".into());
-        e.offer(1, 150, 300, "b".into());
+        let cs = super::super::transcript::centis;
+        e.offer(0, cs(0), cs(150), "a".into());
+        e.offer(1, cs(150), cs(300), "b".into());
         // the first attempt failed; the retry starts over
         for (i, t) in ["a'", "b'", "c", "d"].iter().enumerate() {
-            e.offer(i, 150 * i as i64, 150 * (i as i64 + 1), t.to_string());
+            e.offer(
+                i,
+                cs(150 * i as i64),
+                cs(150 * (i as i64 + 1)),
+                t.to_string(),
+            );
         }
-        e.offer(7, 0, 0, "out of order".into());
+        e.offer(7, cs(0), cs(0), "out of order".into());
         let got = got.lock().unwrap();
         let texts: Vec<_> = got.iter().map(|g| (g.0, g.1.as_str())).collect();
         assert_eq!(texts, [(0, "a"), (1, "b"), (2, "c"), (3, "d")]);

@@ -335,7 +335,8 @@ fn attempt(
                 let segments = Arc::clone(segments);
                 let mut seen = 0;
                 params.set_segment_callback_safe_lossy(move |s: crate::SegmentCallbackData| {
-                    lock(&segments).offer(seen, s.start_timestamp, s.end_timestamp, s.text);
+                    let (start, end) = (centis(s.start_timestamp), centis(s.end_timestamp));
+                    lock(&segments).offer(seen, start, end, s.text);
                     seen += 1;
                 });
             }
@@ -449,8 +450,7 @@ fn transcribe_chunks<'j>(
                     let mut segments = lock(segments);
                     while let Some(Some(piece)) = results.get(next.0) {
                         for s in &piece.segments {
-                            let cs = |d: std::time::Duration| (d.as_millis() / 10) as i64;
-                            segments.offer(next.1, cs(s.start), cs(s.end), s.text.clone());
+                            segments.offer(next.1, s.start, s.end, s.text.clone());
                             next.1 += 1;
                         }
                         next.0 += 1;

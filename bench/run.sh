@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed benchmark (README, "Benchmarks"): on this machine, in one invocation, for each thread
+# The speed benchmark (docs/benchmarks.md): on this machine, in one invocation, for each thread
 # count, the same audio through
 #   - whisper-rs 0.16 (bench/whisper-rs-bench, built outside the workspace),
 #   - whisper-steady through whisper-rs's API (the same source, bench/common/compat.rs),

@@ -89,7 +89,7 @@ pub fn find_toolkit(config: &Config) -> Result<Toolkit, BuildError> {
     }
     Err(BuildError::new(
         "feature `cuda` needs the CUDA toolkit, but none was found: set CUDA_PATH (or CUDA_HOME) \
-         to the toolkit root that holds bin/nvcc, or put nvcc on PATH (see README, \"CUDA\").",
+         to the toolkit root that holds bin/nvcc, or put nvcc on PATH (see docs/cuda.md, \"Building with CUDA\").",
     ))
 }
 

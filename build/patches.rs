@@ -62,7 +62,7 @@ impl PipelineError {
 }
 
 const REFRESH_HINT: &str = "If you are bumping upstream on purpose: rebase the patches, then run \
-scripts/refresh-upstream-hashes.sh to rewrite patches/upstream.sha256 (see README, \"Bumping upstream\").";
+scripts/refresh-upstream-hashes.sh to rewrite patches/upstream.sha256 (see docs/patches.md, \"Bumping upstream\").";
 
 impl fmt::Display for PipelineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

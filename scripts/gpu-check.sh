@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU proof, in two steps (README, "Proving it on a GPU"):
+# The GPU proof, in two steps (docs/cuda.md, "Proving it on a GPU"):
 #
 #   scripts/gpu-check.sh pack   # here, after scripts/build-cuda.sh: builds the bundle to carry
 #   scripts/gpu-check.sh run    # on the GPU machine, in the repository root, with the bundle
@@ -114,12 +114,12 @@ run() {
   {
     echo "# GPU check results"
     echo
-    echo "The last real run of \`scripts/gpu-check.sh run\` (see README, \"Proving it on a GPU\")."
+    echo "The last real run of \`scripts/gpu-check.sh run\` (see [cuda.md](cuda.md#proving-it-on-a-gpu))."
     echo
     sed 's/^/- /' "$out/environment.txt" | grep -vE 'LD_LIBRARY_PATH|=>'
     echo "- exit status: $rc"
     echo
-    echo '```'
+    echo '```text'
     cat "$out/gpu-check.txt"
     echo '```'
     echo

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rewrites patches/upstream.sha256: the sha256 of every upstream file that a patch in
 # patches/series modifies, taken from the pristine tree. Run it only when bumping upstream on
-# purpose, after rebasing the patches (README, "Bumping upstream").
+# purpose, after rebasing the patches (docs/patches.md, "Bumping upstream").
 #
 # The pristine tree is WHISPER_STEADY_SOURCE_DIR when set, otherwise the package pinned by
 # vendor/whisper-cpp-pin, materialized with `cargo vendor` into a temporary folder.

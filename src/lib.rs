@@ -15,6 +15,7 @@
 //! - [`sys`]: the raw bindgen bindings, with whisper-rs-sys's names (also re-exported as
 //!   `whisper_rs_sys` with feature `raw-api`);
 //! - [`cuda`]: the CUDA pool policy and statistics added by the patch series;
+//! - [`device`]: the devices ggml knows in this build (below the API and the recognizer);
 //! - [`recognizer`]: the concurrency layer: a pool of states with a bounded queue, deadlines,
 //!   cancellation, GPU→CPU failover and a health report;
 //! - [`audio`]: resampling to whisper's 16 kHz;
@@ -26,6 +27,7 @@ mod api;
 pub mod audio;
 pub mod convert;
 pub mod cuda;
+pub mod device;
 pub mod model;
 pub mod recognizer;
 pub mod sys;
@@ -83,6 +85,16 @@ pub static WHISPER_CPP_VERSION: &str = env!("WHISPER_STEADY_CPP_VERSION");
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// docs/recognizer.md's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/recognizer.md")]
+struct RecognizerDoctests;
+
+/// docs/cuda.md's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cuda.md")]
+struct CudaDoctests;
 
 /// docs/models.md's Rust example, compiled as a doctest (it needs the `download` feature).
 #[cfg(all(doctest, feature = "download"))]

@@ -1,7 +1,7 @@
 //! `recognizer-server`: starts the HTTP recognition service.
 //!
 //! `recognizer-server --model ggml-base.bin` starts with the embedded defaults;
-//! `--config config.json` reads the original server's configuration file (see the README).
+//! `--config config.json` reads the original server's configuration file (see docs/server.md, "config.json").
 //! SIGTERM or Ctrl-C stops taking connections, finishes the requests in flight and exits.
 
 use std::path::PathBuf;

@@ -5,7 +5,6 @@
 //! (Server-Sent Events)), and `GET /v1/models`, `GET /v1/models/{id}`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path as AxumPath, State};
@@ -383,8 +382,8 @@ fn render_body(format: Format, t: &Transcript, decoded: &Decoded, request: Reque
     match format {
         Format::Json => with_warnings(json!({"text": t.text})),
         Format::Text => text("text/plain; charset=utf-8", format!("{}\n", t.text)),
-        Format::Srt => text("application/x-subrip; charset=utf-8", srt(t)),
-        Format::Vtt => text("text/vtt; charset=utf-8", vtt(t)),
+        Format::Srt => text("application/x-subrip; charset=utf-8", t.to_srt()),
+        Format::Vtt => text("text/vtt; charset=utf-8", t.to_vtt()),
         Format::VerboseJson => {
             let language = match request.task {
                 // OpenAI reports the output's language for translations
@@ -512,47 +511,6 @@ fn text(content_type: &'static str, body: String) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// `HH:MM:SS{sep}mmm`.
-fn timestamp(d: Duration, sep: char) -> String {
-    let ms = d.as_millis();
-    format!(
-        "{:02}:{:02}:{:02}{sep}{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
-fn srt(t: &Transcript) -> String {
-    t.segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            format!(
-                "{}\n{} --> {}\n{}\n\n",
-                i + 1,
-                timestamp(s.start, ','),
-                timestamp(s.end, ','),
-                s.text.trim()
-            )
-        })
-        .collect()
-}
-
-fn vtt(t: &Transcript) -> String {
-    let mut out = String::from("WEBVTT\n\n");
-    for s in &t.segments {
-        out.push_str(&format!(
-            "{} --> {}\n{}\n\n",
-            timestamp(s.start, '.'),
-            timestamp(s.end, '.'),
-            s.text.trim()
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,14 +523,5 @@ mod tests {
         let repeated = compression_ratio(&" thank you".repeat(40));
         assert!(plain > 0.8 && plain < 1.6, "{plain}");
         assert!(repeated > 5.0, "{repeated}");
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(
-            timestamp(Duration::from_millis(3_723_456), ','),
-            "01:02:03,456"
-        );
-        assert_eq!(timestamp(Duration::ZERO, '.'), "00:00:00.000");
     }
 }

@@ -107,7 +107,7 @@ fn head(message: &str) -> String {
 /// abort again if the device is what failed; the caller writes the head first.
 fn tail() -> String {
     let mut out = String::new();
-    let devices = crate::recognizer::devices();
+    let devices = crate::device::devices();
     if devices.is_empty() {
         out += &line(format_args!("devices: none"));
     }

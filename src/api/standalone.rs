@@ -109,8 +109,8 @@ pub enum CpuTarget {
     RustcTarget,
 }
 
-/// The CPU build of ggml inside this crate: what it was compiled for and why (README, "CPU
-/// flags"; chosen by `WHISPER_STEADY_CPU`, RUSTFLAGS and whether cargo built for its own host).
+/// The CPU build of ggml inside this crate: what it was compiled for and why (docs/building.md,
+/// "CPU flags"; chosen by `WHISPER_STEADY_CPU`, RUSTFLAGS and whether cargo built for its own host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuBuild {
     /// What ggml was compiled for.
@@ -132,7 +132,7 @@ pub fn cpu_build() -> CpuBuild {
 }
 
 /// A warning when this process runs a slow build: ggml compiled without AVX2 on a CPU that has
-/// AVX2 (several times slower; README, "CPU flags"). `None` when ggml has AVX2, the CPU lacks it,
+/// AVX2 (several times slower; docs/building.md, "CPU flags"). `None` when ggml has AVX2, the CPU lacks it,
 /// or the CPU is not x86. The first model load logs it (target `whisper_steady`, level warn).
 pub fn slow_cpu_build_warning() -> Option<String> {
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]

@@ -33,12 +33,15 @@ mod chunk;
 mod config;
 mod error;
 mod health;
+mod render;
 mod stream;
 mod ticket;
 mod transcript;
 mod validate;
 mod worker;
 
+/// The device list, re-exported where it was first published (it lives in [`crate::device`]).
+pub use crate::device::{devices, DeviceInfo};
 pub use breaker::BreakerState;
 pub use config::{
     default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite, GpuDevices,
@@ -46,9 +49,10 @@ pub use config::{
 };
 pub use error::{RecognizeError, RecognizerError};
 pub use health::{
-    devices, CleanupHealth, DeviceInfo, FailoverHealth, Health, HealthStatus, LaneHealth,
-    RequestCounters, UnavailableDevice,
+    CleanupHealth, FailoverHealth, Health, HealthStatus, LaneHealth, RequestCounters,
+    UnavailableDevice,
 };
+pub use render::subtitle_timestamp;
 pub use stream::{DecodedSegment, SegmentFn};
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};
@@ -253,7 +257,7 @@ fn gpu_lanes(
     let found = if faults.simulate_gpu {
         faults.simulated_device_count
     } else {
-        health::gpu_device_count()
+        crate::device::gpu_device_count()
     };
     let mut lanes = Vec::new();
     let mut unavailable = Vec::new();

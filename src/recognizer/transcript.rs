@@ -1,8 +1,10 @@
-//! The owned result of one request.
+//! The owned result of one request, and the one place that copies results out of a
+//! [`WhisperState`]. Its renderers (text, SRT, WebVTT, JSON) are in `render.rs`.
 
 use std::time::Duration;
 
 use super::Backend;
+use crate::WhisperState;
 
 /// One recognized request: text, segments, language, timings. Owns everything (no borrow of a
 /// state), so it can be sent anywhere and kept as long as needed.
@@ -43,6 +45,17 @@ impl Transcript {
             retried_on_cpu: false,
             timings: Timings::default(),
         }
+    }
+
+    /// The transcript of `state`'s last [`full`](WhisperState::full) run, made on `backend`:
+    /// every segment with its tokens, and the language whisper.cpp used or detected
+    /// (`unknown` when it reports none). Retry flag and timings are left at their defaults.
+    ///
+    /// This is what the [`Recognizer`](super::Recognizer) returns, for code that drives a
+    /// state itself (the command-line tool does), so that the same renderers apply.
+    pub fn from_state(state: &WhisperState, backend: Backend) -> Transcript {
+        let (segments, language) = read_state(state, &|cs| cs);
+        Transcript::assemble(segments, language, backend)
     }
 
     /// The mean probability of the text tokens (special tokens such as timestamps left out),
@@ -109,6 +122,55 @@ pub struct Timings {
     pub processing: Duration,
     /// From submission until the result was ready.
     pub total: Duration,
+}
+
+/// Copies the segments (with all their tokens) and the language out of `state`, with
+/// whisper.cpp's timestamps (centiseconds) mapped into the recording's by `to_recording` (the
+/// identity, or a chunk's offset).
+pub(crate) fn read_state(
+    state: &WhisperState,
+    to_recording: &dyn Fn(i64) -> i64,
+) -> (Vec<Segment>, String) {
+    let first_special = state.first_special_token();
+    let at = |cs: i64| centis(to_recording(cs));
+    let segments = state
+        .as_iter()
+        .map(|segment| {
+            let tokens = (0..segment.n_tokens())
+                .filter_map(|i| segment.get_token(i))
+                .map(|token| {
+                    let data = token.token_data();
+                    Token {
+                        id: data.id,
+                        text: token
+                            .to_str_lossy()
+                            .map(|t| t.into_owned())
+                            .unwrap_or_default(),
+                        p: data.p,
+                        plog: data.plog,
+                        start: at(data.t0),
+                        end: at(data.t1),
+                        special: data.id >= first_special,
+                    }
+                })
+                .collect();
+            Segment {
+                start: at(segment.start_timestamp()),
+                end: at(segment.end_timestamp()),
+                text: segment
+                    .to_str_lossy()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default(),
+                no_speech_probability: segment.no_speech_probability(),
+                speaker_turn_next: segment.next_segment_speaker_turn(),
+                tokens,
+            }
+        })
+        .collect();
+    let language = crate::get_lang_str(state.full_lang_id_from_state())
+        .unwrap_or("unknown")
+        .to_owned();
+    (segments, language)
 }
 
 /// Centiseconds (whisper's unit) to a duration; negative values become zero.

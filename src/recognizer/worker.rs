@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::chunk::{self, Chunk, Span};
 use super::config::fitted_audio_ctx;
 use super::ticket::Outcome;
-use super::transcript::centis;
-use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Token, Transcript};
+use super::transcript::{centis, read_state};
+use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Transcript};
 use crate::{
     FullParams, SamplingStrategy, WhisperContext, WhisperError, WhisperState, WhisperVadContext,
     WhisperVadParams,
@@ -325,7 +325,6 @@ fn attempt(
         params
     };
 
-    let ctx = &shared.lanes[lane].ctx;
     let result = match speech_chunks(work, &job.audio) {
         Some(chunks) => transcribe_chunks(shared, lane, work, job, &chunks, &params, &stop),
         None => {
@@ -340,7 +339,7 @@ fn attempt(
                     seen += 1;
                 });
             }
-            transcribe(ctx, &mut work.state, params, &job.audio, &|cs| cs)
+            transcribe(&mut work.state, params, &job.audio, &|cs| cs)
         }
     };
     match result {
@@ -439,7 +438,7 @@ fn transcribe_chunks<'j>(
         let audio = chunk.samples(&job.audio);
         let to_recording = |cs: i64| chunk.recording_centis(cs);
         let params = params(threads, audio.len());
-        match transcribe(ctx, state, params, &audio, &to_recording) {
+        match transcribe(state, params, &audio, &to_recording) {
             Ok(piece) => {
                 let mut results = lock(&results);
                 results[i] = Some(piece);
@@ -543,51 +542,12 @@ fn request_params<'j>(
 /// Runs whisper.cpp on `audio` with `state`; returns its segments, with their timestamps (in
 /// centiseconds) turned into the recording's by `to_recording`, and the language.
 fn transcribe(
-    ctx: &WhisperContext,
     state: &mut WhisperState,
     params: FullParams<'_, '_>,
     audio: &[f32],
     to_recording: &dyn Fn(i64) -> i64,
 ) -> Result<Piece, WhisperError> {
     state.full(params, audio)?;
-    let first_special = ctx.token_eot();
-    let at = |cs: i64| centis(to_recording(cs));
-    let segments = state
-        .as_iter()
-        .map(|segment| {
-            let tokens = (0..segment.n_tokens())
-                .filter_map(|i| segment.get_token(i))
-                .map(|token| {
-                    let data = token.token_data();
-                    Token {
-                        id: data.id,
-                        text: token
-                            .to_str_lossy()
-                            .map(|t| t.into_owned())
-                            .unwrap_or_default(),
-                        p: data.p,
-                        plog: data.plog,
-                        start: at(data.t0),
-                        end: at(data.t1),
-                        special: data.id >= first_special,
-                    }
-                })
-                .collect();
-            Segment {
-                start: at(segment.start_timestamp()),
-                end: at(segment.end_timestamp()),
-                text: segment
-                    .to_str_lossy()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default(),
-                no_speech_probability: segment.no_speech_probability(),
-                speaker_turn_next: segment.next_segment_speaker_turn(),
-                tokens,
-            }
-        })
-        .collect();
-    let language = crate::get_lang_str(state.full_lang_id_from_state())
-        .unwrap_or("unknown")
-        .to_owned();
+    let (segments, language) = read_state(state, to_recording);
     Ok(Piece { segments, language })
 }

@@ -18,11 +18,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use whisper_steady::{
     FullParams, SamplingStrategy, SegmentCallbackData, WhisperContext, WhisperContextParameters,
-    WhisperError, WhisperState,
+    WhisperError,
 };
 
-use format::{Segment, Token};
 use whisper_steady::audio::{self, Decoded};
+use whisper_steady::recognizer::{Backend, Transcript};
 
 /// Arguments of `transcribe`.
 #[derive(Debug, Args)]
@@ -159,15 +159,25 @@ pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
     }
     result.map_err(|e| fail(format!("transcription failed: {e}")))?;
 
-    let segments = collect_segments(&ctx, &state, with_tokens);
-    let spoken = whisper_steady::get_lang_str(state.full_lang_id_from_state()).unwrap_or(&language);
+    let backend = if args.no_gpu
+        || !whisper_steady::device::devices()
+            .iter()
+            .any(|d| d.kind != "cpu")
+    {
+        Backend::Cpu
+    } else {
+        Backend::Gpu
+    };
+    let mut transcript = Transcript::from_state(&state, backend);
+    if transcript.language == "unknown" {
+        transcript.language = language.clone();
+    }
     for (kind, path) in &outputs {
         let contents = match kind {
-            OutputKind::Txt => format::to_txt(&segments),
-            OutputKind::Srt => format::to_srt(&segments),
-            OutputKind::Vtt => format::to_vtt(&segments),
-            OutputKind::Json => format::to_json(&segments, spoken)
-                .map_err(|e| fail(format!("cannot encode the JSON transcript: {e}")))?,
+            OutputKind::Txt => transcript.to_text(),
+            OutputKind::Srt => transcript.to_srt(),
+            OutputKind::Vtt => transcript.to_vtt(),
+            OutputKind::Json => transcript.to_json(),
         };
         fs::write(path, contents)
             .map_err(|e| fail(format!("cannot write `{}`: {e}", path.display())))?;
@@ -357,8 +367,8 @@ impl Printer {
             return;
         }
         let line = format::console_line(
-            format::centis_to_ms(segment.start_timestamp),
-            format::centis_to_ms(segment.end_timestamp),
+            format::centis(segment.start_timestamp),
+            format::centis(segment.end_timestamp),
             &segment.text,
             self.timestamps,
         );
@@ -423,45 +433,4 @@ fn full_params<'a>(
         });
     }
     params
-}
-
-/// Copies the segments, and their text tokens when `with_tokens`, out of the state.
-fn collect_segments(ctx: &WhisperContext, state: &WhisperState, with_tokens: bool) -> Vec<Segment> {
-    let eot = ctx.token_eot();
-    state
-        .as_iter()
-        .map(|segment| {
-            let text = segment
-                .to_str_lossy()
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
-            let tokens = if with_tokens {
-                (0..segment.n_tokens())
-                    .filter_map(|i| segment.get_token(i))
-                    .filter_map(|token| {
-                        let data = token.token_data();
-                        // Special tokens (end of text, timestamps, ...) come after the text ones.
-                        (data.id < eot).then(|| Token {
-                            id: data.id,
-                            text: token
-                                .to_str_lossy()
-                                .map(|t| t.into_owned())
-                                .unwrap_or_default(),
-                            p: data.p,
-                            t0_ms: (data.t0 >= 0).then(|| format::centis_to_ms(data.t0)),
-                            t1_ms: (data.t1 >= 0).then(|| format::centis_to_ms(data.t1)),
-                        })
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            Segment {
-                start_ms: format::centis_to_ms(segment.start_timestamp()),
-                end_ms: format::centis_to_ms(segment.end_timestamp()),
-                text,
-                tokens,
-            }
-        })
-        .collect()
 }

@@ -358,6 +358,13 @@ impl WhisperState {
         unsafe { sys::whisper_full_n_segments_from_state(self.ptr) }
     }
 
+    /// The first special token of the model's vocabulary (end of text): ids from here on are
+    /// timestamps, language tags and other markers, not text.
+    pub(crate) fn first_special_token(&self) -> WhisperTokenId {
+        // SAFETY: reads the vocabulary of the context this state keeps alive.
+        unsafe { sys::whisper_token_eot(self.ctx.ctx) }
+    }
+
     /// Language ID associated with the provided state.
     pub fn full_lang_id_from_state(&self) -> c_int {
         // SAFETY: reads results.

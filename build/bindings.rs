@@ -15,12 +15,7 @@ use crate::BuildError;
 pub fn generate(config: &Config, tree: &Path) -> Result<(), BuildError> {
     // whisper.h pulls in ggml-cpu.h and ggml-backend.h.
     let mut headers = vec!["whisper.h", "ggml.h"];
-    if config.has_feature("cuda") {
-        headers.push("ggml-cuda.h");
-    }
-    if config.has_feature("vulkan") {
-        headers.push("ggml-vulkan.h");
-    }
+    headers.extend(crate::backends::feature_headers(config));
     let wrapper = config.out_dir.join("wrapper.h");
     let text: String = headers
         .iter()

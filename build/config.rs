@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::env;
 use std::path::PathBuf;
 
+use crate::backends::{Feature, Features};
 use crate::cpu::{self, CpuChoice, CpuRequest, RustflagsCpu};
 use crate::BuildError;
 
@@ -60,21 +61,17 @@ pub struct Config {
     pub cpu: CpuChoice,
     /// True when cargo builds for the machine it runs on (`HOST` == `TARGET`).
     pub native_host: bool,
-    /// Enabled Cargo features, lower-case with `-` (e.g. `intel-sycl`).
-    pub features: Vec<String>,
+    /// The backend features that are on.
+    pub features: Features,
     /// `WHISPER_STEADY_SOURCE_DIR`: use this whisper.cpp tree instead of the pinned package.
     pub source_dir: Option<PathBuf>,
     /// `WHISPER_STEADY_PATCH_EXCLUDE`: patches to leave out (for regression tests).
     pub patch_exclude: Vec<String>,
     /// `GGML_*`, `CMAKE_*`, `WHISPER_*` variables handed to cmake.
     pub cmake_passthrough: BTreeMap<String, String>,
-    /// CUDA toolkit hints: `CUDA_PATH`, `CUDA_HOME`, `CUDA_TOOLKIT_ROOT_DIR`.
-    pub cuda_roots: Vec<PathBuf>,
-    /// `CUDACXX`: explicit nvcc.
-    pub cudacxx: Option<PathBuf>,
-    /// `PATH`, to look for nvcc.
-    pub path: Option<String>,
-    /// `OPENBLAS_PATH` (feature `openblas`).
+    /// Where to look for the CUDA toolkit; read (and watched) only with feature `cuda`.
+    pub cuda: Option<CudaEnv>,
+    /// `OPENBLAS_PATH` (read with feature `openblas` only, as every variable below).
     pub openblas_path: Option<PathBuf>,
     /// `BLAS_INCLUDE_DIRS` (feature `openblas`).
     pub blas_include_dirs: Option<String>,
@@ -88,13 +85,46 @@ pub struct Config {
     pub docs_rs: bool,
 }
 
+/// The variables that locate the CUDA toolkit. Read only when feature `cuda` is on, so that a
+/// CPU build does not rerun whenever `PATH` changes.
+#[derive(Debug)]
+pub struct CudaEnv {
+    /// Toolkit roots: `CUDA_PATH`, `CUDA_HOME`, `CUDA_TOOLKIT_ROOT_DIR`, in that order.
+    pub roots: Vec<PathBuf>,
+    /// `CUDACXX`: explicit nvcc.
+    pub cudacxx: Option<PathBuf>,
+    /// `PATH`, to look for nvcc.
+    pub path: Option<String>,
+}
+
+impl CudaEnv {
+    fn from_env() -> CudaEnv {
+        CudaEnv {
+            roots: ["CUDA_PATH", "CUDA_HOME", "CUDA_TOOLKIT_ROOT_DIR"]
+                .iter()
+                .filter_map(|v| env_var(v))
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            cudacxx: env_var("CUDACXX")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            path: env_var("PATH"),
+        }
+    }
+}
+
 impl Config {
     /// Reads the configuration once, emitting `rerun-if-env-changed` for every variable read.
     pub fn from_env() -> Result<Config, BuildError> {
-        let features = env::vars()
-            .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(str::to_owned))
-            .map(|f| f.to_ascii_lowercase().replace('_', "-"))
-            .collect();
+        let features = Features::from_fn(|f| env::var_os(f.cargo_env()).is_some());
+        let with = |feature: Feature, name: &str| {
+            if features.has(feature) {
+                env_var(name)
+            } else {
+                None
+            }
+        };
         let rustflags_cpu =
             RustflagsCpu::from_encoded(&env_var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default());
         let cpu_request =
@@ -116,13 +146,6 @@ impl Config {
             }
         }
 
-        let cuda_roots = ["CUDA_PATH", "CUDA_HOME", "CUDA_TOOLKIT_ROOT_DIR"]
-            .iter()
-            .filter_map(|v| env_var(v))
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .collect();
-
         Ok(Config {
             out_dir: PathBuf::from(required("OUT_DIR")?),
             manifest_dir: PathBuf::from(required("CARGO_MANIFEST_DIR")?),
@@ -138,7 +161,7 @@ impl Config {
                 .collect(),
             cpu,
             native_host: host == target,
-            features,
+            cuda: features.has(Feature::Cuda).then(CudaEnv::from_env),
             source_dir: env_var("WHISPER_STEADY_SOURCE_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -150,22 +173,13 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             cmake_passthrough,
-            cuda_roots,
-            cudacxx: env_var("CUDACXX")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
-            path: env_var("PATH"),
-            openblas_path: env_var("OPENBLAS_PATH").map(PathBuf::from),
-            blas_include_dirs: env_var("BLAS_INCLUDE_DIRS"),
-            hip_path: env_var("HIP_PATH").map(PathBuf::from),
-            amdgpu_targets: env_var("AMDGPU_TARGETS"),
-            vulkan_sdk: env_var("VULKAN_SDK").map(PathBuf::from),
+            openblas_path: with(Feature::Openblas, "OPENBLAS_PATH").map(PathBuf::from),
+            blas_include_dirs: with(Feature::Openblas, "BLAS_INCLUDE_DIRS"),
+            hip_path: with(Feature::Hipblas, "HIP_PATH").map(PathBuf::from),
+            amdgpu_targets: with(Feature::Hipblas, "AMDGPU_TARGETS"),
+            vulkan_sdk: with(Feature::Vulkan, "VULKAN_SDK").map(PathBuf::from),
+            features,
             docs_rs: env_var("DOCS_RS").is_some(),
         })
-    }
-
-    /// True when the Cargo feature `name` is enabled.
-    pub fn has_feature(&self, name: &str) -> bool {
-        self.features.iter().any(|f| f == name)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, CudaEnv};
 use crate::BuildError;
 
 /// Architectures compiled when `CMAKE_CUDA_ARCHITECTURES` is not set. Never `native`: a build
@@ -44,13 +44,13 @@ impl Toolkit {
 
 /// Finds the toolkit through `CUDACXX`, `CUDA_PATH`, `CUDA_HOME`, `CUDA_TOOLKIT_ROOT_DIR`, then
 /// `nvcc` on `PATH`.
-pub fn find_toolkit(config: &Config) -> Result<Toolkit, BuildError> {
+pub fn find_toolkit(config: &Config, env: &CudaEnv) -> Result<Toolkit, BuildError> {
     let nvcc_name = if config.target_os == "windows" {
         "nvcc.exe"
     } else {
         "nvcc"
     };
-    if let Some(nvcc) = &config.cudacxx {
+    if let Some(nvcc) = &env.cudacxx {
         if !nvcc.is_file() {
             return Err(BuildError::new(format!(
                 "CUDACXX={} does not exist; point it at nvcc or unset it",
@@ -63,7 +63,7 @@ pub fn find_toolkit(config: &Config) -> Result<Toolkit, BuildError> {
             nvcc: nvcc.clone(),
         });
     }
-    if let Some(root) = config.cuda_roots.first() {
+    if let Some(root) = env.roots.first() {
         let nvcc = root.join("bin").join(nvcc_name);
         if nvcc.is_file() {
             return Ok(Toolkit {
@@ -77,7 +77,7 @@ pub fn find_toolkit(config: &Config) -> Result<Toolkit, BuildError> {
             root.display()
         )));
     }
-    if let Some(path) = &config.path {
+    if let Some(path) = &env.path {
         for dir in std::env::split_paths(path) {
             let nvcc = dir.join(nvcc_name);
             if nvcc.is_file() {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backends;
+use crate::backends::{self, Feature};
 use crate::config::Config;
 use crate::cuda::{self, Toolkit};
 use crate::BuildError;
@@ -13,7 +13,7 @@ pub fn build(
     tree: &Path,
     toolkit: Option<&Toolkit>,
 ) -> Result<PathBuf, BuildError> {
-    if config.has_feature("openblas") && config.blas_include_dirs.is_none() {
+    if config.features.has(Feature::Openblas) && config.blas_include_dirs.is_none() {
         return Err(BuildError::new(
             "feature `openblas` needs BLAS_INCLUDE_DIRS set to the folder that holds cblas.h \
              (e.g. /usr/include/openblas after installing libopenblas-dev)",
@@ -47,14 +47,6 @@ pub fn build(
     }
     if let Some(targets) = &config.amdgpu_targets {
         defines.push(("AMDGPU_TARGETS".into(), targets.clone()));
-    }
-    if config.has_feature("hipblas") {
-        defines.push(("CMAKE_C_COMPILER".into(), "hipcc".into()));
-        defines.push(("CMAKE_CXX_COMPILER".into(), "hipcc".into()));
-    }
-    if config.has_feature("intel-sycl") {
-        defines.push(("CMAKE_C_COMPILER".into(), "icx".into()));
-        defines.push(("CMAKE_CXX_COMPILER".into(), "icpx".into()));
     }
     // The user's GGML_*/CMAKE_*/WHISPER_* variables come last, so they override our choices.
     defines.extend(config.cmake_passthrough.clone());
@@ -115,66 +107,13 @@ fn cpp_stdlib(config: &Config) -> Option<&'static str> {
     }
 }
 
+/// System libraries: the platform's, then the enabled backends' (their table rows).
 fn emit_system_libs(config: &Config) {
     if config.target_os == "macos" {
         println!("cargo::rustc-link-lib=framework=Accelerate");
         println!("cargo::rustc-link-lib=framework=Foundation");
-        if config.has_feature("metal") {
-            println!("cargo::rustc-link-lib=framework=Metal");
-            println!("cargo::rustc-link-lib=framework=MetalKit");
-        }
-        if config.has_feature("coreml") {
-            println!("cargo::rustc-link-lib=framework=CoreML");
-        }
     }
-    if config.has_feature("openblas") {
-        if let Some(path) = &config.openblas_path {
-            println!(
-                "cargo::rustc-link-search=native={}",
-                path.join("lib").display()
-            );
-        }
-        println!("cargo::rustc-link-lib=openblas");
-    }
-    if config.has_feature("openmp") {
-        if config.target_env == "gnu" {
-            println!("cargo::rustc-link-lib=gomp");
-        } else if config.target_os == "macos" {
-            println!("cargo::rustc-link-lib=omp");
-        }
-    }
-    if config.has_feature("hipblas") {
-        let hip = config
-            .hip_path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/opt/rocm"));
-        println!(
-            "cargo::rustc-link-search=native={}",
-            hip.join("lib").display()
-        );
-        for lib in ["hipblas", "rocblas", "amdhip64"] {
-            println!("cargo::rustc-link-lib={lib}");
-        }
-    }
-    if config.has_feature("vulkan") {
-        if let Some(sdk) = &config.vulkan_sdk {
-            let sub = if config.target_os == "windows" {
-                "Lib"
-            } else {
-                "lib"
-            };
-            println!(
-                "cargo::rustc-link-search=native={}",
-                sdk.join(sub).display()
-            );
-        }
-        let lib = if config.target_os == "windows" {
-            "vulkan-1"
-        } else {
-            "vulkan"
-        };
-        println!("cargo::rustc-link-lib={lib}");
-    }
+    backends::emit_feature_link(config);
     if config.target_os == "windows" {
         println!("cargo::rustc-link-lib=advapi32");
     }

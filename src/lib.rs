@@ -15,6 +15,8 @@
 //! - [`sys`]: the raw bindgen bindings, with whisper-rs-sys's names (also re-exported as
 //!   `whisper_rs_sys` with feature `raw-api`);
 //! - [`cuda`]: the CUDA pool policy and statistics added by the patch series;
+//! - [`ggml`]: the model file format (read, written, its limits and defects), under
+//!   [`model`] (validation) and [`convert`] (conversion, quantization);
 //! - [`device`]: the devices ggml knows in this build (below the API and the recognizer);
 //! - [`recognizer`]: the concurrency layer: a pool of states with a bounded queue, deadlines,
 //!   cancellation, GPU→CPU failover and a health report;
@@ -28,6 +30,7 @@ pub mod audio;
 pub mod convert;
 pub mod cuda;
 pub mod device;
+pub mod ggml;
 pub mod model;
 pub mod recognizer;
 pub mod sys;

@@ -182,15 +182,17 @@ fn ct2_tokens(n: usize) -> Vec<String> {
 
 fn ct2_seeds() -> Vec<(&'static str, Vec<u8>, bool)> {
     vec![
+        // Well-formed, but with a vocabulary whisper.cpp cannot load (it hard-codes the special
+        // tokens of 51864..=51866 entries): the converter refuses what the validator would.
         (
             "ct2-f16-300.bin",
             ct2_input(300, &ct2_model(300, false)),
-            true,
+            false,
         ),
         (
             "ct2-f32-260.bin",
             ct2_input(260, &ct2_model(260, true)),
-            true,
+            false,
         ),
         (
             "ct2-vocab-mismatch.bin",

@@ -114,30 +114,38 @@ fn malformed_models_are_refused_with_a_message() {
         other => panic!("expected ConvertError::Model, got {other:?}"),
     };
 
-    assert!(model_err(run(b"")).contains("ends inside the magic"));
-    assert!(model_err(run(b"GGUF....")).contains("bad magic"));
+    // Every refusal is the validator's (the quantizer validates first), named by field.
+    let refused = |input: &[u8], expected: &str| {
+        let msg = model_err(run(input));
+        assert!(
+            msg.starts_with("not a valid whisper.cpp model: ") && msg.contains(expected),
+            "expected {expected:?} in {msg:?}"
+        );
+    };
+    refused(b"", "magic at offset 0: truncated");
+    refused(b"GGUF....", "not a ggml model");
     // Cut inside the header, the mel filters, the vocabulary and a tensor's data.
     for cut in [20, 60, 1000, 200_000, bytes.len() - 1] {
-        let msg = model_err(run(&bytes[..cut]));
-        assert!(msg.contains("ends inside"), "cut at {cut}: {msg}");
+        refused(&bytes[..cut], "truncated");
     }
     // A tensor header announcing 9 dimensions: find the first tensor (after the vocabulary).
     let mut corrupt = bytes.clone();
     let first_tensor = first_tensor_offset(&bytes);
     corrupt[first_tensor..first_tensor + 4].copy_from_slice(&9i32.to_le_bytes());
-    assert!(model_err(run(&corrupt)).contains("9 dimensions"));
+    refused(&corrupt, "9 dimensions");
     // A huge dimension: refused before anything that size is allocated.
     let mut corrupt = bytes.clone();
     corrupt[first_tensor + 12..first_tensor + 16].copy_from_slice(&i32::MAX.to_le_bytes());
-    let msg = model_err(run(&corrupt));
-    assert!(
-        msg.contains("announces") || msg.contains("ends inside"),
-        "{msg}"
-    );
-    // An unknown ftype.
+    refused(&corrupt, "do not match");
+    // An ftype ggml has no weight type for.
     let mut corrupt = bytes.clone();
-    corrupt[44..48].copy_from_slice(&7i32.to_le_bytes());
-    assert!(model_err(run(&corrupt)).contains("ftype 7"));
+    corrupt[44..48].copy_from_slice(&5i32.to_le_bytes());
+    refused(&corrupt, "ftype 5 is not a weight type");
+    // A valid but already quantized model: refused by the quantizer itself.
+    let mut q8 = Vec::new();
+    quantize(&mut &bytes[..], &mut q8, QuantType::Q8_0).unwrap();
+    let msg = model_err(run(&q8));
+    assert!(msg.contains("already quantized"), "{msg}");
 }
 
 /// Offset of the first tensor header: after the magic, 11 hyper parameters, the mel filters

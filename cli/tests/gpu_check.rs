@@ -109,7 +109,7 @@ fn quantize_refuses_unknown_types_and_bad_files() {
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("bad magic"), "{stderr}");
+    assert!(stderr.contains("not a ggml model"), "{stderr}");
     assert!(!out.exists(), "no partial output is left behind");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

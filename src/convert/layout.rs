@@ -12,12 +12,13 @@
 //! any values: a key bias adds `q · b` to every score of a query, the same for all keys, which
 //! softmax cancels.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use super::ct2::{DType, Model, Variable};
-use super::ggml::GgmlType;
 use super::{ConvertError, Hparams};
+use crate::ggml::layout::expected_for;
+use crate::ggml::GgmlType;
 
 /// The `ftype` written: large weights in f16, as whisper.cpp's own converter does by default.
 pub(crate) const FTYPE_F16: i32 = 1;
@@ -152,10 +153,48 @@ pub(crate) fn plan<'a>(model: &Model<'a>) -> Result<Plan<'a>, ConvertError> {
     p.layer_norm("decoder.ln", "decoder/layer_norm", d)?;
 
     p.check_leftovers()?;
-    Ok(Plan {
+    let plan = Plan {
         hparams,
         tensors: p.tensors,
-    })
+    };
+    check_against_format(&plan)?;
+    Ok(plan)
+}
+
+/// The plan against the format: hyperparameters the validator accepts, and exactly the tensors
+/// whisper.cpp creates for them (the table in [`crate::ggml::layout`]), each with the shape and
+/// type it allocates, in no other order than the file needs (any). A model that passes loads.
+fn check_against_format(plan: &Plan<'_>) -> Result<(), ConvertError> {
+    let h = &plan.hparams;
+    let wtype = crate::model::check_hparams(h)
+        .map_err(|d| ConvertError::Hparams(format!("whisper.cpp would refuse the model: {d}")))?;
+    let expected = expected_for(h, wtype);
+    let planned: HashMap<&str, &Planned<'_>> =
+        plan.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    for e in &expected {
+        let t = planned.get(e.name.as_str()).ok_or_else(|| {
+            ConvertError::Format(format!("no source for whisper.cpp's tensor {}", e.name))
+        })?;
+        // ggml lists dimensions innermost first, padded with 1; the plan outermost first.
+        let mut ne = [1i64; 3];
+        for (d, &n) in ne.iter_mut().zip(t.shape.iter().rev()) {
+            *d = i64::from(n);
+        }
+        if ne != e.ne || t.ty.id() != e.ggml_type {
+            return Err(ConvertError::Format(format!(
+                "tensor {} would be written as {:?} {:?}; whisper.cpp allocates {:?} of type {}",
+                e.name, t.shape, t.ty, e.ne, e.ggml_type
+            )));
+        }
+    }
+    if planned.len() != expected.len() || plan.tensors.len() != expected.len() {
+        return Err(ConvertError::Format(format!(
+            "{} tensors planned, whisper.cpp creates {}",
+            plan.tensors.len(),
+            expected.len()
+        )));
+    }
+    Ok(())
 }
 
 struct Planner<'m, 'a> {

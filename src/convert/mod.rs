@@ -28,7 +28,7 @@
 
 mod ct2;
 mod error;
-mod ggml;
+mod floats;
 mod layout;
 mod mel;
 mod onnx;
@@ -40,51 +40,18 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub use crate::ggml::Hparams;
 pub use error::ConvertError;
-pub use ggml::{f16_to_f32, f32_to_f16};
+pub use floats::{f16_to_f32, f32_to_f16};
 pub use mel::{mel_filterbank, WHISPER_N_FFT, WHISPER_SAMPLE_RATE};
 pub use quantize::{quantize, quantize_file, QuantType, QuantizeReport};
 pub use silero::{convert_silero_vad, convert_silero_vad_onnx, SileroReport, SileroVersion};
 pub use vocab::{decode_gpt2_token, gpt2_byte, parse_vocabulary_json, parse_vocabulary_txt};
 
-use ggml::GgmlWriter;
+use crate::ggml::GgmlWriter;
 
 /// The token that ends the regular vocabulary; whisper.cpp adds it and those after it itself.
 const END_OF_TEXT: &str = "<|endoftext|>";
-
-/// The hyper parameters written at the head of a whisper.cpp model file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hparams {
-    /// Vocabulary size (rows of the token embedding); 51864 for English-only models.
-    pub n_vocab: i32,
-    /// Encoder positions (1500 for 30 s of audio).
-    pub n_audio_ctx: i32,
-    /// Encoder width.
-    pub n_audio_state: i32,
-    /// Encoder attention heads.
-    pub n_audio_head: i32,
-    /// Encoder blocks.
-    pub n_audio_layer: i32,
-    /// Decoder positions (448).
-    pub n_text_ctx: i32,
-    /// Decoder width.
-    pub n_text_state: i32,
-    /// Decoder attention heads.
-    pub n_text_head: i32,
-    /// Decoder blocks.
-    pub n_text_layer: i32,
-    /// Mel bands of the input (80, or 128 for large-v3).
-    pub n_mels: i32,
-    /// Weight type: 1 (f16 matrices, f32 vectors).
-    pub ftype: i32,
-}
-
-impl Hparams {
-    /// Whether whisper.cpp will treat the model as multilingual (it decides by `n_vocab`).
-    pub fn is_multilingual(&self) -> bool {
-        self.n_vocab >= 51865
-    }
-}
 
 /// What a conversion wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +187,7 @@ fn convert<S: AsRef<str>, T: AsRef<[S]>>(
         .map_err(io_err)?;
     w.vocabulary(&vocab).map_err(io_err)?;
     for t in &plan.tensors {
-        let data = ggml::convert_floats(t.data, t.dtype, t.ty).ok_or_else(|| {
+        let data = floats::convert_floats(t.data, t.dtype, t.ty).ok_or_else(|| {
             ConvertError::UnsupportedDtype {
                 name: t.source.clone(),
                 dtype: t.dtype.id(),

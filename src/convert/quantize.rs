@@ -12,12 +12,15 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use super::ggml::{GgmlWriter, MAGIC};
 use super::{f16_to_f32, write_atomically, ConvertError, Hparams};
+use crate::ggml::layout::{type_layout, GGML_TYPE_F32};
+use crate::ggml::reader::Reader;
+use crate::ggml::source::{FileSource, SliceSource, Source};
+use crate::ggml::{Field, GgmlWriter, ModelDefect};
 use crate::sys;
 
 /// The block-quantized weight types a model can be quantized to.
@@ -124,67 +127,67 @@ pub struct QuantizeReport {
     pub bytes: u64,
 }
 
-/// Largest tensor, vocabulary entry count and mel filterbank accepted; far above any Whisper
-/// model, and low enough that a corrupt size cannot make the quantizer allocate the machine.
-const MAX_TENSOR_BYTES: u64 = 4 << 30;
-const MAX_VOCAB: i32 = 1 << 20;
-const MAX_TOKEN_BYTES: u32 = 1 << 16;
-const MAX_MEL_VALUES: i64 = 1 << 20;
-const MAX_NAME_BYTES: i32 = 1024;
-
 /// Quantizes the whisper.cpp model file `input` (f32 or f16 weights) into `output`.
 ///
-/// The file is written beside `output` under a temporary name and renamed into place once
-/// complete, so `output` never holds a partial model.
+/// The input is validated first ([`crate::model::validate_file`]: a file whisper.cpp would not
+/// load is refused with the validator's message), then copied section by section, reading one
+/// tensor at a time. The file is written beside `output` under a temporary name and renamed
+/// into place once complete, so `output` never holds a partial model.
 pub fn quantize_file(
     input: &Path,
     output: &Path,
     quant_type: QuantType,
 ) -> Result<QuantizeReport, ConvertError> {
+    crate::model::validate_file(input).map_err(refused)?;
     let file = fs::File::open(input)
         .map_err(|e| ConvertError::io(format!("opening {}", input.display()), e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    write_atomically(output, |w| quantize(&mut reader, w, quant_type))
+    let len = file
+        .metadata()
+        .map_err(|e| ConvertError::io(format!("opening {}", input.display()), e))?
+        .len();
+    write_atomically(output, |w| {
+        copy_quantized(Reader::new(FileSource::new(file, len)), w, quant_type)
+    })
 }
 
-/// Quantizes a whisper.cpp model read from `input` into `out`. Malformed input is reported as
-/// [`ConvertError::Model`]; nothing in the input can make this panic or allocate more than
-/// 4 GiB for one tensor.
+/// Quantizes a whisper.cpp model read from `input` into `out`. The whole input is read into
+/// memory first (to validate it before writing anything; [`quantize_file`] reads a file in
+/// place). Malformed input is reported as [`ConvertError::Model`] with the validator's message;
+/// nothing in the input can make this panic.
 pub fn quantize(
     input: &mut impl Read,
     out: &mut impl Write,
     quant_type: QuantType,
 ) -> Result<QuantizeReport, ConvertError> {
-    let mut r = Reader {
-        inner: input,
-        offset: 0,
-    };
-    let mut w = GgmlWriter::new(out);
-    let io_err = |e| ConvertError::io("writing the model", e);
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConvertError::io("reading the model", e))?;
+    crate::model::validate_bytes(&bytes).map_err(refused)?;
+    copy_quantized(Reader::new(SliceSource::new(&bytes)), out, quant_type)
+}
 
-    let magic = r.u32("magic")?;
-    if magic != MAGIC {
+/// A model the validator refused.
+fn refused(defect: ModelDefect) -> ConvertError {
+    ConvertError::Model(format!("not a valid whisper.cpp model: {defect}"))
+}
+
+/// Copies a validated model from `r` to `out`, the weight matrices quantized.
+fn copy_quantized(
+    mut r: Reader<impl Source>,
+    out: &mut impl Write,
+    quant_type: QuantType,
+) -> Result<QuantizeReport, ConvertError> {
+    // Defects cannot occur after validation, except when the file changed in between.
+    let model = |d: ModelDefect| ConvertError::Model(format!("the model changed while read: {d}"));
+    let io_err = |e| ConvertError::io("writing the model", e);
+    let mut w = GgmlWriter::new(out);
+
+    r.magic().map_err(model)?;
+    let mut h = r.hparams().map_err(model)?;
+    if !(0..=1).contains(&h.ftype) {
         return Err(ConvertError::Model(format!(
-            "bad magic 0x{magic:08x}: not a whisper.cpp (ggml) model file"
-        )));
-    }
-    let mut h = Hparams {
-        n_vocab: r.i32("n_vocab")?,
-        n_audio_ctx: r.i32("n_audio_ctx")?,
-        n_audio_state: r.i32("n_audio_state")?,
-        n_audio_head: r.i32("n_audio_head")?,
-        n_audio_layer: r.i32("n_audio_layer")?,
-        n_text_ctx: r.i32("n_text_ctx")?,
-        n_text_state: r.i32("n_text_state")?,
-        n_text_head: r.i32("n_text_head")?,
-        n_text_layer: r.i32("n_text_layer")?,
-        n_mels: r.i32("n_mels")?,
-        ftype: r.i32("ftype")?,
-    };
-    let source_ftype = h.ftype.rem_euclid(sys::GGML_QNT_VERSION_FACTOR as i32);
-    if h.ftype < 0 || !(0..=1).contains(&source_ftype) || h.ftype >= 1000 {
-        return Err(ConvertError::Model(format!(
-            "ftype {} is already quantized or unknown; quantize a model with f32 or f16 weights",
+            "ftype {} is already quantized; quantize a model with f32 or f16 weights",
             h.ftype
         )));
     }
@@ -193,35 +196,23 @@ pub fn quantize(
     w.header(&h).map_err(io_err)?;
 
     // Mel filterbank, copied.
-    let n_mel = r.i32("mel filter rows")?;
-    let n_fft = r.i32("mel filter columns")?;
-    let values = i64::from(n_mel) * i64::from(n_fft);
-    if n_mel <= 0 || n_fft <= 0 || values > MAX_MEL_VALUES {
-        return Err(ConvertError::Model(format!(
-            "mel filterbank of {n_mel} x {n_fft} values"
-        )));
-    }
-    let filters = r.bytes(values as usize * 4, "mel filterbank")?;
+    let n_mel = r.i32(Field::MelNMel).map_err(model)?;
+    let n_fft = r.i32(Field::MelNFft).map_err(model)?;
+    let filters = r
+        .bytes(n_mel as u64 * n_fft as u64 * 4, Field::MelFilters)
+        .map_err(model)?;
     w.raw_i32s(&[n_mel, n_fft]).map_err(io_err)?;
     w.raw(&filters).map_err(io_err)?;
 
     // Vocabulary, copied.
-    let n_tokens = r.i32("vocabulary size")?;
-    if !(0..=MAX_VOCAB).contains(&n_tokens) {
-        return Err(ConvertError::Model(format!(
-            "vocabulary of {n_tokens} tokens"
-        )));
-    }
+    let n_tokens = r.i32(Field::VocabularyCount).map_err(model)?;
     w.raw_i32s(&[n_tokens]).map_err(io_err)?;
-    for i in 0..n_tokens {
-        let len = r.u32("token length")?;
-        if len > MAX_TOKEN_BYTES {
-            return Err(ConvertError::Model(format!(
-                "token {i} is {len} bytes long"
-            )));
-        }
-        let token = r.bytes(len as usize, "token")?;
-        w.raw(&len.to_le_bytes()).map_err(io_err)?;
+    for _ in 0..n_tokens {
+        let len = r.i32(Field::VocabularyTokenLength).map_err(model)?;
+        let token = r
+            .bytes(len as u32 as u64, Field::VocabularyToken)
+            .map_err(model)?;
+        w.raw_i32s(&[len]).map_err(io_err)?;
         w.raw(&token).map_err(io_err)?;
     }
 
@@ -234,53 +225,40 @@ pub fn quantize(
         tensor_bytes_out: 0,
         bytes: 0,
     };
-    let mut names = std::collections::HashSet::new();
-    while let Some(header) = r.tensor_header()? {
-        if !names.insert(header.name.clone()) {
-            return Err(ConvertError::Model(format!(
-                "tensor {:?} appears twice",
-                header.name
-            )));
-        }
-        let elements = header
-            .dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .unwrap_or(u64::MAX);
-        let element_bytes = match header.ttype {
-            0 => 4,
-            1 => 2,
-            other => {
-                return Err(ConvertError::Model(format!(
-                    "tensor {:?} has ggml type {other}; only f32 (0) and f16 (1) tensors can be \
-                     quantized",
-                    header.name
-                )))
-            }
-        };
-        let in_bytes = elements.saturating_mul(element_bytes);
-        if in_bytes > MAX_TENSOR_BYTES {
-            return Err(ConvertError::Model(format!(
-                "tensor {:?} announces {in_bytes} bytes",
-                header.name
-            )));
-        }
-        let data = r.bytes(in_bytes as usize, "tensor data")?;
+    while let Some(t) = r.tensor_header().map_err(model)? {
+        let dims = &t.ne[..t.n_dims as usize];
+        // The validator checked every type against whisper.cpp's table: f32 or f16 here.
+        let (block, block_bytes) = type_layout(t.ggml_type).ok_or_else(|| {
+            model(ModelDefect::tensor(
+                crate::ggml::DefectKind::WrongType {
+                    found: t.ggml_type,
+                    expected: GGML_TYPE_F32,
+                },
+                t.at,
+                &t.name,
+            ))
+        })?;
+        let elements: u64 = dims.iter().map(|&d| d as u64).product();
+        let in_bytes = elements / block * block_bytes;
+        let data = r
+            .tensor_data(in_bytes, &t.name, true)
+            .map_err(model)?
+            .unwrap_or_default();
         report.tensor_bytes_in += in_bytes;
 
-        let quantize_this = header.dims.len() == 2 && header.name.ends_with(".weight");
+        let name = String::from_utf8_lossy(&t.name);
+        let quantize_this = dims.len() == 2 && name.ends_with(".weight");
         let (ttype, out) = if quantize_this {
-            let n_per_row = header.dims[0] as i64;
-            let nrows = header.dims[1] as i64;
+            let (n_per_row, nrows) = (dims[0] as i64, dims[1] as i64);
             let block = quant_block(quant_type);
             if n_per_row % block != 0 {
                 return Err(ConvertError::Model(format!(
-                    "tensor {:?} has rows of {n_per_row} values, not a multiple of {}'s block \
-                     size {block}",
-                    header.name, quant_type
+                    "tensor {name:?} has rows of {n_per_row} values, not a multiple of {}'s \
+                     block size {block}",
+                    quant_type
                 )));
             }
-            let floats = to_f32(&data, header.ttype);
+            let floats = to_f32(&data, t.ggml_type);
             report.quantized += 1;
             (
                 quant_type.ggml_type() as i32,
@@ -288,19 +266,14 @@ pub fn quantize(
             )
         } else {
             report.copied += 1;
-            (header.ttype, data)
+            (t.ggml_type, data)
         };
-        w.raw_i32s(&[header.dims.len() as i32, header.name.len() as i32, ttype])
+        w.raw_i32s(&[t.n_dims, t.name.len() as i32, ttype])
             .map_err(io_err)?;
-        w.raw_i32s(&header.dims).map_err(io_err)?;
-        w.raw(header.name.as_bytes()).map_err(io_err)?;
+        w.raw_i32s(dims).map_err(io_err)?;
+        w.raw(&t.name).map_err(io_err)?;
         w.raw(&out).map_err(io_err)?;
         report.tensor_bytes_out += out.len() as u64;
-    }
-    if report.quantized == 0 {
-        return Err(ConvertError::Model(
-            "the model has no weight matrices to quantize".into(),
-        ));
     }
     w.flush().map_err(io_err)?;
     report.bytes = w.written();
@@ -363,111 +336,4 @@ fn quantize_rows(t: QuantType, floats: &[f32], nrows: i64, n_per_row: i64) -> Ve
         }
     });
     out
-}
-
-/// One tensor's header as stored in the file.
-struct TensorHeader {
-    name: String,
-    ttype: i32,
-    /// Innermost first, as ggml stores them.
-    dims: Vec<i32>,
-}
-
-/// A reader that knows its offset, for error messages.
-struct Reader<'a, R: Read> {
-    inner: &'a mut R,
-    offset: u64,
-}
-
-impl<R: Read> Reader<'_, R> {
-    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), ConvertError> {
-        self.inner.read_exact(buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ConvertError::Model(format!(
-                    "the file ends inside the {what} at byte {}",
-                    self.offset
-                ))
-            } else {
-                ConvertError::io("reading the model", e)
-            }
-        })?;
-        self.offset += buf.len() as u64;
-        Ok(())
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, ConvertError> {
-        let mut b = [0u8; 4];
-        self.fill(&mut b, what)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn i32(&mut self, what: &str) -> Result<i32, ConvertError> {
-        Ok(self.u32(what)? as i32)
-    }
-
-    fn bytes(&mut self, len: usize, what: &str) -> Result<Vec<u8>, ConvertError> {
-        // Read in steps so that a corrupt length fails at the end of the file, not in the
-        // allocator.
-        let mut out = Vec::new();
-        let mut left = len;
-        while left > 0 {
-            let step = left.min(64 << 20);
-            let start = out.len();
-            out.resize(start + step, 0);
-            self.fill(&mut out[start..], what)?;
-            left -= step;
-        }
-        Ok(out)
-    }
-
-    /// The next tensor header, or `None` at a clean end of file.
-    fn tensor_header(&mut self) -> Result<Option<TensorHeader>, ConvertError> {
-        let mut first = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match self.inner.read(&mut first[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => {
-                    return Err(ConvertError::Model(format!(
-                        "the file ends inside a tensor header at byte {}",
-                        self.offset
-                    )))
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConvertError::io("reading the model", e)),
-            }
-        }
-        self.offset += 4;
-        let n_dims = i32::from_le_bytes(first);
-        let name_len = self.i32("tensor header")?;
-        let ttype = self.i32("tensor header")?;
-        if !(1..=4).contains(&n_dims) {
-            return Err(ConvertError::Model(format!(
-                "a tensor header at byte {} announces {n_dims} dimensions",
-                self.offset - 12
-            )));
-        }
-        if !(1..=MAX_NAME_BYTES).contains(&name_len) {
-            return Err(ConvertError::Model(format!(
-                "a tensor name of {name_len} bytes at byte {}",
-                self.offset
-            )));
-        }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            let d = self.i32("tensor dimensions")?;
-            if d <= 0 {
-                return Err(ConvertError::Model(format!(
-                    "a tensor dimension of {d} at byte {}",
-                    self.offset - 4
-                )));
-            }
-            dims.push(d);
-        }
-        let name = self.bytes(name_len as usize, "tensor name")?;
-        let name = String::from_utf8(name)
-            .map_err(|_| ConvertError::Model("a tensor name is not UTF-8".into()))?;
-        Ok(Some(TensorHeader { name, ttype, dims }))
-    }
 }

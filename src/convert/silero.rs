@@ -47,9 +47,10 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::ggml::{f32_to_f16, GgmlType, GgmlWriter, MAGIC};
+use super::floats::f32_to_f16;
 use super::onnx::{self, DATA_TYPE_FLOAT};
 use super::{write_atomically, ConvertError};
+use crate::ggml::{GgmlType, GgmlWriter, MAGIC};
 
 /// The model type string whisper.cpp's loader reads (and logs).
 pub const SILERO_MODEL_TYPE: &str = "silero-16k";

@@ -47,27 +47,22 @@
 //! the check and whisper.cpp's read; load models from storage nobody else writes to.
 
 pub mod catalog;
-mod defect;
-mod layout;
-mod source;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use crate::convert::Hparams;
-pub use defect::{DefectKind, Field, ModelDefect, ShapeFormula, DEFECT_NAME_CAPACITY};
+/// The file magic, `"ggml"` as a little-endian `u32` (also [`crate::ggml::MAGIC`]).
+pub use crate::ggml::MAGIC as GGML_MAGIC;
+pub use crate::ggml::{
+    DefectKind, Field, Hparams, ModelDefect, ShapeFormula, DEFECT_NAME_CAPACITY,
+    MAX_TENSOR_NAME_LEN, MAX_TOKEN_LEN, MEL_N_FFT,
+};
 
-use layout::{expected_tensors, ftype_to_type, static_type_name, type_layout, Dims};
-use source::{FileSource, SliceSource, Source};
-
-/// The file magic, `"ggml"` as a little-endian `u32`.
-pub const GGML_MAGIC: u32 = 0x6767_6d6c;
-/// The longest vocabulary entry accepted, in bytes (whisper's longest token has 128).
-pub const MAX_TOKEN_LEN: u32 = 1024;
-/// The longest tensor name accepted, in bytes (whisper.cpp's longest has 42).
-pub const MAX_TENSOR_NAME_LEN: i32 = 64;
-/// `n_fft` of the mel filterbank: `1 + WHISPER_N_FFT / 2`.
-pub const MEL_N_FFT: i32 = 201;
+use crate::ggml::layout::{
+    expected_for, ftype_to_type, static_type_name, type_layout, QNT_VERSION_FACTOR, QNT_VERSION_MAX,
+};
+use crate::ggml::reader::Reader;
+use crate::ggml::source::{FileSource, SliceSource, Source};
 
 /// What a valid model file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,26 +104,6 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<ModelInfo, ModelDefect> {
     validate(SliceSource::new(bytes))
 }
 
-/// The hyperparameter fields in file order, with their accepted ranges.
-const HPARAMS: [(i32, i32); 11] = [
-    (51864, 51866),
-    (1, 1500),
-    (1, 8192),
-    (1, 256),
-    (1, 128),
-    (16, 448),
-    (1, 8192),
-    (1, 256),
-    (1, 128),
-    (1, 512),
-    (0, 2999),
-];
-
-/// Offset of hyperparameter `i`.
-fn hparam_offset(i: usize) -> u64 {
-    4 + 4 * i as u64
-}
-
 fn model_type(n_audio_layer: i32) -> &'static str {
     match n_audio_layer {
         4 => "tiny",
@@ -140,66 +115,24 @@ fn model_type(n_audio_layer: i32) -> &'static str {
     }
 }
 
-/// Reads an `i32` field, refusing a truncated file.
-fn read_i32(src: &mut impl Source, what: Field) -> Result<i32, ModelDefect> {
-    let at = src.pos();
-    src.need(4, |needed, available| {
-        ModelDefect::field(DefectKind::Truncated { needed, available }, at, what)
-    })?;
-    let mut b = [0u8; 4];
-    src.read(&mut b)
-        .map_err(|e| ModelDefect::field(DefectKind::Io(e.kind()), at, what))?;
-    Ok(i32::from_le_bytes(b))
-}
-
-fn skip(src: &mut impl Source, n: u64, at: u64, what: Field) -> Result<(), ModelDefect> {
-    src.need(n, |needed, available| {
-        ModelDefect::field(DefectKind::Truncated { needed, available }, at, what)
-    })?;
-    src.skip(n)
-        .map_err(|e| ModelDefect::field(DefectKind::Io(e.kind()), at, what))
-}
-
-fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
-    let file_size = src.len();
-    let magic = read_i32(&mut src, Field::Magic)? as u32;
-    if magic != GGML_MAGIC {
-        return Err(ModelDefect::field(
-            DefectKind::BadMagic { found: magic },
-            0,
-            Field::Magic,
-        ));
-    }
-
-    // Hyperparameters.
-    let mut hp = [0i32; 11];
-    for (i, field) in Field::HPARAMS.into_iter().enumerate() {
-        hp[i] = read_i32(&mut src, field)?;
-    }
-    for (i, &(min, max)) in HPARAMS.iter().enumerate() {
-        let name = Field::HPARAMS[i];
-        let value = hp[i];
-        if value < min || value > max {
+/// The hyperparameters' checks (ranges, equal widths, head counts dividing them, a loadable
+/// `ftype` whose weight type's block divides the width); returns the weight type. The
+/// converter checks what it is about to write with it too.
+pub(crate) fn check_hparams(h: &Hparams) -> Result<i32, ModelDefect> {
+    for f in &Hparams::FIELDS {
+        let value = (f.get)(h);
+        if value < f.min || value > f.max {
             return Err(ModelDefect::field(
-                DefectKind::OutOfRange { value, min, max },
-                hparam_offset(i),
-                name,
+                DefectKind::OutOfRange {
+                    value,
+                    min: f.min,
+                    max: f.max,
+                },
+                f.offset,
+                f.field,
             ));
         }
     }
-    let h = Hparams {
-        n_vocab: hp[0],
-        n_audio_ctx: hp[1],
-        n_audio_state: hp[2],
-        n_audio_head: hp[3],
-        n_audio_layer: hp[4],
-        n_text_ctx: hp[5],
-        n_text_state: hp[6],
-        n_text_head: hp[7],
-        n_text_layer: hp[8],
-        n_mels: hp[9],
-        ftype: hp[10],
-    };
     if h.n_text_state != h.n_audio_state {
         return Err(ModelDefect::field(
             DefectKind::NotEqual {
@@ -207,34 +140,36 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
                 other: Field::NAudioState,
                 expected: h.n_audio_state,
             },
-            hparam_offset(6),
+            Hparams::field(Field::NTextState).offset,
             Field::NTextState,
         ));
     }
-    for (state_i, head_i, state, head) in [
-        (2, 3, h.n_audio_state, h.n_audio_head),
-        (6, 7, h.n_text_state, h.n_text_head),
+    for (state, head) in [
+        (Field::NAudioState, Field::NAudioHead),
+        (Field::NTextState, Field::NTextHead),
     ] {
-        if state % head != 0 {
+        let (state, head) = (Hparams::field(state), Hparams::field(head));
+        let (value, divisor) = ((state.get)(h), (head.get)(h));
+        if value % divisor != 0 {
             return Err(ModelDefect::field(
                 DefectKind::NotMultiple {
-                    value: state,
-                    of: Field::HPARAMS[head_i],
-                    divisor: head,
+                    value,
+                    of: head.field,
+                    divisor,
                 },
-                hparam_offset(state_i),
-                Field::HPARAMS[state_i],
+                state.offset,
+                state.field,
             ));
         }
     }
-    let qnt_version = h.ftype / layout::QNT_VERSION_FACTOR;
-    let base_ftype = h.ftype % layout::QNT_VERSION_FACTOR;
+    let qnt_version = h.ftype / QNT_VERSION_FACTOR;
+    let base_ftype = h.ftype % QNT_VERSION_FACTOR;
     let wtype = match ftype_to_type(base_ftype) {
-        Some(t) if qnt_version <= layout::QNT_VERSION_MAX => t,
+        Some(t) if qnt_version <= QNT_VERSION_MAX => t,
         _ => {
             return Err(ModelDefect::field(
                 DefectKind::UnsupportedFtype { ftype: h.ftype },
-                hparam_offset(10),
+                Hparams::field(Field::Ftype).offset,
                 Field::Ftype,
             ))
         }
@@ -247,14 +182,34 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
                 ggml_type: wtype,
                 block: block as i32,
             },
-            hparam_offset(2),
+            Hparams::field(Field::NAudioState).offset,
             Field::NAudioState,
         ));
     }
+    Ok(wtype)
+}
+
+/// The validator: the format's [`Reader`] plus a check after every read.
+fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
+    let mut src = Reader::new(src);
+    let file_size = src.len();
+    let magic = src.magic()?;
+    if magic != GGML_MAGIC {
+        return Err(ModelDefect::field(
+            DefectKind::BadMagic { found: magic },
+            0,
+            Field::Magic,
+        ));
+    }
+
+    // Hyperparameters.
+    let h = src.hparams()?;
+    let wtype = check_hparams(&h)?;
+    let qnt_version = h.ftype / QNT_VERSION_FACTOR;
 
     // Mel filterbank.
     let at = src.pos();
-    let n_mel = read_i32(&mut src, Field::MelNMel)?;
+    let n_mel = src.i32(Field::MelNMel)?;
     if n_mel != h.n_mels {
         return Err(ModelDefect::field(
             DefectKind::NotEqual {
@@ -267,7 +222,7 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
         ));
     }
     let at = src.pos();
-    let n_fft = read_i32(&mut src, Field::MelNFft)?;
+    let n_fft = src.i32(Field::MelNFft)?;
     if n_fft != MEL_N_FFT {
         return Err(ModelDefect::field(
             DefectKind::NotEqual {
@@ -279,17 +234,11 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
             Field::MelNFft,
         ));
     }
-    let at = src.pos();
-    skip(
-        &mut src,
-        n_mel as u64 * n_fft as u64 * 4,
-        at,
-        Field::MelFilters,
-    )?;
+    src.skip(n_mel as u64 * n_fft as u64 * 4, Field::MelFilters)?;
 
     // Vocabulary.
     let at = src.pos();
-    let n_tokens = read_i32(&mut src, Field::VocabularyCount)?;
+    let n_tokens = src.i32(Field::VocabularyCount)?;
     if n_tokens < 0 || n_tokens > h.n_vocab {
         return Err(ModelDefect::field(
             DefectKind::OutOfRange {
@@ -303,7 +252,7 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
     }
     for index in 0..n_tokens as u32 {
         let at = src.pos();
-        let len = read_i32(&mut src, Field::VocabularyTokenLength)? as u32;
+        let len = src.i32(Field::VocabularyTokenLength)? as u32;
         if len > MAX_TOKEN_LEN {
             return Err(ModelDefect::field(
                 DefectKind::TokenTooLong {
@@ -315,22 +264,11 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
                 Field::VocabularyTokenLength,
             ));
         }
-        skip(&mut src, len as u64, at + 4, Field::VocabularyToken)?;
+        src.skip(len as u64, Field::VocabularyToken)?;
     }
 
     // Tensors.
-    let expected = expected_tensors(
-        Dims {
-            n_vocab: h.n_vocab as i64,
-            n_audio_ctx: h.n_audio_ctx as i64,
-            n_state: h.n_audio_state as i64,
-            n_text_ctx: h.n_text_ctx as i64,
-            n_mels: h.n_mels as i64,
-        },
-        h.n_audio_layer as usize,
-        h.n_text_layer as usize,
-        wtype,
-    );
+    let expected = expected_for(&h, wtype);
     let index: HashMap<&[u8], usize> = expected
         .iter()
         .enumerate()
@@ -339,53 +277,14 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
     let mut seen: Vec<Option<u64>> = vec![None; expected.len()];
     let mut n_tensors = 0usize;
     let mut tensor_bytes = 0u64;
-    let mut name = Vec::with_capacity(MAX_TENSOR_NAME_LEN as usize);
-    while src.pos() < file_size {
-        let at = src.pos();
-        let remaining = file_size - at;
-        if remaining < 12 {
-            return Err(ModelDefect::field(
-                DefectKind::TrailingBytes { count: remaining },
-                at,
-                Field::TensorTable,
-            ));
-        }
-        let n_dims = read_i32(&mut src, Field::TensorHeader)?;
-        let length = read_i32(&mut src, Field::TensorHeader)?;
-        let ttype = read_i32(&mut src, Field::TensorHeader)?;
-        if !(1..=4).contains(&n_dims) {
-            return Err(ModelDefect::field(
-                DefectKind::BadDimCount { n_dims },
-                at,
-                Field::TensorHeader,
-            ));
-        }
-        if !(1..=MAX_TENSOR_NAME_LEN).contains(&length) {
-            return Err(ModelDefect::field(
-                DefectKind::BadNameLength {
-                    length,
-                    max: MAX_TENSOR_NAME_LEN,
-                },
-                at,
-                Field::TensorHeader,
-            ));
-        }
-        let mut ne = [1i32; 4];
-        for d in ne.iter_mut().take(n_dims as usize) {
-            *d = read_i32(&mut src, Field::TensorDims)?;
-        }
-        let name_at = src.pos();
-        src.need(length as u64, |needed, available| {
-            ModelDefect::field(
-                DefectKind::Truncated { needed, available },
-                name_at,
-                Field::TensorName,
-            )
-        })?;
-        name.resize(length as usize, 0);
-        src.read(&mut name).map_err(|e| {
-            ModelDefect::field(DefectKind::Io(e.kind()), name_at, Field::TensorName)
-        })?;
+    while let Some(header) = src.tensor_header()? {
+        let (at, name, ne, n_dims, ttype) = (
+            header.at,
+            header.name,
+            header.ne,
+            header.n_dims,
+            header.ggml_type,
+        );
         let tensor_defect = |kind| ModelDefect::tensor(kind, at, &name);
         let Some(&i) = index.get(name.as_slice()) else {
             return Err(tensor_defect(DefectKind::UnknownTensor));
@@ -424,12 +323,7 @@ fn validate(mut src: impl Source) -> Result<ModelInfo, ModelDefect> {
         }
         let nelements = (t.ne[0] * t.ne[1] * t.ne[2]) as u64;
         let nbytes = nelements / block * block_bytes;
-        let data_at = src.pos();
-        src.need(nbytes, |needed, available| {
-            ModelDefect::tensor(DefectKind::Truncated { needed, available }, data_at, &name)
-        })?;
-        src.skip(nbytes)
-            .map_err(|e| ModelDefect::tensor(DefectKind::Io(e.kind()), data_at, &name))?;
+        src.tensor_data(nbytes, &name, false)?;
         seen[i] = Some(at);
         n_tensors += 1;
         tensor_bytes += nbytes;

@@ -63,21 +63,6 @@ pub enum Field {
 }
 
 impl Field {
-    /// The hyperparameters in file order.
-    pub(crate) const HPARAMS: [Field; 11] = [
-        Field::NVocab,
-        Field::NAudioCtx,
-        Field::NAudioState,
-        Field::NAudioHead,
-        Field::NAudioLayer,
-        Field::NTextCtx,
-        Field::NTextState,
-        Field::NTextHead,
-        Field::NTextLayer,
-        Field::NMels,
-        Field::Ftype,
-    ];
-
     /// The name messages use (`n_audio_head`, `mel filters n_fft`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

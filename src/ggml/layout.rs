@@ -371,3 +371,20 @@ pub(crate) fn expected_tensors(
     }
     v
 }
+
+/// Every tensor whisper.cpp creates for the hyperparameters `h` with weight type `wtype` (the
+/// validator's and the converter's target).
+pub(crate) fn expected_for(h: &super::Hparams, wtype: i32) -> Vec<ExpectedTensor> {
+    expected_tensors(
+        Dims {
+            n_vocab: h.n_vocab as i64,
+            n_audio_ctx: h.n_audio_ctx as i64,
+            n_state: h.n_audio_state as i64,
+            n_text_ctx: h.n_text_ctx as i64,
+            n_mels: h.n_mels as i64,
+        },
+        h.n_audio_layer as usize,
+        h.n_text_layer as usize,
+        wtype,
+    )
+}

@@ -21,7 +21,8 @@
 //! - [`recognizer`]: the concurrency layer: a pool of states with a bounded queue, deadlines,
 //!   cancellation, GPU→CPU failover and a health report;
 //! - [`audio`]: resampling to whisper's 16 kHz;
-//! - [`convert`]: model conversion into whisper.cpp's format.
+//! - [`convert`]: model conversion into whisper.cpp's format;
+//! - [`wer`]: word error rate, as the tests and `gpu-check` measure transcripts.
 
 #![deny(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod ggml;
 pub mod model;
 pub mod recognizer;
 pub mod sys;
+pub mod wer;
 
 /// The raw bindings under whisper-rs's name (feature `raw-api`). No semver guarantee.
 #[cfg(feature = "raw-api")]

@@ -866,22 +866,14 @@ fn f16_conversion_rounds_like_ieee() {
 // A real model: convert, load, transcribe
 // ---------------------------------------------------------------------------------------------
 
-const JFK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/audio/jfk.wav");
-const JFK_TEXT: &str = "and so my fellow americans ask not what your country can do for you \
-                        ask what you can do for your country";
-
-/// The CTranslate2 model folder to test with, if any.
+/// The CTranslate2 model folder to test with (`WHISPER_STEADY_TEST_MODEL_CT2`), if any.
 fn real_model_dir() -> Option<PathBuf> {
     match std::env::var_os("WHISPER_STEADY_TEST_MODEL_CT2") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
-            assert!(
-                std::env::var("WHISPER_STEADY_REQUIRE_MODEL").as_deref() != Ok("1"),
-                "WHISPER_STEADY_REQUIRE_MODEL=1 but WHISPER_STEADY_TEST_MODEL_CT2 is not set"
-            );
-            eprintln!(
-                "skipping: set WHISPER_STEADY_TEST_MODEL_CT2 to a CTranslate2 Whisper model \
-                 folder (scripts/fetch-test-model.sh fetches one)"
+            test_support::skip_or_fail(
+                "WHISPER_STEADY_TEST_MODEL_CT2 (a CTranslate2 Whisper model folder) is not set",
+                "scripts/fetch-test-model.sh",
             );
             None
         }
@@ -898,59 +890,6 @@ fn load(path: &Path) -> *mut sys::whisper_context {
     }
 }
 
-/// The samples of a 16 kHz mono 16-bit PCM WAV file, as f32 in [-1, 1).
-fn read_wav(path: &str) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
-        "not a WAV file"
-    );
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    let mut o = 12;
-    let mut format_ok = false;
-    while o + 8 <= b.len() {
-        let (id, size) = (&b[o..o + 4], u32_at(o + 4) as usize);
-        let body = o + 8;
-        match id {
-            b"fmt " => {
-                // PCM, mono, 16 kHz, 16 bits.
-                assert_eq!(
-                    (
-                        u16_at(body),
-                        u16_at(body + 2),
-                        u32_at(body + 4),
-                        u16_at(body + 14)
-                    ),
-                    (1, 1, 16_000, 16),
-                    "jfk.wav must be 16 kHz mono 16-bit PCM"
-                );
-                format_ok = true;
-            }
-            b"data" => {
-                assert!(format_ok, "data before fmt");
-                let end = (body + size).min(b.len());
-                return b[body..end]
-                    .chunks_exact(2)
-                    .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
-                    .collect();
-            }
-            _ => {}
-        }
-        o = body + size + (size & 1);
-    }
-    panic!("no data chunk in {path}");
-}
-
-fn normalize(text: &str) -> String {
-    let cleaned: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[test]
 fn a_real_model_converts_and_transcribes_jfk() {
     let Some(model_dir) = real_model_dir() else {
@@ -961,7 +900,7 @@ fn a_real_model_converts_and_transcribes_jfk() {
     let report = convert_ct2_dir(&model_dir, &out).expect("the model converts");
     eprintln!("converted: {report:?}");
 
-    let samples = read_wav(JFK);
+    let samples = test_support::jfk();
     assert!(samples.len() > 16_000 * 10, "jfk.wav is about 11 s");
 
     let ctx = load(&out);
@@ -988,5 +927,8 @@ fn a_real_model_converts_and_transcribes_jfk() {
         sys::whisper_free(ctx);
     }
     eprintln!("transcript: {text}");
-    assert_eq!(normalize(&text), JFK_TEXT);
+    assert_eq!(
+        whisper_steady::wer::words(&text),
+        whisper_steady::wer::words(test_support::JFK_TEXT)
+    );
 }

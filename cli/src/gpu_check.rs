@@ -37,6 +37,7 @@ use whisper_steady::cuda::{self, PoolSelftest};
 use whisper_steady::recognizer::{
     devices, Backend, RecognizeOptions, Recognizer, RecognizerConfig,
 };
+use whisper_steady::wer::{word_error_rate as wer, words};
 use whisper_steady::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 #[path = "../../examples/shared_context_race.rs"]
@@ -686,33 +687,6 @@ fn best_of(n: usize, mut f: impl FnMut() -> String) -> (String, Duration) {
         best = best.min(t.elapsed());
     }
     (out, best)
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate of `hyp` against `reference`.
-fn wer(reference: &str, hyp: &str) -> f64 {
-    let r = words(reference);
-    let h = words(hyp);
-    let mut row: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, hw) in h.iter().enumerate() {
-            let next = (row[j] + 1)
-                .min(row[j + 1] + 1)
-                .min(prev + usize::from(rw != hw));
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[h.len()] as f64 / r.len().max(1) as f64
 }
 
 fn gib(bytes: u64) -> f64 {

@@ -2,24 +2,13 @@
 //! CUDA device (CI), gpu-check refuses to run unless `--allow-no-gpu`, and then proves its
 //! CPU-side rows: the shared-context scenario, the recognizer with 4 states, CPU transcription.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-steady");
-const JFK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/audio/jfk.wav");
-
+/// The test model, or `None` (after printing why) when it is absent and not required.
 fn model() -> Option<PathBuf> {
-    match std::env::var_os("WHISPER_STEADY_TEST_MODEL") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var("WHISPER_STEADY_REQUIRE_MODEL").as_deref() != Ok("1"),
-                "WHISPER_STEADY_REQUIRE_MODEL=1 but the model is missing"
-            );
-            eprintln!("skipped: WHISPER_STEADY_TEST_MODEL is not set");
-            None
-        }
-    }
+    test_support::model_path()
 }
 
 #[test]
@@ -31,7 +20,9 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
     let refused = Command::new(BIN)
         .args(["gpu-check", "--model"])
         .arg(&model)
-        .args(["--audio", JFK, "--json"])
+        .arg("--audio")
+        .arg(test_support::shared_audio("jfk.wav"))
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -46,7 +37,9 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
     let out = Command::new(BIN)
         .args(["gpu-check", "--allow-no-gpu", "--requests", "8", "--model"])
         .arg(&model)
-        .args(["--audio", JFK, "--json"])
+        .arg("--audio")
+        .arg(test_support::shared_audio("jfk.wav"))
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();

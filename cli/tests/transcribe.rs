@@ -13,35 +13,17 @@ use hound::{SampleFormat, WavReader, WavSpec, WavWriter};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-steady");
-/// The shared speech sample (outside the project; CI has it too).
-const JFK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/audio/jfk.wav");
 /// Part of what jfk.wav says.
 const JFK_PHRASE: &str = "ask not what your country can do for you";
 
 /// The test model, or `None` (after printing why) when it is absent and not required.
 fn model() -> Option<PathBuf> {
-    let problem = match std::env::var_os("WHISPER_STEADY_TEST_MODEL") {
-        Some(path) if Path::new(&path).is_file() => return Some(PathBuf::from(path)),
-        Some(path) => format!(
-            "WHISPER_STEADY_TEST_MODEL={} does not exist",
-            Path::new(&path).display()
-        ),
-        None => "WHISPER_STEADY_TEST_MODEL is not set".to_owned(),
-    };
-    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "WHISPER_STEADY_REQUIRE_MODEL=1 but {problem}; run scripts/fetch-test-model.sh"
-    );
-    eprintln!(
-        "skipped: {problem} (set WHISPER_STEADY_TEST_MODEL, see scripts/fetch-test-model.sh)"
-    );
-    None
+    test_support::model_path()
 }
 
 /// jfk.wav, which must exist when a model test runs.
-fn jfk() -> &'static Path {
-    let path = Path::new(JFK);
+fn jfk() -> PathBuf {
+    let path = test_support::shared_audio("jfk.wav");
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }

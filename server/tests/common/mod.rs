@@ -4,64 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use recognizer_server::{serve, AppState, Config};
 
-/// The reference transcript of jfk.wav.
-pub const JFK_TEXT: &str = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country";
-
-/// The test model, or `None` (after saying why) when it is absent and not required.
-pub fn model_path() -> Option<PathBuf> {
-    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
-    match std::env::var_os("WHISPER_STEADY_TEST_MODEL").map(PathBuf::from) {
-        Some(path) if path.is_file() => Some(path),
-        other => {
-            assert!(
-                !required,
-                "WHISPER_STEADY_REQUIRE_MODEL=1 but WHISPER_STEADY_TEST_MODEL is {other:?}"
-            );
-            eprintln!("skipped: set WHISPER_STEADY_TEST_MODEL (see scripts/fetch-test-model.sh)");
-            None
-        }
-    }
-}
-
-/// A file of the shared speech samples.
-pub fn shared_audio(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/audio")
-        .join(name)
-}
-
-/// Word error rate of `hypothesis` against `reference` (case and punctuation ignored).
-pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let words = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .map(|w| {
-                w.chars()
-                    .filter(|c| c.is_alphanumeric())
-                    .collect::<String>()
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
+pub use test_support::{model_path, shared_audio, JFK_TEXT};
+pub use whisper_steady::wer::word_error_rate as wer;
 
 /// Starts the server binary as `command` says and waits for its first line, `listening on
 /// http://ADDR`; returns the process and the address.

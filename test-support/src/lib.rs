@@ -1,0 +1,95 @@
+//! What the workspace's tests share (a dev-dependency only; never part of a published crate):
+//! the rule for skipping tests whose model is absent, the shared speech samples, the reference
+//! text of jfk.wav and WAV reading. The word error rate is the library's
+//! (`whisper_steady::wer`), so that tests, the CLI's `gpu-check` and the benchmarks count words
+//! alike. This crate does not depend on whisper-steady (a test that did would see two copies of
+//! its types).
+//!
+//! The model comes from `WHISPER_STEADY_TEST_MODEL` (a ggml file; `scripts/fetch-test-model.sh`
+//! builds one and prints its path). Without it the tests that need it print why and pass,
+//! unless `WHISPER_STEADY_REQUIRE_MODEL=1` (set by `.ci/run`), which turns the skip into a
+//! failure.
+
+use std::path::{Path, PathBuf};
+
+/// The reference transcript of jfk.wav.
+pub const JFK_TEXT: &str = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country";
+
+/// Whether a missing test input is a failure (`WHISPER_STEADY_REQUIRE_MODEL=1`, as in CI)
+/// rather than a reason to skip.
+pub fn inputs_required() -> bool {
+    std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1")
+}
+
+/// Skips (prints why) or, when inputs are required, fails: `what` is missing, `script` makes it.
+pub fn skip_or_fail(what: &str, script: &str) {
+    assert!(
+        !inputs_required(),
+        "WHISPER_STEADY_REQUIRE_MODEL=1 but {what}; run {script}"
+    );
+    eprintln!("skipped: {what} (see {script})");
+}
+
+/// The file the test-input variable `var` names, or `None` (after printing why) when it is
+/// absent and not required; `script` is the fetch script that makes it.
+pub fn env_file(var: &str, script: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
+        Some(path) => {
+            let missing = format!("{var}={} does not exist", Path::new(&path).display());
+            skip_or_fail(&missing, script);
+            None
+        }
+        None => {
+            skip_or_fail(&format!("{var} is not set"), script);
+            None
+        }
+    }
+}
+
+/// The test model (`WHISPER_STEADY_TEST_MODEL`), or `None` (after printing why) when it is
+/// absent and not required.
+pub fn model_path() -> Option<PathBuf> {
+    env_file("WHISPER_STEADY_TEST_MODEL", "scripts/fetch-test-model.sh")
+}
+
+/// The converted Silero VAD model (`WHISPER_STEADY_TEST_VAD_MODEL`), or `None` (after printing
+/// why) when it is absent and not required.
+pub fn vad_model_path() -> Option<PathBuf> {
+    env_file(
+        "WHISPER_STEADY_TEST_VAD_MODEL",
+        "scripts/fetch-vad-model.sh",
+    )
+}
+
+/// A file of the shared speech samples, which live beside the repository (CI has them too).
+pub fn shared_audio(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/audio")
+        .join(name)
+}
+
+/// Reads a 16 kHz WAV file (integer or float samples, any channels, averaged) as mono f32.
+pub fn read_wav_16k_mono(path: &Path) -> Vec<f32> {
+    let mut reader = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!(spec.sample_rate, 16_000, "{} is not 16 kHz", path.display());
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Int => reader
+            .samples::<i32>()
+            .map(|s| s.unwrap() as f32 / (1i64 << (spec.bits_per_sample - 1)) as f32)
+            .collect(),
+        hound::SampleFormat::Float => reader.samples::<f32>().map(|s| s.unwrap()).collect(),
+    };
+    let channels = spec.channels as usize;
+    samples
+        .chunks(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect()
+}
+
+/// jfk.wav as 16 kHz mono f32.
+pub fn jfk() -> Vec<f32> {
+    read_wav_16k_mono(&shared_audio("jfk.wav"))
+}

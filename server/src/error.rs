@@ -1,6 +1,10 @@
-//! Errors as HTTP responses: the original API answers `{"success": false, "error": ...}`, the
+//! Errors as HTTP responses, all through one type, [`ApiError`]: what a handler refuses, what
+//! its extractors reject (a bad query, JSON, multipart body, path or WebSocket handshake) and
+//! unknown paths. The original API answers `{"success": false, "error": ...}`, the
 //! OpenAI-compatible one `{"error": {"message": ..., "type": ...}}`.
 
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -45,19 +49,6 @@ impl ApiError {
         self
     }
 
-    /// The outcome label for `/metrics`.
-    pub(crate) fn outcome(&self) -> &'static str {
-        match self.status {
-            StatusCode::TOO_MANY_REQUESTS => "overloaded",
-            StatusCode::GATEWAY_TIMEOUT => "timeout",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            StatusCode::INSUFFICIENT_STORAGE => "storage_full",
-            s if s.is_client_error() => "client_error",
-            _ => "server_error",
-        }
-    }
-
     /// Maps a recognizer error; `health` estimates `Retry-After` for overload.
     pub(crate) fn from_recognize(e: RecognizeError, health: impl FnOnce() -> Health) -> Self {
         let status = match &e {
@@ -79,6 +70,26 @@ impl ApiError {
         err
     }
 }
+
+/// An extractor's rejection as an error of the original API's shape (`.style(...)` for the
+/// other): its status and its message.
+macro_rules! from_rejection {
+    ($($rejection:ty),+) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(e: $rejection) -> Self {
+                ApiError::new(e.status(), e.body_text())
+            }
+        }
+    )+};
+}
+
+from_rejection!(
+    BytesRejection,
+    JsonRejection,
+    PathRejection,
+    QueryRejection,
+    WebSocketUpgradeRejection
+);
 
 impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> Self {
@@ -118,6 +129,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            log::warn!("{} {}", self.status, self.message);
+        }
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response

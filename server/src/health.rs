@@ -13,7 +13,7 @@ use whisper_steady::recognizer::{BreakerState, Health, HealthStatus};
 
 use crate::error::ApiError;
 use crate::storage::StorageUsage;
-use crate::{AppState, Timer};
+use crate::AppState;
 
 /// The health report as JSON, with what storage holds.
 pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
@@ -111,58 +111,50 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
 
 /// `GET /health`: 200 while serving (`ok` or `degraded`), 503 while shutting down.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let timer = Timer::start("health");
     let h = state.recognizer.health();
     let status = if h.status == HealthStatus::ShuttingDown {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    timer.finish(&state, "ok");
     (status, Json(health_json(&h, &state.storage.usage()))).into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let timer = Timer::start("metrics");
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let body = state
         .metrics
-        .render(&state.recognizer.health(), &state.storage.usage());
-    timer.finish(&state, "ok");
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+        .render(state.recognizer.health(), state.storage.usage())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be written",
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 /// `POST /admin/trim`: returns the CUDA pools' unused memory to the driver
 /// ([`Recognizer::trim`](whisper_steady::recognizer::Recognizer::trim)) and answers what was
 /// freed. Only from a loopback address unless `server.admin_from_any_address` is set (403
 /// otherwise, and when the peer's address is unknown).
-pub(crate) async fn trim(State(state): State<Arc<AppState>>, extensions: Extensions) -> Response {
-    let timer = Timer::start("admin_trim");
+pub(crate) async fn trim(
+    State(state): State<Arc<AppState>>,
+    extensions: Extensions,
+) -> Result<Json<Value>, ApiError> {
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     if !admin_allowed(state.config.server.admin_from_any_address, peer) {
-        timer.finish(&state, "client_error");
         let message = "the admin endpoints answer loopback addresses only (set \
                        server.admin_from_any_address to open them)";
-        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
+        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
     }
     let recognizer = state.recognizer.clone();
-    let report = tokio::task::spawn_blocking(move || recognizer.trim()).await;
-    let Ok(report) = report else {
-        timer.finish(&state, "server_error");
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked")
-            .into_response();
-    };
-    timer.finish(&state, "ok");
-    Json(json!({
+    let report = tokio::task::spawn_blocking(move || recognizer.trim())
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;
+    Ok(Json(json!({
         "success": true,
         "cuda_available": report.cuda_available,
         "pools": report.pools,
@@ -172,8 +164,7 @@ pub(crate) async fn trim(State(state): State<Arc<AppState>>, extensions: Extensi
         } else {
             "this build has no CUDA backend: nothing to trim"
         },
-    }))
-    .into_response()
+    })))
 }
 
 /// Whether an admin request from `peer` (unknown: `None`) is answered.

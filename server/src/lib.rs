@@ -3,7 +3,9 @@
 //!
 //! Endpoints: `GET /health`, `POST /api/upload`, `POST /api/recognize` (the original API),
 //! `POST /v1/audio/transcriptions`, `POST /v1/audio/translations`, `GET /v1/models` (OpenAI-
-//! compatible) and `GET /metrics` (Prometheus). The
+//! compatible), `GET /v1/live` (WebSocket), `GET /` (the web page) and `GET /metrics`
+//! (Prometheus: one middleware, [`metrics`], counts every route; errors all go through one
+//! type that renders either API's error shape). The
 //! binary (`src/main.rs`) reads the configuration, sets up logging and calls [`serve`]; the
 //! tests call the same functions on a loopback port.
 
@@ -20,10 +22,11 @@ pub mod storage;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -43,7 +46,7 @@ pub struct AppState {
     pub storage: Storage,
     /// The configuration.
     pub config: Config,
-    /// HTTP counters.
+    /// HTTP request counters and latencies, for `/metrics`.
     pub metrics: Metrics,
     /// Free live transcription connections (`server.max_live_connections`).
     pub live_connections: Arc<tokio::sync::Semaphore>,
@@ -222,11 +225,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs_f64(
             state.config.server.body_timeout_seconds,
-        )));
+        )))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::track,
+        ));
     if let Some(cors) = cors_layer(&state.config) {
         app = app.layer(cors);
     }
     app.with_state(state)
+}
+
+/// The `endpoint` label of `/metrics` for a route of [`router`]; `None` for none of them.
+pub(crate) fn endpoint_label(route: &str) -> Option<&'static str> {
+    Some(match route {
+        "/" => "page",
+        "/health" => "health",
+        "/metrics" => "metrics",
+        "/api/upload" => "upload",
+        "/api/upload/{id}" => "delete_upload",
+        "/api/recognize" => "recognize",
+        "/v1/audio/transcriptions" => "transcriptions",
+        "/v1/audio/translations" => "translations",
+        "/v1/models" | "/v1/models/{id}" => "models",
+        "/v1/live" => "live",
+        "/admin/trim" => "admin_trim",
+        _ => return None,
+    })
 }
 
 fn cors_layer(config: &Config) -> Option<CorsLayer> {
@@ -301,25 +326,4 @@ pub async fn serve(
     // Joins the workers after the last queued request; blocking, so off the runtime.
     let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;
     Ok(())
-}
-
-/// Measures one request for `/metrics`.
-pub(crate) struct Timer {
-    endpoint: &'static str,
-    started: Instant,
-}
-
-impl Timer {
-    pub(crate) fn start(endpoint: &'static str) -> Self {
-        Timer {
-            endpoint,
-            started: Instant::now(),
-        }
-    }
-
-    pub(crate) fn finish(self, state: &AppState, outcome: &'static str) {
-        state
-            .metrics
-            .record(self.endpoint, outcome, self.started.elapsed());
-    }
 }

@@ -23,10 +23,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
@@ -65,7 +66,11 @@ const fn samples(seconds: f64) -> usize {
 }
 
 /// `GET /v1/live`: upgrades to a WebSocket while a connection is free.
-pub(crate) async fn live(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn live(
+    State(state): State<Arc<AppState>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
     let Ok(permit) = Arc::clone(&state.live_connections).try_acquire_owned() else {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -76,13 +81,14 @@ pub(crate) async fn live(State(state): State<Arc<AppState>>, ws: WebSocketUpgrad
         )
         .style(Style::OpenAi);
         e.retry_after = Some(5);
-        return e.into_response();
+        return Err(e);
     };
-    ws.max_message_size(MAX_FRAME_BYTES + 1024)
+    Ok(ws
+        .max_message_size(MAX_FRAME_BYTES + 1024)
         .on_upgrade(move |socket| async move {
             session(state, socket).await;
             drop(permit);
-        })
+        }))
 }
 
 /// Why a session ends early: a close code and what the client is told.

@@ -1,308 +1,361 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4): request counters and latency
-//! histograms kept here, the rest read from the recognizer's health report.
+//! `/metrics` in the Prometheus text format (version 0.0.4), written by the `prometheus-client`
+//! crate. One middleware (`track`, on every route) counts each request and its latency into
+//! [`Metrics`]; the recognizer's and storage's figures are read from their reports at each
+//! scrape (docs/server.md, "Metrics", lists every family).
+//!
+//! Names are written here as they are exposed: the library adds `_total` to counters itself,
+//! so it is taken off before a counter's name is handed over.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use whisper_steady::recognizer::{BreakerState, Health, LaneHealth};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use whisper_steady::recognizer::{BreakerState, Health, HealthStatus};
 
 use crate::storage::StorageUsage;
+use crate::AppState;
+
+/// The `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// `recognizer_http_requests_total`'s labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
 }
 
-/// Counters kept by the HTTP layer.
-#[derive(Debug, Default)]
+/// `recognizer_http_request_duration_seconds`'s label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+/// The HTTP layer's request counters and latency histograms.
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabel, Histogram, fn() -> Histogram>,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    /// (endpoint, outcome) → count.
-    requests: BTreeMap<(&'static str, &'static str), u64>,
-    /// endpoint → latency.
-    latency: BTreeMap<&'static str, Histogram>,
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+        }
+    }
 }
 
 impl Metrics {
     /// Counts one finished request.
     pub fn record(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *inner.requests.entry((endpoint, outcome)).or_default() += 1;
-        let h = inner.latency.entry(endpoint).or_default();
-        let secs = elapsed.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        self.requests
+            .get_or_create(&RequestLabels { endpoint, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabel { endpoint })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The whole exposition.
-    pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::new();
-        let o = &mut out;
-
-        family(
-            o,
-            "recognizer_http_requests_total",
-            "counter",
-            "HTTP requests by endpoint and outcome.",
+    /// The whole exposition: the HTTP counters, then `health` and `storage`. Fails only if the
+    /// library's encoder does (a value it cannot write).
+    pub fn render(&self, health: Health, storage: StorageUsage) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::default();
+        // The library ends every registered help text with a full stop.
+        registry.register(
+            counter_name("recognizer_http_requests_total"),
+            "HTTP requests by endpoint and outcome",
+            self.requests.clone(),
         );
-        for ((endpoint, outcome), n) in &inner.requests {
-            sample(
-                o,
-                "recognizer_http_requests_total",
-                &[("endpoint", endpoint), ("outcome", outcome)],
-                *n as f64,
-            );
-        }
-        family(
-            o,
+        registry.register(
             "recognizer_http_request_duration_seconds",
-            "histogram",
-            "HTTP request latency by endpoint.",
+            "HTTP request latency by endpoint",
+            self.latency.clone(),
         );
-        for (endpoint, h) in &inner.latency {
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let le = format!("{bound}");
-                sample(
-                    o,
-                    "recognizer_http_request_duration_seconds_bucket",
-                    &[("endpoint", endpoint), ("le", &le)],
-                    count as f64,
-                );
-            }
-            sample(
-                o,
-                "recognizer_http_request_duration_seconds_bucket",
-                &[("endpoint", endpoint), ("le", "+Inf")],
-                h.count as f64,
-            );
-            sample(
-                o,
-                "recognizer_http_request_duration_seconds_sum",
-                &[("endpoint", endpoint)],
-                h.sum,
-            );
-            sample(
-                o,
-                "recognizer_http_request_duration_seconds_count",
-                &[("endpoint", endpoint)],
-                h.count as f64,
-            );
-        }
-        drop(inner);
+        registry.register_collector(Box::new(Report { health, storage }));
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
 
+/// The outcome label of a response, by its status.
+pub(crate) fn outcome(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => "overloaded",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::INSUFFICIENT_STORAGE => "storage_full",
+        s if s.is_client_error() => "client_error",
+        s if s.is_server_error() => "server_error",
+        // 2xx, and 101 for a WebSocket upgrade
+        _ => "ok",
+    }
+}
+
+/// The middleware that records every routed request: its endpoint label (from the matched
+/// route, [`crate::endpoint_label`]), its outcome (from the status) and the time until the
+/// response began. Streamed responses (Server-Sent Events, a WebSocket) count when they
+/// start. Unknown paths (the fallback) are not counted.
+pub(crate) async fn track(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| crate::endpoint_label(route.as_str()));
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if let Some(endpoint) = endpoint {
+        state
+            .metrics
+            .record(endpoint, outcome(response.status()), started.elapsed());
+    }
+    response
+}
+
+/// A counter's name as the library takes it: without `_total`, which it adds.
+fn counter_name(exposed: &str) -> &str {
+    exposed
+        .strip_suffix("_total")
+        .expect("a counter's name ends with _total")
+}
+
+/// One family with its samples, left out when it has none (as the library does).
+fn family<M: EncodeMetric, L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> std::fmt::Result {
+    let mut samples = samples.into_iter().peekable();
+    let Some((_, first)) = samples.peek() else {
+        return Ok(());
+    };
+    let kind = first.metric_type();
+    let name = if kind == MetricType::Counter {
+        counter_name(name)
+    } else {
+        name
+    };
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, sample) in samples {
+        sample.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A gauge without labels.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    family(encoder, name, help, [(NO_LABELS, ConstGauge::new(value))])
+}
+
+/// A counter without labels.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    family(encoder, name, help, [(NO_LABELS, ConstCounter::new(value))])
+}
+
+/// The empty label set.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+/// What the recognizer and storage report at one scrape.
+#[derive(Debug)]
+struct Report {
+    health: Health,
+    storage: StorageUsage,
+}
+
+impl Collector for Report {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let (health, storage) = (&self.health, &self.storage);
+        let o = &mut encoder;
         let r = &health.requests;
         family(
             o,
             "recognizer_requests_total",
-            "counter",
             "Recognition requests by outcome.",
-        );
-        for (outcome, n) in [
-            ("submitted", r.submitted),
-            ("rejected_overloaded", r.rejected_overloaded),
-            ("completed", r.completed),
-            ("failed", r.failed),
-            ("deadline_exceeded", r.deadline_exceeded),
-            ("cancelled", r.cancelled),
-        ] {
-            sample(
-                o,
-                "recognizer_requests_total",
-                &[("outcome", outcome)],
-                n as f64,
-            );
-        }
-        family(
+            [
+                ("submitted", r.submitted),
+                ("rejected_overloaded", r.rejected_overloaded),
+                ("completed", r.completed),
+                ("failed", r.failed),
+                ("deadline_exceeded", r.deadline_exceeded),
+                ("cancelled", r.cancelled),
+            ]
+            .map(|(outcome, n)| ([("outcome", outcome)], ConstCounter::new(n))),
+        )?;
+        gauge(
             o,
             "recognizer_queue_depth",
-            "gauge",
             "Requests waiting for a worker.",
-        );
-        sample(o, "recognizer_queue_depth", &[], health.queue_depth as f64);
-        family(
+            health.queue_depth as u64,
+        )?;
+        gauge(
             o,
             "recognizer_queue_limit",
-            "gauge",
             "Requests that may wait before 429.",
-        );
-        sample(o, "recognizer_queue_limit", &[], health.queue_limit as f64);
+            health.queue_limit as u64,
+        )?;
         // Every lane is labelled by its device: the GPU's index, or "cpu".
-        let lanes: Vec<(&LaneHealth, String)> = health
+        let lanes: Vec<_> = health
             .lanes
             .iter()
             .map(|l| {
-                (
-                    l,
-                    l.device.map_or_else(|| "cpu".to_owned(), |d| d.to_string()),
-                )
+                let device = l.device.map_or_else(|| "cpu".to_owned(), |d| d.to_string());
+                (l, l.backend.as_str(), device)
             })
             .collect();
         family(
             o,
             "recognizer_workers",
-            "gauge",
             "Worker states by backend, device and activity.",
-        );
-        for (lane, device) in &lanes {
-            let backend = lane.backend.as_str();
-            for (state, n) in [("busy", lane.busy), ("idle", lane.idle)] {
-                sample(
-                    o,
-                    "recognizer_workers",
-                    &[("backend", backend), ("device", device), ("state", state)],
-                    n as f64,
-                );
-            }
-        }
+            lanes.iter().flat_map(|(lane, backend, device)| {
+                [("busy", lane.busy), ("idle", lane.idle)].map(|(state, n)| {
+                    (
+                        [
+                            ("backend", *backend),
+                            ("device", device.as_str()),
+                            ("state", state),
+                        ],
+                        ConstGauge::new(n as u64),
+                    )
+                })
+            }),
+        )?;
         family(
             o,
             "recognizer_lane_queue_depth",
-            "gauge",
             "Requests waiting for one lane (device).",
-        );
-        for (lane, device) in &lanes {
-            sample(
-                o,
-                "recognizer_lane_queue_depth",
-                &[("backend", lane.backend.as_str()), ("device", device)],
-                lane.queued as f64,
-            );
-        }
+            lanes.iter().map(|(lane, backend, device)| {
+                (
+                    [("backend", *backend), ("device", device.as_str())],
+                    ConstGauge::new(lane.queued as u64),
+                )
+            }),
+        )?;
         family(
             o,
             "recognizer_lane_attempts_total",
-            "counter",
             "Attempts by lane (device) and outcome (failed: whisper.cpp failed them).",
-        );
-        for (lane, device) in &lanes {
-            for (outcome, n) in [("succeeded", lane.succeeded), ("failed", lane.failed)] {
-                sample(
-                    o,
-                    "recognizer_lane_attempts_total",
-                    &[
-                        ("backend", lane.backend.as_str()),
-                        ("device", device),
-                        ("outcome", outcome),
-                    ],
-                    n as f64,
-                );
-            }
-        }
-        if lanes.iter().any(|(lane, _)| lane.breaker.is_some()) {
-            family(
-                o,
-                "recognizer_lane_breaker_open",
-                "gauge",
-                "1 while this GPU's circuit breaker keeps requests off it.",
-            );
-        }
-        for (lane, device) in &lanes {
-            if let Some(breaker) = lane.breaker {
-                let open = matches!(breaker, BreakerState::Open { .. });
-                sample(
-                    o,
-                    "recognizer_lane_breaker_open",
-                    &[("device", device)],
-                    f64::from(u8::from(open)),
-                );
-            }
-        }
+            lanes.iter().flat_map(|(lane, backend, device)| {
+                [("succeeded", lane.succeeded), ("failed", lane.failed)].map(|(outcome, n)| {
+                    (
+                        [
+                            ("backend", *backend),
+                            ("device", device.as_str()),
+                            ("outcome", outcome),
+                        ],
+                        ConstCounter::new(n),
+                    )
+                })
+            }),
+        )?;
+        // Only GPU lanes have a breaker: the family is left out without one.
+        family(
+            o,
+            "recognizer_lane_breaker_open",
+            "1 while this GPU's circuit breaker keeps requests off it.",
+            lanes.iter().filter_map(|(lane, _, device)| {
+                let open = matches!(lane.breaker?, BreakerState::Open { .. });
+                Some((
+                    [("device", device.as_str())],
+                    ConstGauge::new(u64::from(open)),
+                ))
+            }),
+        )?;
         family(
             o,
             "recognizer_device_memory_bytes",
-            "gauge",
             "Device memory as ggml reports it.",
-        );
-        for d in &health.devices {
-            sample(
-                o,
-                "recognizer_device_memory_bytes",
-                &[("device", &d.name), ("kind", d.kind), ("memory", "free")],
-                d.memory_free as f64,
-            );
-            sample(
-                o,
-                "recognizer_device_memory_bytes",
-                &[("device", &d.name), ("kind", d.kind), ("memory", "total")],
-                d.memory_total as f64,
-            );
-        }
+            health.devices.iter().flat_map(|d| {
+                [("free", d.memory_free), ("total", d.memory_total)].map(|(memory, bytes)| {
+                    (
+                        [
+                            ("device", d.name.as_str()),
+                            ("kind", d.kind),
+                            ("memory", memory),
+                        ],
+                        ConstGauge::new(bytes),
+                    )
+                })
+            }),
+        )?;
         let p = &health.pool;
-        family(
-            o,
-            "recognizer_cuda_pool_available",
-            "gauge",
-            "1 when this build has the CUDA backend.",
-        );
-        sample(
-            o,
-            "recognizer_cuda_pool_available",
-            &[],
-            f64::from(u8::from(p.cuda_available)),
-        );
         for (name, help, value) in [
+            (
+                "recognizer_cuda_pool_available",
+                "1 when this build has the CUDA backend.",
+                u64::from(p.cuda_available),
+            ),
             (
                 "recognizer_cuda_pools",
                 "CUDA memory pools alive (vmm and legacy).",
-                (p.vmm_pools + p.legacy_pools) as f64,
+                p.vmm_pools + p.legacy_pools,
             ),
             (
                 "recognizer_cuda_pool_reserved_bytes",
                 "Device memory the CUDA pools hold.",
-                p.bytes_reserved as f64,
+                p.bytes_reserved,
             ),
             (
                 "recognizer_cuda_pool_in_use_bytes",
                 "Bytes handed out by the CUDA pools.",
-                p.bytes_in_use as f64,
+                p.bytes_in_use,
             ),
             (
                 "recognizer_cuda_pool_peak_in_use_bytes",
                 "Highest bytes in use since start.",
-                p.peak_bytes_in_use as f64,
+                p.peak_bytes_in_use,
             ),
             (
                 "recognizer_cuda_pool_waiting_bytes",
                 "Bytes in VMM pool holes, freed out of order and reused first.",
-                p.bytes_waiting_reclaim as f64,
+                p.bytes_waiting_reclaim,
             ),
             (
                 "recognizer_storage_uploads",
                 "Uploads held in storage.",
-                storage.uploads as f64,
+                storage.uploads,
             ),
             (
                 "recognizer_storage_bytes",
                 "Bytes the uploads hold (storage.max_bytes at most).",
-                storage.bytes as f64,
+                storage.bytes,
             ),
             (
                 "recognizer_storage_max_bytes",
                 "The uploads' quota (storage.max_bytes).",
-                storage.max_bytes as f64,
+                storage.max_bytes,
             ),
         ] {
-            family(o, name, "gauge", help);
-            sample(o, name, &[], value);
+            gauge(o, name, help, value)?;
         }
         let f = &health.failover;
         for (name, help, value) in [
@@ -357,95 +410,73 @@ impl Metrics {
                 storage.evicted,
             ),
         ] {
-            family(o, name, "counter", help);
-            sample(o, name, &[], value as f64);
+            counter(o, name, help, value)?;
         }
         family(
             o,
             "recognizer_cuda_pool_rejected_frees_by_kind_total",
-            "counter",
             "Rejected frees by kind: unknown pointer, size mismatch, double free.",
-        );
-        for (kind, value) in [
-            ("unknown", p.rejected_unknown_frees),
-            ("size_mismatch", p.rejected_size_mismatch_frees),
-            ("double", p.rejected_double_frees),
-        ] {
-            sample(
-                o,
-                "recognizer_cuda_pool_rejected_frees_by_kind_total",
-                &[("kind", kind)],
-                value as f64,
-            );
-        }
-        family(
+            [
+                ("unknown", p.rejected_unknown_frees),
+                ("size_mismatch", p.rejected_size_mismatch_frees),
+                ("double", p.rejected_double_frees),
+            ]
+            .map(|(kind, n)| ([("kind", kind)], ConstCounter::new(n))),
+        )?;
+        gauge(
             o,
             "recognizer_breaker_open",
-            "gauge",
             "1 while a GPU circuit breaker keeps requests off its GPU (per GPU: recognizer_lane_breaker_open).",
-        );
-        let open = matches!(f.breaker, BreakerState::Open { .. });
-        sample(o, "recognizer_breaker_open", &[], f64::from(u8::from(open)));
-        family(
+            u64::from(matches!(f.breaker, BreakerState::Open { .. })),
+        )?;
+        gauge(
             o,
             "recognizer_gpu_unavailable",
-            "gauge",
             "1 when use_gpu is set but the server runs on the CPU.",
-        );
-        sample(
-            o,
-            "recognizer_gpu_unavailable",
-            &[],
-            f64::from(u8::from(f.gpu_unavailable.is_some())),
-        );
-        family(
+            u64::from(f.gpu_unavailable.is_some()),
+        )?;
+        gauge(
             o,
             "recognizer_gpu_devices_unavailable",
-            "gauge",
             "Configured GPUs left out because their context could not be created.",
-        );
-        sample(
-            o,
-            "recognizer_gpu_devices_unavailable",
-            &[],
-            f.unavailable_devices.len() as f64,
-        );
-        family(
+            f.unavailable_devices.len() as u64,
+        )?;
+        gauge(
             o,
             "recognizer_up",
-            "gauge",
             "1 while the server takes requests.",
-        );
-        let up = health.status != whisper_steady::recognizer::HealthStatus::ShuttingDown;
-        sample(o, "recognizer_up", &[], f64::from(u8::from(up)));
-        out
+            u64::from(health.status != HealthStatus::ShuttingDown),
+        )
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Escapes a label value as the text format requires.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape(v));
+    #[test]
+    fn outcomes_follow_the_status() {
+        for (status, label) in [
+            (StatusCode::OK, "ok"),
+            (StatusCode::SWITCHING_PROTOCOLS, "ok"),
+            (StatusCode::BAD_REQUEST, "client_error"),
+            (StatusCode::NOT_FOUND, "client_error"),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+        ] {
+            assert_eq!(outcome(status), label, "{status}");
         }
-        out.push('}');
     }
-    let _ = writeln!(out, " {value}");
+
+    #[test]
+    fn counter_names_are_handed_over_without_total() {
+        assert_eq!(
+            counter_name("recognizer_http_requests_total"),
+            "recognizer_http_requests"
+        );
+    }
 }

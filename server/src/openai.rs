@@ -7,17 +7,18 @@
 use std::sync::Arc;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as AxumPath, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Value};
 use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions, Transcript};
 
 use crate::error::{ApiError, Style};
-use crate::recognize::{decode, extension_of, finish, recognize_error, transcribe};
-use crate::{AppState, Timer};
+use crate::recognize::{decode, extension_of, recognize_error, transcribe};
+use crate::AppState;
 use whisper_steady::audio::Decoded;
 
 /// The response formats.
@@ -136,10 +137,8 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
 pub(crate) async fn transcriptions(
     State(state): State<Arc<AppState>>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    let timer = Timer::start("transcriptions");
-    let result = run(&state, multipart, Task::Transcribe).await;
-    finish(&state, timer, result)
+) -> Result<Response, ApiError> {
+    run(&state, multipart, Task::Transcribe).await
 }
 
 /// `POST /v1/audio/translations`: the speech translated to English (a multilingual model is
@@ -147,10 +146,8 @@ pub(crate) async fn transcriptions(
 pub(crate) async fn translations(
     State(state): State<Arc<AppState>>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    let timer = Timer::start("translations");
-    let result = run(&state, multipart, Task::Translate).await;
-    finish(&state, timer, result)
+) -> Result<Response, ApiError> {
+    run(&state, multipart, Task::Translate).await
 }
 
 /// The form, parsed once into options and a response format, then the recognition.
@@ -311,7 +308,7 @@ fn model_ids(state: &AppState) -> Vec<String> {
     ids
 }
 
-fn model_json(state: &AppState, id: &str) -> serde_json::Value {
+fn model_json(state: &AppState, id: &str) -> Value {
     let created = state
         .config
         .recognition
@@ -324,32 +321,28 @@ fn model_json(state: &AppState, id: &str) -> serde_json::Value {
 }
 
 /// `GET /v1/models`: the loaded model, under its ids.
-pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let timer = Timer::start("models");
+pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     let data: Vec<_> = model_ids(&state)
         .iter()
         .map(|id| model_json(&state, id))
         .collect();
-    let result: Result<_, ApiError> = Ok(Json(json!({"object": "list", "data": data})));
-    finish(&state, timer, result)
+    Json(json!({"object": "list", "data": data}))
 }
 
 /// `GET /v1/models/{id}`: one of them, or 404.
 pub(crate) async fn model(
     State(state): State<Arc<AppState>>,
-    AxumPath(id): AxumPath<String>,
-) -> Response {
-    let timer = Timer::start("models");
-    let result = if model_ids(&state).contains(&id) {
-        Ok(Json(model_json(&state, &id)))
-    } else {
-        Err(ApiError::new(
+    id: Result<AxumPath<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let AxumPath(id) = id.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
+    if !model_ids(&state).contains(&id) {
+        return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             format!("the model {id:?} does not exist; GET /v1/models lists the models"),
         )
-        .style(Style::OpenAi))
-    };
-    finish(&state, timer, result)
+        .style(Style::OpenAi));
+    }
+    Ok(Json(model_json(&state, &id)))
 }
 
 /// The response in the asked format. Warnings about the audio (a truncated file) go into the

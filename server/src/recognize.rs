@@ -3,17 +3,17 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Transcript};
 
 use crate::error::{ApiError, Style};
 use crate::storage::is_safe_extension;
-use crate::{AppState, Timer};
+use crate::AppState;
 use whisper_steady::audio::{self, Decoded};
 
 /// Decodes audio off the runtime. The samples are for the recognizer to take (moved, not
@@ -71,54 +71,37 @@ pub(crate) async fn upload(
     State(state): State<Arc<AppState>>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let timer = Timer::start("upload");
-    let result = async {
-        let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        if body.is_empty() {
-            return Err(ApiError::bad_request(
-                "the body is empty: send the audio bytes",
-            ));
-        }
-        let Query(query) = query.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        let extension = query.filename.and_then(|n| extension_of(&n));
-        let storage = state.storage.clone();
-        let size = body.len();
-        let id = tokio::task::spawn_blocking(move || storage.store(&body, extension.as_deref()))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "upload failed",
-                )
-            })??;
-        Ok(Json(
-            json!({"success": true, "id": id, "audio_path": id, "size": size}),
-        ))
+) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty: send the audio bytes",
+        ));
     }
-    .await;
-    finish(&state, timer, result)
+    let Query(query) = query?;
+    let extension = query.filename.and_then(|n| extension_of(&n));
+    let storage = state.storage.clone();
+    let size = body.len();
+    let id = tokio::task::spawn_blocking(move || storage.store(&body, extension.as_deref()))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload failed"))??;
+    Ok(Json(
+        json!({"success": true, "id": id, "audio_path": id, "size": size}),
+    ))
 }
 
 /// `DELETE /api/upload/{id}`: deletes an upload before it expires.
 pub(crate) async fn delete_upload(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Response {
-    let timer = Timer::start("delete_upload");
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
     let storage = state.storage.clone();
     let key = id.clone();
-    let result = tokio::task::spawn_blocking(move || storage.delete(&key))
+    let size = tokio::task::spawn_blocking(move || storage.delete(&key))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "delete failed",
-            )
-        })
-        .and_then(|r| r.map_err(ApiError::from))
-        .map(|size| Json(json!({"success": true, "id": id, "size": size})));
-    finish(&state, timer, result)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "delete failed"))??;
+    Ok(Json(json!({"success": true, "id": id, "size": size})))
 }
 
 /// The original request.
@@ -135,66 +118,40 @@ pub(crate) struct RecognizeRequest {
 pub(crate) async fn recognize(
     State(state): State<Arc<AppState>>,
     request: Result<Json<RecognizeRequest>, JsonRejection>,
-) -> Response {
-    let timer = Timer::start("recognize");
-    let result = async {
-        let Json(request) = request.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        let storage = state.storage.clone();
-        let name = request.audio_path.clone();
-        let bytes = tokio::task::spawn_blocking(move || {
-            let path = storage.resolve(&name)?;
-            storage.read(&name, &path)
-        })
-        .await
-        .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
-        let options = state.options(
-            request.language.as_deref(),
-            request.use_gpu,
-            request.beam_size,
-            request.temperature,
-            None,
-        );
-        let extension = extension_of(&request.audio_path);
-        let (t, decoded) = transcribe(&state, bytes, extension, options, Style::Original).await?;
-        Ok(Json(json!({
-            "success": true,
-            "text": t.text,
-            "confidence": t.confidence(),
-            "language": t.language,
-            "duration": decoded.seconds,
-            "warnings": decoded.warnings,
-            "processing_time_ms": t.timings.processing.as_millis() as u64,
-            "queue_time_ms": t.timings.queued.as_millis() as u64,
-            "backend": t.backend.as_str(),
-            "retried_on_cpu": t.retried_on_cpu,
-            "segments": t.segments.iter().map(|s| json!({
-                "start": s.start.as_secs_f64(),
-                "end": s.end.as_secs_f64(),
-                "text": s.text.trim(),
-            })).collect::<Vec<_>>(),
-        })))
-    }
-    .await;
-    finish(&state, timer, result)
-}
-
-/// Records the outcome and turns the result into a response.
-pub(crate) fn finish<T: IntoResponse>(
-    state: &AppState,
-    timer: Timer,
-    result: Result<T, ApiError>,
-) -> Response {
-    match result {
-        Ok(ok) => {
-            timer.finish(state, "ok");
-            ok.into_response()
-        }
-        Err(e) => {
-            timer.finish(state, e.outcome());
-            if e.status.is_server_error() {
-                log::warn!("{} {}", e.status, e.message);
-            }
-            e.into_response()
-        }
-    }
+) -> Result<Json<Value>, ApiError> {
+    let Json(request) = request?;
+    let storage = state.storage.clone();
+    let name = request.audio_path.clone();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let path = storage.resolve(&name)?;
+        storage.read(&name, &path)
+    })
+    .await
+    .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
+    let options = state.options(
+        request.language.as_deref(),
+        request.use_gpu,
+        request.beam_size,
+        request.temperature,
+        None,
+    );
+    let extension = extension_of(&request.audio_path);
+    let (t, decoded) = transcribe(&state, bytes, extension, options, Style::Original).await?;
+    Ok(Json(json!({
+        "success": true,
+        "text": t.text,
+        "confidence": t.confidence(),
+        "language": t.language,
+        "duration": decoded.seconds,
+        "warnings": decoded.warnings,
+        "processing_time_ms": t.timings.processing.as_millis() as u64,
+        "queue_time_ms": t.timings.queued.as_millis() as u64,
+        "backend": t.backend.as_str(),
+        "retried_on_cpu": t.retried_on_cpu,
+        "segments": t.segments.iter().map(|s| json!({
+            "start": s.start.as_secs_f64(),
+            "end": s.end.as_secs_f64(),
+            "text": s.text.trim(),
+        })).collect::<Vec<_>>(),
+    })))
 }

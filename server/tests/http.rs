@@ -555,6 +555,9 @@ fn metrics_parse_as_prometheus_text() {
     };
     assert_eq!(server.get("/health").status, 200);
     let _ = server.post_json("/api/recognize", &json!({"audio_path": "missing.wav"}));
+    // one middleware counts every route, the page too; unknown paths are not counted
+    assert_eq!(server.get("/").status, 200);
+    assert_eq!(server.get("/no/such/path").status, 404);
     let r = server.get("/metrics");
     assert_eq!(r.status, 200);
     assert!(r
@@ -629,6 +632,16 @@ fn metrics_parse_as_prometheus_text() {
     assert!(text.contains(
         "recognizer_http_request_duration_seconds_bucket{endpoint=\"health\",le=\"+Inf\"} 1"
     ));
+    assert!(text
+        .lines()
+        .any(|l| l == "recognizer_http_requests_total{endpoint=\"page\",outcome=\"ok\"} 1"));
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("recognizer_http_requests_total{"))
+            .count(),
+        3,
+        "health, recognize and page:\n{text}"
+    );
     reference_parser_accepts(&text, families.len());
 }
 

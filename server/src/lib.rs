@@ -147,7 +147,9 @@ impl AppState {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .unwrap_or(&defaults.language);
-        options.language = (language != "auto").then(|| language.to_owned());
+        // "auto" is passed as it is: the library detects the language (or, for an English-only
+        // model, takes English).
+        options.language = Some(language.to_owned());
         // The main backend follows the configuration; a request can only ask for the CPU.
         options.use_gpu = (use_gpu == Some(false)).then_some(false);
         options.beam_size = Some(beam_size.unwrap_or(defaults.beam_size));

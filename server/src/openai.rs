@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as AxumPath, State};
@@ -46,7 +47,7 @@ impl Format {
 
 #[derive(Default)]
 struct Form {
-    file: Option<(Vec<u8>, Option<String>)>,
+    file: Option<(Bytes, Option<String>)>,
     language: Option<String>,
     prompt: Option<String>,
     format: Option<String>,
@@ -117,7 +118,7 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
                 .map_err(|_| bad(format!("field `{name}` is not UTF-8 text")))
         };
         match name.as_str() {
-            "file" => form.file = Some((data.to_vec(), filename)),
+            "file" => form.file = Some((data, filename)),
             "language" => form.language = Some(text()?),
             "prompt" => form.prompt = Some(text()?),
             "response_format" => form.format = Some(text()?),
@@ -239,7 +240,7 @@ async fn run(
 /// recognition.
 async fn stream_events(
     state: &Arc<AppState>,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
 ) -> Result<Response, ApiError> {

@@ -16,11 +16,11 @@ use crate::storage::is_safe_extension;
 use crate::AppState;
 use whisper_steady::audio::{self, Decoded};
 
-/// Decodes audio off the runtime. The samples are for the recognizer to take (moved, not
-/// copied); the rest describes the audio.
+/// Decodes audio off the runtime. The bytes are the request's own (not copied); the samples
+/// are for the recognizer to take (moved, not copied); the rest describes the audio.
 pub(crate) async fn decode(
     state: &Arc<AppState>,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     extension: Option<String>,
     style: Style,
 ) -> Result<Decoded, ApiError> {
@@ -39,7 +39,7 @@ pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style)
 /// Decodes audio off the runtime, then runs the recognizer and awaits the result.
 pub(crate) async fn transcribe(
     state: &Arc<AppState>,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
     style: Style,
@@ -136,7 +136,14 @@ pub(crate) async fn recognize(
         None,
     );
     let extension = extension_of(&request.audio_path);
-    let (t, decoded) = transcribe(&state, bytes, extension, options, Style::Original).await?;
+    let (t, decoded) = transcribe(
+        &state,
+        Bytes::from(bytes),
+        extension,
+        options,
+        Style::Original,
+    )
+    .await?;
     Ok(Json(json!({
         "success": true,
         "text": t.text,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::RecognizeError;
+
 /// Where a transcription runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -398,5 +400,46 @@ impl RecognizeOptions {
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
+    }
+
+    /// The checks that need no model: a language whisper knows (or `auto`), at most
+    /// [`MAX_BEAMS`](super::MAX_BEAMS) beams, a temperature from 0 to 1, a prompt without NUL,
+    /// a deadline longer than zero. [`Recognizer::submit`](super::Recognizer::submit) runs them
+    /// with those that need the model; a service can run them on its configured defaults at
+    /// start. The error names the option first (`beam_size must be ...`).
+    pub fn check(&self) -> Result<(), RecognizeError> {
+        let invalid = |message: String| Err(RecognizeError::InvalidOptions(message));
+        if let Some(code) = self.language.as_deref().map(str::trim) {
+            let code = code.to_ascii_lowercase();
+            if !matches!(code.as_str(), "" | "auto") && crate::get_lang_id(&code).is_none() {
+                return invalid(format!(
+                    "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
+                ));
+            }
+        }
+        if let Some(beams) = self.beam_size {
+            if !(1..=super::MAX_BEAMS).contains(&beams) {
+                return invalid(format!(
+                    "beam_size must be between 1 and {} (got {beams})",
+                    super::MAX_BEAMS
+                ));
+            }
+        }
+        if let Some(t) = self.temperature {
+            if !(0.0..=1.0).contains(&t) {
+                return invalid(format!("temperature must be between 0.0 and 1.0 (got {t})"));
+            }
+        }
+        if self
+            .initial_prompt
+            .as_deref()
+            .is_some_and(|p| p.contains('\0'))
+        {
+            return invalid("initial_prompt contains a NUL character".into());
+        }
+        if self.deadline.is_some_and(|d| d.is_zero()) {
+            return invalid("deadline must be longer than zero".into());
+        }
+        Ok(())
     }
 }

@@ -70,8 +70,8 @@ use ticket::Slot;
 /// Longest audio accepted: whisper.cpp counts samples in a C `int`.
 const MAX_SAMPLES: usize = i32::MAX as usize;
 
-/// whisper.cpp's limit on decoders (beams).
-const MAX_BEAMS: u32 = 8;
+/// whisper.cpp's limit on decoders (beams): the most `beam_size` may ask for.
+pub const MAX_BEAMS: u32 = 8;
 
 /// A pool of worker states over one shared model, with a bounded queue, deadlines,
 /// cancellation and GPU→CPU failover. Cheap to clone: clones share the workers. The last clone

@@ -2,12 +2,9 @@
 //! change), and checks that the committed seeds still behave as intended: the synthetic models
 //! validate (and convert), the others are refused. Only synthetic inputs, no model weights.
 
-#[path = "support/synthetic_model.rs"]
-mod synthetic_model;
-
 use std::path::{Path, PathBuf};
 
-use synthetic_model::Synth;
+use test_support::synthetic_model::Synth;
 use whisper_steady::convert::convert_ct2_tokens;
 use whisper_steady::model::validate_bytes;
 

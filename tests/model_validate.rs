@@ -3,12 +3,10 @@
 //! found by fuzzing (`fuzz/`).
 
 mod common;
-#[path = "support/synthetic_model.rs"]
-mod synthetic_model;
 
 use std::time::Instant;
 
-use synthetic_model::{Synth, Tensor};
+use test_support::synthetic_model::{Synth, Tensor};
 use whisper_steady::model::{validate_bytes, validate_file, DefectKind, ModelDefect};
 use whisper_steady::{WhisperContext, WhisperContextParameters, WhisperError};
 

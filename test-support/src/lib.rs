@@ -1,6 +1,6 @@
 //! What the workspace's tests share (a dev-dependency only; never part of a published crate):
 //! the rule for skipping tests whose model is absent, the shared speech samples, the reference
-//! text of jfk.wav and WAV reading. The word error rate is the library's
+//! text of jfk.wav, WAV reading and small synthetic model files ([`synthetic_model`]). The word error rate is the library's
 //! (`whisper_steady::wer`), so that tests, the CLI's `gpu-check` and the benchmarks count words
 //! alike. This crate does not depend on whisper-steady (a test that did would see two copies of
 //! its types).
@@ -9,6 +9,10 @@
 //! builds one and prints its path). Without it the tests that need it print why and pass,
 //! unless `WHISPER_STEADY_REQUIRE_MODEL=1` (set by `.ci/run`), which turns the skip into a
 //! failure.
+
+#![deny(missing_docs)]
+
+pub mod synthetic_model;
 
 use std::path::{Path, PathBuf};
 

@@ -2,20 +2,26 @@
 //! the validator and whisper.cpp's loader accept. Used by the model tests and to write the fuzz
 //! seeds; it holds no real weights.
 
-#![allow(dead_code)]
-
 /// The shape of a synthetic model. `Default` is the smallest one whisper.cpp loads: an
 /// English-only vocabulary (51864 rows, which dominate the ~105 KB), one block each side,
 /// width 1, one mel band.
 #[derive(Debug, Clone)]
 pub struct Synth {
+    /// Vocabulary size (rows of the token embedding).
     pub n_vocab: i32,
+    /// Encoder positions.
     pub n_audio_ctx: i32,
+    /// The width of both sides.
     pub n_state: i32,
+    /// Attention heads of both sides.
     pub n_head: i32,
+    /// Encoder blocks.
     pub n_audio_layer: i32,
+    /// Decoder positions.
     pub n_text_ctx: i32,
+    /// Decoder blocks.
     pub n_text_layer: i32,
+    /// Mel bands.
     pub n_mels: i32,
     /// 0 (f32), 1 (f16) or 2002 (q4_0, needs `n_state % 32 == 0`).
     pub ftype: i32,
@@ -43,8 +49,11 @@ impl Default for Synth {
 /// One tensor of the table: name, dims innermost first, ggml type.
 #[derive(Debug, Clone)]
 pub struct Tensor {
+    /// whisper.cpp's name.
     pub name: String,
+    /// The dimensions, innermost first.
     pub dims: Vec<i32>,
+    /// The ggml type id.
     pub ggml_type: i32,
 }
 

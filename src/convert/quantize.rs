@@ -17,7 +17,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use super::{f16_to_f32, write_atomically, ConvertError, Hparams};
-use crate::ggml::layout::{type_layout, GGML_TYPE_F32};
 use crate::ggml::reader::Reader;
 use crate::ggml::source::{FileSource, SliceSource, Source};
 use crate::ggml::{Field, GgmlWriter, ModelDefect};
@@ -227,19 +226,22 @@ fn copy_quantized(
     };
     while let Some(t) = r.tensor_header().map_err(model)? {
         let dims = &t.ne[..t.n_dims as usize];
-        // The validator checked every type against whisper.cpp's table: f32 or f16 here.
-        let (block, block_bytes) = type_layout(t.ggml_type).ok_or_else(|| {
-            model(ModelDefect::tensor(
-                crate::ggml::DefectKind::WrongType {
-                    found: t.ggml_type,
-                    expected: GGML_TYPE_F32,
-                },
-                t.at,
-                &t.name,
-            ))
-        })?;
-        let elements: u64 = dims.iter().map(|&d| d as u64).product();
-        let in_bytes = elements / block * block_bytes;
+        // An f32 or f16 model holds only f32 and f16 tensors (the validator checked each).
+        let element_bytes: u64 = match t.ggml_type {
+            0 => 4,
+            1 => 2,
+            other => {
+                return Err(ConvertError::Model(format!(
+                    "the model changed while read: tensor {:?} has ggml type {other}",
+                    String::from_utf8_lossy(&t.name)
+                )))
+            }
+        };
+        // Saturating: a changed file cannot overflow this, and the reader refuses more bytes
+        // than remain.
+        let in_bytes = dims
+            .iter()
+            .fold(element_bytes, |n, &d| n.saturating_mul(d as u32 as u64));
         let data = r
             .tensor_data(in_bytes, &t.name, true)
             .map_err(model)?

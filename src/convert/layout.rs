@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use super::ct2::{DType, Model, Variable};
 use super::{ConvertError, Hparams};
-use crate::ggml::layout::expected_for;
+use crate::ggml::layout::expected_tensors;
 use crate::ggml::GgmlType;
 
 /// The `ftype` written: large weights in f16, as whisper.cpp's own converter does by default.
@@ -168,7 +168,7 @@ fn check_against_format(plan: &Plan<'_>) -> Result<(), ConvertError> {
     let h = &plan.hparams;
     let wtype = crate::model::check_hparams(h)
         .map_err(|d| ConvertError::Hparams(format!("whisper.cpp would refuse the model: {d}")))?;
-    let expected = expected_for(h, wtype);
+    let expected = expected_tensors(h, wtype);
     let planned: HashMap<&str, &Planned<'_>> =
         plan.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     for e in &expected {

@@ -6,8 +6,7 @@
 //! following librosa's arithmetic step by step in `f64` with the same two roundings to `f32`,
 //! so that the result matches the shipped tables.
 
-/// The sample rate Whisper models work at, in Hz.
-pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
+pub use crate::audio::WHISPER_SAMPLE_RATE;
 /// The FFT size of Whisper's spectrogram (25 ms windows at 16 kHz).
 pub const WHISPER_N_FFT: usize = 400;
 

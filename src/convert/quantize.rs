@@ -227,21 +227,16 @@ fn copy_quantized(
     while let Some(t) = r.tensor_header().map_err(model)? {
         let dims = &t.ne[..t.n_dims as usize];
         // An f32 or f16 model holds only f32 and f16 tensors (the validator checked each).
-        let element_bytes: u64 = match t.ggml_type {
-            0 => 4,
-            1 => 2,
-            other => {
-                return Err(ConvertError::Model(format!(
-                    "the model changed while read: tensor {:?} has ggml type {other}",
-                    String::from_utf8_lossy(&t.name)
-                )))
-            }
-        };
+        if !matches!(t.ggml_type, 0 | 1) {
+            return Err(ConvertError::Model(format!(
+                "the model changed while read: tensor {:?} has ggml type {}",
+                String::from_utf8_lossy(&t.name),
+                t.ggml_type
+            )));
+        }
         // Saturating: a changed file cannot overflow this, and the reader refuses more bytes
         // than remain.
-        let in_bytes = dims
-            .iter()
-            .fold(element_bytes, |n, &d| n.saturating_mul(d as u32 as u64));
+        let in_bytes = t.data_len().expect("f32 and f16 are known types");
         let data = r
             .tensor_data(in_bytes, &t.name, true)
             .map_err(model)?

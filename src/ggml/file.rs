@@ -61,15 +61,13 @@ impl<'a> ModelFile<'a> {
         }
         let mut tensors = Vec::new();
         while let Some(t) = r.tensor_header()? {
-            let dims = t.ne[..t.n_dims as usize].to_vec();
-            let (block, block_bytes) = super::layout::type_layout(t.ggml_type)
+            let n = t
+                .data_len()
                 .expect("the validator accepted only known types");
-            let elements: u64 = dims.iter().map(|&d| d as u64).product();
-            let n = elements / block * block_bytes;
             r.tensor_data(n, &t.name, false)?;
             tensors.push(TensorData {
                 name: String::from_utf8_lossy(&t.name).into_owned(),
-                dims,
+                dims: t.ne[..t.n_dims as usize].to_vec(),
                 ggml_type: t.ggml_type,
                 data: behind(&r, n),
             });

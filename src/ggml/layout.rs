@@ -127,16 +127,6 @@ fn shape_id(s: &str) -> super::ShapeFormula {
     )
 }
 
-/// The hyperparameters a tensor's shape is written in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dims {
-    pub n_vocab: i64,
-    pub n_audio_ctx: i64,
-    pub n_state: i64,
-    pub n_text_ctx: i64,
-    pub n_mels: i64,
-}
-
 /// A tensor whisper.cpp creates: its name, shape (innermost first, padded with 1) and type.
 #[derive(Debug, Clone)]
 pub(crate) struct ExpectedTensor {
@@ -263,20 +253,17 @@ fn s_pick(s: &'static str, dec: &'static str, enc: &'static str) -> &'static str
     }
 }
 
-/// Every tensor `whisper_model_load` creates for these hyperparameters, with the shape and
-/// type it allocates (`vtype`, the convolution type, is f32 for f32 models and f16 otherwise).
-pub(crate) fn expected_tensors(
-    d: Dims,
-    n_audio_layer: usize,
-    n_text_layer: usize,
-    wtype: i32,
-) -> Vec<ExpectedTensor> {
+/// Every tensor `whisper_model_load` creates for the hyperparameters `h` with weight type
+/// `wtype`, with the shape and type it allocates (`vtype`, the convolution type, is f32 for f32
+/// models and f16 otherwise): the validator's and the converter's target.
+pub(crate) fn expected_tensors(h: &super::Hparams, wtype: i32) -> Vec<ExpectedTensor> {
+    let (n_audio_layer, n_text_layer) = (h.n_audio_layer as usize, h.n_text_layer as usize);
     let vtype = if wtype == GGML_TYPE_F32 {
         GGML_TYPE_F32
     } else {
         GGML_TYPE_F16
     };
-    let n = d.n_state;
+    let n = h.n_audio_state as i64;
     let mut v = Vec::with_capacity(11 + 15 * n_audio_layer + 24 * n_text_layer);
     let mut push = |name: String, ne: [i64; 3], shape: &'static str, ggml_type: i32| {
         v.push(ExpectedTensor {
@@ -289,13 +276,13 @@ pub(crate) fn expected_tensors(
     let f32 = GGML_TYPE_F32;
     push(
         "encoder.positional_embedding".into(),
-        [n, d.n_audio_ctx, 1],
+        [n, h.n_audio_ctx as i64, 1],
         "[n_audio_state, n_audio_ctx]",
         f32,
     );
     push(
         "encoder.conv1.weight".into(),
-        [3, d.n_mels, n],
+        [3, h.n_mels as i64, n],
         "[3, n_mels, n_audio_state]",
         vtype,
     );
@@ -346,13 +333,13 @@ pub(crate) fn expected_tensors(
     }
     push(
         "decoder.positional_embedding".into(),
-        [n, d.n_text_ctx, 1],
+        [n, h.n_text_ctx as i64, 1],
         "[n_text_state, n_text_ctx]",
         f32,
     );
     push(
         "decoder.token_embedding.weight".into(),
-        [n, d.n_vocab, 1],
+        [n, h.n_vocab as i64, 1],
         "[n_text_state, n_vocab]",
         wtype,
     );
@@ -370,21 +357,4 @@ pub(crate) fn expected_tensors(
         }
     }
     v
-}
-
-/// Every tensor whisper.cpp creates for the hyperparameters `h` with weight type `wtype` (the
-/// validator's and the converter's target).
-pub(crate) fn expected_for(h: &super::Hparams, wtype: i32) -> Vec<ExpectedTensor> {
-    expected_tensors(
-        Dims {
-            n_vocab: h.n_vocab as i64,
-            n_audio_ctx: h.n_audio_ctx as i64,
-            n_state: h.n_audio_state as i64,
-            n_text_ctx: h.n_text_ctx as i64,
-            n_mels: h.n_mels as i64,
-        },
-        h.n_audio_layer as usize,
-        h.n_text_layer as usize,
-        wtype,
-    )
 }

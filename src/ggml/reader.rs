@@ -2,6 +2,7 @@
 //! read checked against the bytes that remain, failures as [`ModelDefect`]s. It reads; the
 //! validator ([`crate::model`]) decides what is acceptable.
 
+use super::layout::type_layout;
 use super::source::Source;
 use super::{DefectKind, Field, Hparams, ModelDefect, MAX_TENSOR_NAME_LEN};
 
@@ -17,6 +18,19 @@ pub(crate) struct TensorHeader {
     pub(crate) ggml_type: i32,
     /// The name's bytes (1 to [`MAX_TENSOR_NAME_LEN`]).
     pub(crate) name: Vec<u8>,
+}
+
+impl TensorHeader {
+    /// The bytes of data that follow the header, from its dimensions and its type's block
+    /// layout (saturating, so that no dimensions overflow it: the reader then finds too few
+    /// bytes); `None` for a type whisper.cpp cannot hold.
+    pub(crate) fn data_len(&self) -> Option<u64> {
+        let (block, block_bytes) = type_layout(self.ggml_type)?;
+        let elements = self.ne[..self.n_dims as usize]
+            .iter()
+            .fold(1u64, |n, &d| n.saturating_mul(d as u32 as u64));
+        Some((elements / block).saturating_mul(block_bytes))
+    }
 }
 
 /// Reads a model file's sections in order.
@@ -58,28 +72,39 @@ impl<S: Source> Reader<S> {
             .map_err(|e| ModelDefect::field(DefectKind::Io(e.kind()), at, what))
     }
 
-    /// `n` bytes of `what`, read (for copying) after checking that they exist.
-    pub(crate) fn bytes(&mut self, n: u64, what: Field) -> Result<Vec<u8>, ModelDefect> {
+    /// The next `n` bytes, checked to exist: read into a new buffer when `keep`, else
+    /// skipped. `defect` says what a failure is about, given the kind and the offset.
+    fn take(
+        &mut self,
+        n: u64,
+        keep: bool,
+        defect: impl Fn(DefectKind, u64) -> ModelDefect,
+    ) -> Result<Option<Vec<u8>>, ModelDefect> {
         let at = self.src.pos();
         self.src.need(n, |needed, available| {
-            ModelDefect::field(DefectKind::Truncated { needed, available }, at, what)
+            defect(DefectKind::Truncated { needed, available }, at)
         })?;
-        let mut buf = vec![0u8; n as usize];
-        self.src
-            .read(&mut buf)
-            .map_err(|e| ModelDefect::field(DefectKind::Io(e.kind()), at, what))?;
-        Ok(buf)
+        let io = |e: std::io::Error| defect(DefectKind::Io(e.kind()), at);
+        if keep {
+            let mut buf = vec![0u8; n as usize];
+            self.src.read(&mut buf).map_err(io)?;
+            Ok(Some(buf))
+        } else {
+            self.src.skip(n).map_err(io)?;
+            Ok(None)
+        }
+    }
+
+    /// `n` bytes of `what`, read (for copying) after checking that they exist.
+    pub(crate) fn bytes(&mut self, n: u64, what: Field) -> Result<Vec<u8>, ModelDefect> {
+        let bytes = self.take(n, true, |kind, at| ModelDefect::field(kind, at, what))?;
+        Ok(bytes.unwrap_or_default())
     }
 
     /// Moves over the next `n` bytes, which belong to `what`.
     pub(crate) fn skip(&mut self, n: u64, what: Field) -> Result<(), ModelDefect> {
-        let at = self.src.pos();
-        self.src.need(n, |needed, available| {
-            ModelDefect::field(DefectKind::Truncated { needed, available }, at, what)
-        })?;
-        self.src
-            .skip(n)
-            .map_err(|e| ModelDefect::field(DefectKind::Io(e.kind()), at, what))
+        self.take(n, false, |kind, at| ModelDefect::field(kind, at, what))
+            .map(drop)
     }
 
     /// `n` bytes of a tensor's data: read when `keep`, else skipped. Defects name the tensor.
@@ -89,19 +114,7 @@ impl<S: Source> Reader<S> {
         name: &[u8],
         keep: bool,
     ) -> Result<Option<Vec<u8>>, ModelDefect> {
-        let at = self.src.pos();
-        self.src.need(n, |needed, available| {
-            ModelDefect::tensor(DefectKind::Truncated { needed, available }, at, name)
-        })?;
-        let io = |e: std::io::Error| ModelDefect::tensor(DefectKind::Io(e.kind()), at, name);
-        if keep {
-            let mut buf = vec![0u8; n as usize];
-            self.src.read(&mut buf).map_err(io)?;
-            Ok(Some(buf))
-        } else {
-            self.src.skip(n).map_err(io)?;
-            Ok(None)
-        }
+        self.take(n, keep, |kind, at| ModelDefect::tensor(kind, at, name))
     }
 
     /// The magic, as read.

@@ -59,9 +59,10 @@ pub use crate::ggml::{
 };
 
 use crate::ggml::layout::{
-    expected_for, ftype_to_type, static_type_name, type_layout, QNT_VERSION_FACTOR, QNT_VERSION_MAX,
+    expected_tensors, ftype_to_type, static_type_name, type_layout, QNT_VERSION_FACTOR,
+    QNT_VERSION_MAX,
 };
-use crate::ggml::reader::Reader;
+use crate::ggml::reader::{Reader, TensorHeader};
 use crate::ggml::source::{FileSource, SliceSource, Source};
 
 /// What a valid model file holds.
@@ -268,7 +269,7 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
     }
 
     // Tensors.
-    let expected = expected_for(&h, wtype);
+    let expected = expected_tensors(&h, wtype);
     let index: HashMap<&[u8], usize> = expected
         .iter()
         .enumerate()
@@ -278,14 +279,14 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
     let mut n_tensors = 0usize;
     let mut tensor_bytes = 0u64;
     while let Some(header) = src.tensor_header()? {
-        let (at, name, ne, n_dims, ttype) = (
-            header.at,
-            header.name,
-            header.ne,
-            header.n_dims,
-            header.ggml_type,
-        );
-        let tensor_defect = |kind| ModelDefect::tensor(kind, at, &name);
+        let TensorHeader {
+            at,
+            n_dims,
+            ne,
+            ggml_type: ttype,
+            ref name,
+        } = header;
+        let tensor_defect = |kind| ModelDefect::tensor(kind, at, name);
         let Some(&i) = index.get(name.as_slice()) else {
             return Err(tensor_defect(DefectKind::UnknownTensor));
         };
@@ -308,7 +309,7 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
                 expected: t.ggml_type,
             }));
         }
-        let (block, block_bytes) = type_layout(t.ggml_type).expect("expected types are known");
+        let (block, _) = type_layout(t.ggml_type).expect("expected types are known");
         if t.ne[0] as u64 % block != 0 {
             // Unreachable after the block-size check of the state; kept as a guard.
             return Err(ModelDefect::field(
@@ -321,9 +322,9 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
                 Field::TensorDims,
             ));
         }
-        let nelements = (t.ne[0] * t.ne[1] * t.ne[2]) as u64;
-        let nbytes = nelements / block * block_bytes;
-        src.tensor_data(nbytes, &name, false)?;
+        // The header's dimensions and type are the expected ones by now.
+        let nbytes = header.data_len().expect("expected types are known");
+        src.tensor_data(nbytes, name, false)?;
         seen[i] = Some(at);
         n_tensors += 1;
         tensor_bytes += nbytes;

@@ -27,7 +27,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
@@ -207,22 +207,39 @@ fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError>
     }
 }
 
+/// Builds one route's handlers.
+type Route = fn() -> MethodRouter<Arc<AppState>>;
+
+/// Every route: its path, its `endpoint` label in `/metrics`, and its handlers.
+const ENDPOINTS: &[(&str, &str, Route)] = &[
+    ("/", "page", || get(page)),
+    ("/health", "health", || get(health::health)),
+    ("/metrics", "metrics", || get(health::metrics)),
+    ("/api/upload", "upload", || post(recognize::upload)),
+    ("/api/upload/{id}", "delete_upload", || {
+        delete(recognize::delete_upload)
+    }),
+    ("/api/recognize", "recognize", || post(recognize::recognize)),
+    ("/v1/audio/transcriptions", "transcriptions", || {
+        post(openai::transcriptions)
+    }),
+    ("/v1/audio/translations", "translations", || {
+        post(openai::translations)
+    }),
+    ("/v1/models", "models", || get(openai::models)),
+    ("/v1/models/{id}", "models", || get(openai::model)),
+    ("/v1/live", "live", || get(live::live)),
+    ("/admin/trim", "admin_trim", || post(health::trim)),
+];
+
 /// The routes, with CORS and the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = usize::try_from(state.config.server.max_upload_bytes).unwrap_or(usize::MAX);
-    let mut app = Router::new()
-        .route("/", get(page))
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
-        .route("/api/upload", post(recognize::upload))
-        .route("/api/upload/{id}", delete(recognize::delete_upload))
-        .route("/api/recognize", post(recognize::recognize))
-        .route("/v1/audio/transcriptions", post(openai::transcriptions))
-        .route("/v1/audio/translations", post(openai::translations))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/live", get(live::live))
-        .route("/v1/models/{id}", get(openai::model))
-        .route("/admin/trim", post(health::trim))
+    let mut app = ENDPOINTS
+        .iter()
+        .fold(Router::new(), |app, &(path, _, route)| {
+            app.route(path, route())
+        })
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs_f64(
@@ -240,20 +257,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The `endpoint` label of `/metrics` for a route of [`router`]; `None` for none of them.
 pub(crate) fn endpoint_label(route: &str) -> Option<&'static str> {
-    Some(match route {
-        "/" => "page",
-        "/health" => "health",
-        "/metrics" => "metrics",
-        "/api/upload" => "upload",
-        "/api/upload/{id}" => "delete_upload",
-        "/api/recognize" => "recognize",
-        "/v1/audio/transcriptions" => "transcriptions",
-        "/v1/audio/translations" => "translations",
-        "/v1/models" | "/v1/models/{id}" => "models",
-        "/v1/live" => "live",
-        "/admin/trim" => "admin_trim",
-        _ => return None,
-    })
+    ENDPOINTS
+        .iter()
+        .find(|&&(path, _, _)| path == route)
+        .map(|&(_, label, _)| label)
 }
 
 fn cors_layer(config: &Config) -> Option<CorsLayer> {
@@ -328,4 +335,23 @@ pub async fn serve(
     // Joins the workers after the last queued request; blocking, so off the runtime.
     let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{endpoint_label, ENDPOINTS};
+
+    #[test]
+    fn every_route_has_one_row_and_a_label() {
+        for (i, &(path, label, _)) in ENDPOINTS.iter().enumerate() {
+            assert!(!label.is_empty(), "{path} has no label");
+            assert!(
+                ENDPOINTS[i + 1..].iter().all(|&(p, _, _)| p != path),
+                "{path} is listed twice"
+            );
+            assert_eq!(endpoint_label(path), Some(label));
+        }
+        assert_eq!(endpoint_label("/v1/models/{id}"), Some("models"));
+        assert_eq!(endpoint_label("/nowhere"), None);
+    }
 }

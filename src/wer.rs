@@ -1,5 +1,6 @@
 //! Word error rate, the measure of a transcript against a reference that the tests, the CLI's
-//! `gpu-check` and the benchmarks use (`bench/summarize.py` counts words by the same rule).
+//! `gpu-check` and the benchmarks use (`bench/summarize.py` counts words by the same rule, up to
+//! combining marks, which Python's `\w` does not count as letters).
 
 /// The words of `text` as counted: lowercase, split at everything that is neither a letter, a
 /// digit nor an apostrophe (so `country,` is `country` and `don't` stays one word).

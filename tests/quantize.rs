@@ -6,7 +6,8 @@ mod common;
 
 use std::fs;
 
-use whisper_steady::convert::{quantize, quantize_file, ConvertError, QuantType};
+use test_support::synthetic_model::Synth;
+use whisper_steady::convert::{f32_to_f16, quantize, quantize_file, ConvertError, QuantType};
 use whisper_steady::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 fn transcribe(model: &std::path::Path, audio: &[f32]) -> String {
@@ -84,6 +85,51 @@ fn quantized_models_load_shrink_and_transcribe_jfk() {
     let err = quantize_file(&q8, &dir.path().join("again.bin"), QuantType::Q5_0).unwrap_err();
     assert!(err.to_string().contains("already quantized"), "{err}");
     assert!(!dir.path().join("again.bin").exists());
+}
+
+/// An f32 model quantizes into the file whisper.cpp expects: whisper.cpp creates the
+/// convolution kernels of every quantized model f16, so they are converted, and the result is
+/// the same, byte for byte, as quantizing the f16 model with the same weights (values f16 holds
+/// exactly); it passes the validator and loads.
+#[test]
+fn an_f32_model_quantizes_like_its_f16_twin() {
+    let model = |ftype: i32| {
+        let synth = Synth {
+            n_state: 32,
+            ftype,
+            ..Synth::default()
+        };
+        synth.build_with(|t, mut record| {
+            let n = t.nbytes();
+            let at = record.len() - n;
+            let value = |i: usize| (i % 64) as f32 / 64.0 - 0.5;
+            let data: Vec<u8> = match t.ggml_type {
+                0 => (0..n / 4).flat_map(|i| value(i).to_le_bytes()).collect(),
+                _ => (0..n / 2)
+                    .flat_map(|i| f32_to_f16(value(i)).to_le_bytes())
+                    .collect(),
+            };
+            record[at..].copy_from_slice(&data);
+            Some(record)
+        })
+    };
+    let quantized = |bytes: Vec<u8>| {
+        let mut out = Vec::new();
+        let report = quantize(&mut bytes.as_slice(), &mut out, QuantType::Q8_0).expect("quantize");
+        (out, report)
+    };
+    let ((from_f32, report), (from_f16, _)) = (quantized(model(0)), quantized(model(1)));
+    // One block each side: 6 + 10 matrices, and the token embedding.
+    assert_eq!(report.quantized, 6 + 10 + 1);
+    let info = whisper_steady::model::validate_bytes(&from_f32).expect("whisper.cpp's layout");
+    assert_eq!(info.weight_type, "q8_0");
+    assert!(
+        from_f32 == from_f16,
+        "the f32 and f16 models quantize differently"
+    );
+    let mut params = WhisperContextParameters::default();
+    params.use_gpu(false);
+    WhisperContext::new_from_buffer_with_params(&from_f32, params).expect("whisper.cpp loads it");
 }
 
 #[test]

@@ -376,10 +376,13 @@ fn invalid_requests_and_configurations_are_refused_with_the_reason() {
     o.initial_prompt = Some("a\0b".into());
     assert!(invalid(o, audio.clone()).contains("NUL"));
     assert_eq!(recognizer.health().requests.submitted, 0);
-    // "auto" and upper case are accepted.
-    let (clip, mut options) = short_clip();
-    options.language = Some("EN".into());
-    assert!(recognizer.transcribe(clip, options).is_ok());
+    // "auto" and upper case are accepted ("AUTO" on an English-only model is English).
+    for language in ["EN", "AUTO", " auto "] {
+        let (clip, mut options) = short_clip();
+        options.language = Some(language.into());
+        let transcript = recognizer.transcribe(clip, options);
+        assert_eq!(transcript.expect(language).language, "en", "{language}");
+    }
 
     let mut bad = config.clone();
     bad.workers = 0;

@@ -129,7 +129,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // Only faults are logged: 503, 504 and 507 are load a client can cause at will (each
+        // is counted in /metrics), and logging them would let clients fill the log.
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             log::warn!("{} {}", self.status, self.message);
         }
         let mut response = (self.status, Json(self.body())).into_response();

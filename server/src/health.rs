@@ -121,17 +121,11 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state
         .metrics
-        .render(state.recognizer.health(), state.storage.usage())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the metrics could not be written",
-            )
-        })?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
+        .render(&state.recognizer.health(), &state.storage.usage());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// `POST /admin/trim`: returns the CUDA pools' unused memory to the driver

@@ -76,9 +76,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The whole exposition: the HTTP counters, then `health` and `storage`. Fails only if the
-    /// library's encoder does (a value it cannot write).
-    pub fn render(&self, health: Health, storage: StorageUsage) -> Result<String, std::fmt::Error> {
+    /// The whole exposition: the HTTP counters, then `health` and `storage`.
+    pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
         let mut registry = Registry::default();
         // The library ends every registered help text with a full stop.
         registry.register(
@@ -91,10 +90,14 @@ impl Metrics {
             "HTTP request latency by endpoint",
             self.latency.clone(),
         );
-        registry.register_collector(Box::new(Report { health, storage }));
+        registry.register_collector(Box::new(Report {
+            health: health.clone(),
+            storage: *storage,
+        }));
         let mut out = String::new();
-        prometheus_text::encode(&mut out, &registry)?;
-        Ok(out)
+        // The encoder fails only when its writer does, and a String's does not.
+        prometheus_text::encode(&mut out, &registry).expect("writing to a String");
+        out
     }
 }
 

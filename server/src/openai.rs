@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions, Transcript};
+use whisper_steady::recognizer::{seconds, DecodedSegment, RecognizeOptions, Transcript};
 
 use crate::error::{ApiError, Style};
 use crate::recognize::{decode, extension_of, recognize_error, transcribe};
@@ -428,8 +428,8 @@ fn segments_json(t: &Transcript, temperature: f32) -> serde_json::Value {
             json!({
                 "id": i,
                 "seek": s.start.as_millis() / 10,
-                "start": s.start.as_secs_f64(),
-                "end": s.end.as_secs_f64(),
+                "start": seconds(s.start),
+                "end": seconds(s.end),
                 "text": s.text,
                 "tokens": text_tokens.iter().map(|k| k.id).collect::<Vec<_>>(),
                 "temperature": temperature,
@@ -473,7 +473,7 @@ fn words(t: &Transcript, duration: f64) -> Vec<Word> {
     for s in &t.segments {
         let mut first = true;
         for k in s.tokens.iter().filter(|k| !k.special) {
-            let (start, end) = (k.start.as_secs_f64(), k.end.as_secs_f64());
+            let (start, end) = (seconds(k.start), seconds(k.end));
             match pieces.last_mut() {
                 Some(last) if !first && !k.text.starts_with(' ') => {
                     last.0.push_str(&k.text);

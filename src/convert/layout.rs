@@ -163,7 +163,8 @@ pub(crate) fn plan<'a>(model: &Model<'a>) -> Result<Plan<'a>, ConvertError> {
 
 /// The plan against the format: hyperparameters the validator accepts, and exactly the tensors
 /// whisper.cpp creates for them (the table in [`crate::ggml::layout`]), each with the shape and
-/// type it allocates, in no other order than the file needs (any). A model that passes loads.
+/// type it allocates, in no other order than the file needs (any). A model that passes, with a
+/// vocabulary `vocabulary_bytes` accepts, loads.
 fn check_against_format(plan: &Plan<'_>) -> Result<(), ConvertError> {
     let h = &plan.hparams;
     let wtype = crate::model::check_hparams(h)

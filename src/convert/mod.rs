@@ -48,7 +48,10 @@ pub use quantize::{quantize, quantize_file, QuantType, QuantizeReport};
 pub use silero::{convert_silero_vad, convert_silero_vad_onnx, SileroReport, SileroVersion};
 pub use vocab::{decode_gpt2_token, gpt2_byte, parse_vocabulary_json, parse_vocabulary_txt};
 
-use crate::ggml::GgmlWriter;
+use crate::ggml::{GgmlWriter, MAX_TOKEN_LEN, MEL_N_FFT};
+
+// The file's filterbank has a row per frequency bin of whisper's FFT.
+const _: () = assert!(WHISPER_N_FFT / 2 + 1 == MEL_N_FFT as usize);
 
 /// The token that ends the regular vocabulary; whisper.cpp adds it and those after it itself.
 const END_OF_TEXT: &str = "<|endoftext|>";
@@ -177,13 +180,12 @@ fn convert<S: AsRef<str>, T: AsRef<[S]>>(
     let h = plan.hparams;
 
     let vocab = vocabulary_bytes(tokens().as_ref(), h.n_vocab as usize)?;
-    let n_fft = WHISPER_N_FFT / 2 + 1;
     let filters = mel_filterbank(WHISPER_SAMPLE_RATE, WHISPER_N_FFT, h.n_mels as usize);
 
     let io_err = |e| ConvertError::io("writing the model", e);
     let mut w = GgmlWriter::new(out);
     w.header(&h).map_err(io_err)?;
-    w.mel_filters(h.n_mels, n_fft as i32, &filters)
+    w.mel_filters(h.n_mels, MEL_N_FFT, &filters)
         .map_err(io_err)?;
     w.vocabulary(&vocab).map_err(io_err)?;
     for t in &plan.tensors {
@@ -206,7 +208,8 @@ fn convert<S: AsRef<str>, T: AsRef<[S]>>(
 }
 
 /// The regular tokens (those before `<|endoftext|>`) as raw bytes, after checking that the
-/// vocabulary matches the model's embedding.
+/// vocabulary matches the model's embedding and that each token is one whisper.cpp reads (at
+/// most [`MAX_TOKEN_LEN`] bytes, as the validator requires).
 fn vocabulary_bytes<S: AsRef<str>>(
     tokens: &[S],
     n_vocab: usize,
@@ -226,13 +229,18 @@ fn vocabulary_bytes<S: AsRef<str>>(
         .enumerate()
         .map(|(i, t)| {
             let t = t.as_ref();
-            decode_gpt2_token(t)
-                .filter(|b| b.len() <= i32::MAX as usize)
-                .ok_or_else(|| {
-                    ConvertError::Vocabulary(format!(
-                        "token {i} ({t:?}) is not in GPT-2's byte-level alphabet"
-                    ))
-                })
+            let bytes = decode_gpt2_token(t).ok_or_else(|| {
+                ConvertError::Vocabulary(format!(
+                    "token {i} ({t:?}) is not in GPT-2's byte-level alphabet"
+                ))
+            })?;
+            if bytes.len() > MAX_TOKEN_LEN as usize {
+                return Err(ConvertError::Vocabulary(format!(
+                    "token {i} is {} bytes long; whisper.cpp reads at most {MAX_TOKEN_LEN}",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes)
         })
         .collect()
 }

@@ -4,8 +4,9 @@
 //! whisper.cpp creates every weight matrix of the model (attention projections, MLP layers, the
 //! token embedding) with the model's weight type, which it derives from the `ftype` field of the
 //! header; convolution kernels stay f16, and vectors, convolution biases and positional
-//! embeddings stay f32. A quantized file therefore quantizes exactly the two-dimensional tensors
-//! whose names end in `.weight`, copies every other tensor unchanged, and writes
+//! embeddings stay f32. A quantized file therefore writes each tensor in the type whisper.cpp
+//! creates it with (the tensor table in `crate::ggml`, the validator's): the weight matrices quantized, the convolution
+//! kernels f16 (converted when the input is an f32 model), every other tensor unchanged; and
 //! `ftype = GGML_QNT_VERSION * 1000 + ggml_ftype`, as whisper.cpp's own quantizer does. The
 //! quantization itself is ggml's (`ggml_quantize_chunk`), so the blocks are bit-for-bit what
 //! whisper.cpp's tools produce.
@@ -16,10 +17,16 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use super::{f16_to_f32, write_atomically, ConvertError, Hparams};
+use std::collections::HashMap;
+
+use super::{f16_to_f32, f32_to_f16, write_atomically, ConvertError, Hparams};
+use crate::ggml::layout::{
+    expected_tensors, ftype_to_type, GGML_TYPE_F16, GGML_TYPE_F32, QNT_VERSION_FACTOR,
+    QNT_VERSION_MAX,
+};
 use crate::ggml::reader::Reader;
 use crate::ggml::source::{FileSource, SliceSource, Source};
-use crate::ggml::{Field, GgmlWriter, ModelDefect};
+use crate::ggml::{Field, GgmlWriter, ModelDefect, MEL_N_FFT};
 use crate::sys;
 
 /// The block-quantized weight types a model can be quantized to.
@@ -137,7 +144,7 @@ pub fn quantize_file(
     output: &Path,
     quant_type: QuantType,
 ) -> Result<QuantizeReport, ConvertError> {
-    crate::model::validate_file(input).map_err(refused)?;
+    let valid = crate::model::validate_file(input).map_err(refused)?;
     let file = fs::File::open(input)
         .map_err(|e| ConvertError::io(format!("opening {}", input.display()), e))?;
     let len = file
@@ -145,7 +152,12 @@ pub fn quantize_file(
         .map_err(|e| ConvertError::io(format!("opening {}", input.display()), e))?
         .len();
     write_atomically(output, |w| {
-        copy_quantized(Reader::new(FileSource::new(file, len)), w, quant_type)
+        copy_quantized(
+            Reader::new(FileSource::new(file, len)),
+            &valid.hparams,
+            w,
+            quant_type,
+        )
     })
 }
 
@@ -162,8 +174,13 @@ pub fn quantize(
     input
         .read_to_end(&mut bytes)
         .map_err(|e| ConvertError::io("reading the model", e))?;
-    crate::model::validate_bytes(&bytes).map_err(refused)?;
-    copy_quantized(Reader::new(SliceSource::new(&bytes)), out, quant_type)
+    let valid = crate::model::validate_bytes(&bytes).map_err(refused)?;
+    copy_quantized(
+        Reader::new(SliceSource::new(&bytes)),
+        &valid.hparams,
+        out,
+        quant_type,
+    )
 }
 
 /// A model the validator refused.
@@ -171,39 +188,60 @@ fn refused(defect: ModelDefect) -> ConvertError {
     ConvertError::Model(format!("not a valid whisper.cpp model: {defect}"))
 }
 
-/// Copies a validated model from `r` to `out`, the weight matrices quantized.
+/// Copies a validated model from `r` to `out`, each tensor written in the type whisper.cpp
+/// creates it with in the quantized model: weight matrices quantized, convolution kernels f16
+/// (converted when the input is f32), the rest unchanged. `valid` is what the validator read;
+/// whatever differs from it (the file changed in between) is refused before it is used.
 fn copy_quantized(
     mut r: Reader<impl Source>,
+    valid: &Hparams,
     out: &mut impl Write,
     quant_type: QuantType,
 ) -> Result<QuantizeReport, ConvertError> {
-    // Defects cannot occur after validation, except when the file changed in between.
-    let model = |d: ModelDefect| ConvertError::Model(format!("the model changed while read: {d}"));
+    let changed =
+        |what: String| ConvertError::Model(format!("the model changed while read: {what}"));
+    let model = |d: ModelDefect| changed(d.to_string());
     let io_err = |e| ConvertError::io("writing the model", e);
     let mut w = GgmlWriter::new(out);
 
     r.magic().map_err(model)?;
     let mut h = r.hparams().map_err(model)?;
-    if !(0..=1).contains(&h.ftype) {
+    if h != *valid {
+        return Err(changed("its hyperparameters differ".into()));
+    }
+    let Some(wtype_in @ (GGML_TYPE_F32 | GGML_TYPE_F16)) = ftype_to_type(h.ftype) else {
         return Err(ConvertError::Model(format!(
             "ftype {} is already quantized; quantize a model with f32 or f16 weights",
             h.ftype
         )));
-    }
-    h.ftype =
-        (sys::GGML_QNT_VERSION * sys::GGML_QNT_VERSION_FACTOR) as i32 + quant_type.ggml_ftype();
+    };
+    let wtype_out = quant_type.ggml_type() as i32;
+    // The two tables list the same tensors in the same order.
+    let (tensors_in, tensors_out) = (
+        expected_tensors(&h, wtype_in),
+        expected_tensors(&h, wtype_out),
+    );
+    let index: HashMap<&[u8], usize> = tensors_in
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_bytes(), i))
+        .collect();
+    h.ftype = QNT_VERSION_MAX * QNT_VERSION_FACTOR + quant_type.ggml_ftype();
     w.header(&h).map_err(io_err)?;
 
     // Mel filterbank, copied.
     let n_mel = r.i32(Field::MelNMel).map_err(model)?;
     let n_fft = r.i32(Field::MelNFft).map_err(model)?;
+    if (n_mel, n_fft) != (h.n_mels, MEL_N_FFT) {
+        return Err(changed(format!("its filterbank is {n_mel} x {n_fft}")));
+    }
     let filters = r
         .bytes(n_mel as u64 * n_fft as u64 * 4, Field::MelFilters)
         .map_err(model)?;
     w.raw_i32s(&[n_mel, n_fft]).map_err(io_err)?;
     w.raw(&filters).map_err(io_err)?;
 
-    // Vocabulary, copied.
+    // Vocabulary, copied (each read is checked against the bytes that remain).
     let n_tokens = r.i32(Field::VocabularyCount).map_err(model)?;
     w.raw_i32s(&[n_tokens]).map_err(io_err)?;
     for _ in 0..n_tokens {
@@ -225,17 +263,15 @@ fn copy_quantized(
         bytes: 0,
     };
     while let Some(t) = r.tensor_header().map_err(model)? {
-        let dims = &t.ne[..t.n_dims as usize];
-        // An f32 or f16 model holds only f32 and f16 tensors (the validator checked each).
-        if !matches!(t.ggml_type, 0 | 1) {
-            return Err(ConvertError::Model(format!(
-                "the model changed while read: tensor {:?} has ggml type {}",
-                String::from_utf8_lossy(&t.name),
-                t.ggml_type
-            )));
-        }
-        // Saturating: a changed file cannot overflow this, and the reader refuses more bytes
-        // than remain.
+        let name = String::from_utf8_lossy(&t.name).into_owned();
+        // Shape and type as validated, so the sizes below are the validated ones.
+        let validated = |&i: &usize| {
+            let e = &tensors_in[i];
+            e.ggml_type == t.ggml_type && t.ne.map(i64::from) == [e.ne[0], e.ne[1], e.ne[2], 1]
+        };
+        let Some(i) = index.get(t.name.as_slice()).copied().filter(validated) else {
+            return Err(changed(format!("tensor {name:?} is not the one validated")));
+        };
         let in_bytes = t.data_len().expect("f32 and f16 are known types");
         let data = r
             .tensor_data(in_bytes, &t.name, true)
@@ -243,10 +279,20 @@ fn copy_quantized(
             .unwrap_or_default();
         report.tensor_bytes_in += in_bytes;
 
-        let name = String::from_utf8_lossy(&t.name);
-        let quantize_this = dims.len() == 2 && name.ends_with(".weight");
-        let (ttype, out) = if quantize_this {
-            let (n_per_row, nrows) = (dims[0] as i64, dims[1] as i64);
+        let target = tensors_out[i].ggml_type;
+        let out = if target == t.ggml_type {
+            report.copied += 1;
+            data
+        } else if target == GGML_TYPE_F16 {
+            report.copied += 1;
+            to_f32(&data, t.ggml_type)
+                .into_iter()
+                .flat_map(|x| f32_to_f16(x).to_le_bytes())
+                .collect()
+        } else {
+            // A weight matrix: rows of ne[0] values, which the validator found to be whole
+            // blocks of every quantized type.
+            let (n_per_row, nrows) = (i64::from(t.ne[0]), i64::from(t.ne[1]));
             let block = quant_block(quant_type);
             if n_per_row % block != 0 {
                 return Err(ConvertError::Model(format!(
@@ -255,19 +301,12 @@ fn copy_quantized(
                     quant_type
                 )));
             }
-            let floats = to_f32(&data, t.ggml_type);
             report.quantized += 1;
-            (
-                quant_type.ggml_type() as i32,
-                quantize_rows(quant_type, &floats, nrows, n_per_row),
-            )
-        } else {
-            report.copied += 1;
-            (t.ggml_type, data)
+            quantize_rows(quant_type, &to_f32(&data, t.ggml_type), nrows, n_per_row)
         };
-        w.raw_i32s(&[t.n_dims, t.name.len() as i32, ttype])
+        w.raw_i32s(&[t.n_dims, t.name.len() as i32, target])
             .map_err(io_err)?;
-        w.raw_i32s(dims).map_err(io_err)?;
+        w.raw_i32s(&t.ne[..t.n_dims as usize]).map_err(io_err)?;
         w.raw(&t.name).map_err(io_err)?;
         w.raw(&out).map_err(io_err)?;
         report.tensor_bytes_out += out.len() as u64;
@@ -283,7 +322,7 @@ fn quant_block(t: QuantType) -> i64 {
 }
 
 fn to_f32(data: &[u8], ttype: i32) -> Vec<f32> {
-    if ttype == 0 {
+    if ttype == GGML_TYPE_F32 {
         data.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()

@@ -62,9 +62,9 @@ pub(crate) fn type_layout(id: i32) -> Option<(u64, u64)> {
 }
 
 /// `GGML_QNT_VERSION_FACTOR`: `ftype` carries the quantization version in its thousands.
-pub(crate) const QNT_VERSION_FACTOR: i32 = 1000;
-/// The highest quantization version ggml 1.8.3 writes (`GGML_QNT_VERSION`).
-pub(crate) const QNT_VERSION_MAX: i32 = 2;
+pub(crate) const QNT_VERSION_FACTOR: i32 = crate::sys::GGML_QNT_VERSION_FACTOR as i32;
+/// The quantization version the pinned ggml writes (`GGML_QNT_VERSION`), the highest it reads.
+pub(crate) const QNT_VERSION_MAX: i32 = crate::sys::GGML_QNT_VERSION as i32;
 
 /// The weight type of a file type (`ggml_ftype_to_ggml_type`), or `None` where ggml would
 /// abort (`GGML_ASSERT(wtype != GGML_TYPE_COUNT)`).

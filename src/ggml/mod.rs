@@ -54,7 +54,8 @@ pub struct Hparams {
     pub n_text_layer: i32,
     /// Mel bands of the input (80, or 128 for large-v3).
     pub n_mels: i32,
-    /// Weight type: 1 (f16 matrices, f32 vectors).
+    /// The file type: the weight matrices' type as ggml's `ftype` (0 f32, 1 f16, 2 q4_0, ...),
+    /// plus the quantization version times 1000 in a quantized file (2008 is q5_0).
     pub ftype: i32,
 }
 

@@ -402,6 +402,13 @@ impl RecognizeOptions {
         self
     }
 
+    /// The language asked for, as whisper's lowercase code; `None` for detection (no language,
+    /// an empty one or `auto`, in any case). The one reading of [`language`](Self::language).
+    pub(crate) fn language_code(&self) -> Option<String> {
+        let code = self.language.as_deref()?.trim().to_ascii_lowercase();
+        (!code.is_empty() && code != "auto").then_some(code)
+    }
+
     /// The checks that need no model: a language whisper knows (or `auto`), at most
     /// [`MAX_BEAMS`](super::MAX_BEAMS) beams, a temperature from 0 to 1, a prompt without NUL,
     /// a deadline longer than zero. [`Recognizer::submit`](super::Recognizer::submit) runs them
@@ -409,9 +416,8 @@ impl RecognizeOptions {
     /// start. The error names the option first (`beam_size must be ...`).
     pub fn check(&self) -> Result<(), RecognizeError> {
         let invalid = |message: String| Err(RecognizeError::InvalidOptions(message));
-        if let Some(code) = self.language.as_deref().map(str::trim) {
-            let code = code.to_ascii_lowercase();
-            if !matches!(code.as_str(), "" | "auto") && crate::get_lang_id(&code).is_none() {
+        if let Some(code) = self.language_code() {
+            if crate::get_lang_id(&code).is_none() {
                 return invalid(format!(
                     "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
                 ));

@@ -52,7 +52,7 @@ pub use health::{
     CleanupHealth, FailoverHealth, Health, HealthStatus, LaneHealth, RequestCounters,
     UnavailableDevice,
 };
-pub use render::subtitle_timestamp;
+pub use render::{seconds, subtitle_timestamp};
 pub use stream::{DecodedSegment, SegmentFn};
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};

@@ -26,6 +26,19 @@ pub fn subtitle_timestamp(d: Duration, separator: char) -> String {
     )
 }
 
+/// `d` in seconds as the JSON renderings write it: whole milliseconds over 1000, so that a
+/// time of 1.14 s is the number closest to 1.14 (`Duration::as_secs_f64` adds the parts and can
+/// land one step off, 1.1400000000000001).
+///
+/// ```
+/// use std::time::Duration;
+/// use whisper_steady::recognizer::seconds;
+/// assert_eq!(seconds(Duration::from_millis(1140)).to_string(), "1.14");
+/// ```
+pub fn seconds(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
 /// A segment's text as subtitle cue text: its lines trimmed, blank ones dropped (a blank line
 /// would end the cue). `None` when nothing is left: such a segment gets no cue.
 fn cue_text(segment: &Segment) -> Option<String> {
@@ -71,8 +84,9 @@ fn json_string(text: &str) -> String {
 
 /// A number as JSON: the shortest text that reads back as the same value; `null` when it is
 /// not finite (JSON has no NaN or infinity).
-fn json_number(x: f64) -> String {
-    if x.is_finite() {
+fn json_number<T: Into<f64> + std::fmt::Debug + Copy>(x: T) -> String {
+    // Debug prints the shortest digits that read back as the same `T` (0.95 for an f32 0.95).
+    if x.into().is_finite() {
         format!("{x:?}")
     } else {
         "null".to_owned()
@@ -146,12 +160,8 @@ impl Transcript {
         for (id, s) in self.segments.iter().enumerate() {
             out.push_str("    {\n");
             let _ = writeln!(out, "      \"id\": {id},");
-            let _ = writeln!(
-                out,
-                "      \"start\": {},",
-                json_number(s.start.as_secs_f64())
-            );
-            let _ = writeln!(out, "      \"end\": {},", json_number(s.end.as_secs_f64()));
+            let _ = writeln!(out, "      \"start\": {},", json_number(seconds(s.start)));
+            let _ = writeln!(out, "      \"end\": {},", json_number(seconds(s.end)));
             let _ = writeln!(out, "      \"text\": {},", json_string(s.text.trim()));
             let tokens: Vec<String> = s
                 .tokens
@@ -163,9 +173,9 @@ impl Transcript {
                          \"p\": {},\n          \"t0\": {},\n          \"t1\": {}\n        }}",
                         t.id,
                         json_string(&t.text),
-                        json_number(f64::from(t.p)),
-                        json_number(t.start.as_secs_f64()),
-                        json_number(t.end.as_secs_f64())
+                        json_number(t.p),
+                        json_number(seconds(t.start)),
+                        json_number(seconds(t.end))
                     )
                 })
                 .collect();
@@ -289,6 +299,8 @@ mod tests {
         assert_eq!(json_number(1.23), "1.23");
         assert_eq!(json_number(0.0), "0.0");
         assert_eq!(json_number(f64::NAN), "null");
+        assert_eq!(json_number(0.95f32), "0.95");
+        assert_eq!(json_number(seconds(Duration::from_millis(1360))), "1.36");
     }
 
     /// The document is parsed back by a JSON parser written by someone else (serde_json, a

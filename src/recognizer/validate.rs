@@ -29,24 +29,16 @@ pub(super) fn validate(
     }
     options.check()?;
     let multilingual = shared.lanes[0].ctx.is_multilingual();
-    let language = match options.language.as_deref().map(str::trim) {
-        None | Some("") | Some("auto") => {
-            if multilingual {
-                "auto".to_owned()
-            } else {
-                "en".to_owned()
-            }
+    let language = match options.language_code() {
+        None if multilingual => "auto".to_owned(),
+        None => "en".to_owned(),
+        // A language whisper knows (checked above).
+        Some(code) if !multilingual && code != "en" => {
+            return Err(RecognizeError::InvalidOptions(format!(
+                "language {code:?}: the model is English-only"
+            )));
         }
-        Some(code) => {
-            // A language whisper knows (checked above).
-            let code = code.to_ascii_lowercase();
-            if !multilingual && code != "en" {
-                return Err(RecognizeError::InvalidOptions(format!(
-                    "language {code:?}: the model is English-only"
-                )));
-            }
-            code
-        }
+        Some(code) => code,
     };
     if options.translate && !multilingual {
         return Err(RecognizeError::InvalidOptions(

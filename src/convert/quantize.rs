@@ -5,11 +5,11 @@
 //! token embedding) with the model's weight type, which it derives from the `ftype` field of the
 //! header; convolution kernels stay f16, and vectors, convolution biases and positional
 //! embeddings stay f32. A quantized file therefore writes each tensor in the type whisper.cpp
-//! creates it with (the tensor table in `crate::ggml`, the validator's): the weight matrices quantized, the convolution
-//! kernels f16 (converted when the input is an f32 model), every other tensor unchanged; and
-//! `ftype = GGML_QNT_VERSION * 1000 + ggml_ftype`, as whisper.cpp's own quantizer does. The
-//! quantization itself is ggml's (`ggml_quantize_chunk`), so the blocks are bit-for-bit what
-//! whisper.cpp's tools produce.
+//! creates it with (the tensor table in `crate::ggml`, the validator's): the weight matrices
+//! quantized, the convolution kernels f16 (converted when the input is an f32 model), every
+//! other tensor unchanged; and `ftype = GGML_QNT_VERSION * 1000 + ggml_ftype`, as whisper.cpp's
+//! own quantizer does. The quantization itself is ggml's (`ggml_quantize_chunk`), so the blocks
+//! are bit-for-bit what whisper.cpp's tools produce.
 
 use std::fmt;
 use std::fs;
@@ -17,16 +17,16 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use std::collections::HashMap;
-
-use super::{f16_to_f32, f32_to_f16, write_atomically, ConvertError, Hparams};
+use super::ct2::DType;
+use super::floats::convert_floats;
+use super::{f16_to_f32, write_atomically, ConvertError, Hparams};
 use crate::ggml::layout::{
-    expected_tensors, ftype_to_type, GGML_TYPE_F16, GGML_TYPE_F32, QNT_VERSION_FACTOR,
-    QNT_VERSION_MAX,
+    expected_tensors, ftype_to_type, index_by_name, GGML_TYPE_F16, GGML_TYPE_F32,
+    QNT_VERSION_FACTOR, QNT_VERSION_MAX,
 };
 use crate::ggml::reader::Reader;
 use crate::ggml::source::{FileSource, SliceSource, Source};
-use crate::ggml::{Field, GgmlWriter, ModelDefect, MEL_N_FFT};
+use crate::ggml::{Field, GgmlType, GgmlWriter, ModelDefect, MEL_N_FFT};
 use crate::sys;
 
 /// The block-quantized weight types a model can be quantized to.
@@ -123,7 +123,7 @@ pub struct QuantizeReport {
     pub quant_type: QuantType,
     /// Tensors quantized.
     pub quantized: usize,
-    /// Tensors copied unchanged.
+    /// Tensors copied: unchanged, or (an f32 model's convolution kernels) as f16.
     pub copied: usize,
     /// Bytes of tensor data read.
     pub tensor_bytes_in: u64,
@@ -221,11 +221,7 @@ fn copy_quantized(
         expected_tensors(&h, wtype_in),
         expected_tensors(&h, wtype_out),
     );
-    let index: HashMap<&[u8], usize> = tensors_in
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.as_bytes(), i))
-        .collect();
+    let index = index_by_name(&tensors_in);
     h.ftype = QNT_VERSION_MAX * QNT_VERSION_FACTOR + quant_type.ggml_ftype();
     w.header(&h).map_err(io_err)?;
 
@@ -267,7 +263,7 @@ fn copy_quantized(
         // Shape and type as validated, so the sizes below are the validated ones.
         let validated = |&i: &usize| {
             let e = &tensors_in[i];
-            e.ggml_type == t.ggml_type && t.ne.map(i64::from) == [e.ne[0], e.ne[1], e.ne[2], 1]
+            e.ggml_type == t.ggml_type && e.has_shape(t.ne)
         };
         let Some(i) = index.get(t.name.as_slice()).copied().filter(validated) else {
             return Err(changed(format!("tensor {name:?} is not the one validated")));
@@ -284,11 +280,9 @@ fn copy_quantized(
             report.copied += 1;
             data
         } else if target == GGML_TYPE_F16 {
+            // An f32 model's convolution kernel (the only f32 tensor whisper.cpp makes f16).
             report.copied += 1;
-            to_f32(&data, t.ggml_type)
-                .into_iter()
-                .flat_map(|x| f32_to_f16(x).to_le_bytes())
-                .collect()
+            convert_floats(&data, DType::F32, GgmlType::F16).expect("f32 to f16 is defined")
         } else {
             // A weight matrix: rows of ne[0] values, which the validator found to be whole
             // blocks of every quantized type.

@@ -1,6 +1,8 @@
 //! What whisper.cpp 1.8.3's `whisper_model_load` expects: the ggml types it can allocate, the
 //! `ftype`s it maps to them, and the tensor table it builds from the hyperparameters.
 
+use std::collections::HashMap;
+
 /// ggml type ids used here (`enum ggml_type`).
 pub(crate) const GGML_TYPE_F32: i32 = 0;
 /// `GGML_TYPE_F16`.
@@ -135,6 +137,22 @@ pub(crate) struct ExpectedTensor {
     /// The shape in terms of the hyperparameters, for messages.
     pub shape: super::ShapeFormula,
     pub ggml_type: i32,
+}
+
+impl ExpectedTensor {
+    /// Whether a tensor header's dimensions (`ne`, padded with 1) are this tensor's shape.
+    pub(crate) fn has_shape(&self, ne: [i32; 4]) -> bool {
+        ne.map(i64::from) == [self.ne[0], self.ne[1], self.ne[2], 1]
+    }
+}
+
+/// The position of each tensor of `tensors` (an [`expected_tensors`] table), by name.
+pub(crate) fn index_by_name(tensors: &[ExpectedTensor]) -> HashMap<&[u8], usize> {
+    tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_bytes(), i))
+        .collect()
 }
 
 /// The kinds of tensor shapes, with how they read in messages.

@@ -48,7 +48,6 @@
 
 pub mod catalog;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 /// The file magic, `"ggml"` as a little-endian `u32` (also [`crate::ggml::MAGIC`]).
@@ -59,8 +58,8 @@ pub use crate::ggml::{
 };
 
 use crate::ggml::layout::{
-    expected_tensors, ftype_to_type, static_type_name, type_layout, QNT_VERSION_FACTOR,
-    QNT_VERSION_MAX,
+    expected_tensors, ftype_to_type, index_by_name, static_type_name, type_layout,
+    QNT_VERSION_FACTOR, QNT_VERSION_MAX,
 };
 use crate::ggml::reader::{Reader, TensorHeader};
 use crate::ggml::source::{FileSource, SliceSource, Source};
@@ -270,11 +269,7 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
 
     // Tensors.
     let expected = expected_tensors(&h, wtype);
-    let index: HashMap<&[u8], usize> = expected
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.as_bytes(), i))
-        .collect();
+    let index = index_by_name(&expected);
     let mut seen: Vec<Option<u64>> = vec![None; expected.len()];
     let mut n_tensors = 0usize;
     let mut tensor_bytes = 0u64;
@@ -294,8 +289,7 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
             return Err(tensor_defect(DefectKind::DuplicateTensor { first_offset }));
         }
         let t = &expected[i];
-        let found = [ne[0] as i64, ne[1] as i64, ne[2] as i64, ne[3] as i64];
-        if found[..3] != t.ne || found[3] != 1 {
+        if !t.has_shape(ne) {
             return Err(tensor_defect(DefectKind::WrongShape {
                 found: ne,
                 n_dims: n_dims as u8,

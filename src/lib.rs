@@ -119,6 +119,7 @@ const _: () = {
     send_sync::<WhisperVadContext>();
     send_sync::<recognizer::Recognizer>();
     send_sync::<recognizer::Ticket>();
+    send_sync::<recognizer::Reservation>();
     send_sync::<recognizer::Transcript>();
     send_sync::<recognizer::Health>();
     send_sync::<recognizer::RecognizerConfig>();

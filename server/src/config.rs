@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// someone speaks: with the default of at most 4 workers, 8 streams keep them busy, and
     /// more would make every stream lag instead of refusing one.
     pub max_live_connections: usize,
+    /// Uploads decoded at once (default: the number of cores). Decoding starts only for a
+    /// request that has a place in the recognition queue, so at most `queue_limit` uploads
+    /// wait for one of these.
+    pub max_concurrent_decodes: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             body_timeout_seconds: 60.0,
             admin_from_any_address: false,
             max_live_connections: 8,
+            max_concurrent_decodes: None,
         }
     }
 }
@@ -305,6 +310,9 @@ impl Config {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("config key `{key}`: {why}")));
         if self.server.max_live_connections == 0 {
             return bad("server.max_live_connections", "must be at least 1");
+        }
+        if self.server.max_concurrent_decodes == Some(0) {
+            return bad("server.max_concurrent_decodes", "must be at least 1");
         }
         if self.server.max_upload_bytes == 0 {
             return bad("server.max_upload_bytes", "must be at least 1");

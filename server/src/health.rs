@@ -81,7 +81,7 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
             "succeeded": l.succeeded,
             "failed": l.failed,
         })).collect::<Vec<_>>(),
-        "queue": {"depth": h.queue_depth, "limit": h.queue_limit},
+        "queue": {"depth": h.queue_depth, "reserved": h.queue_reserved, "limit": h.queue_limit},
         "failover": {
             "use_gpu": h.failover.use_gpu,
             "fallback_to_cpu": h.failover.fallback_to_cpu,

@@ -50,6 +50,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Free live transcription connections (`server.max_live_connections`).
     pub live_connections: Arc<tokio::sync::Semaphore>,
+    /// Free decoding slots (`server.max_concurrent_decodes`).
+    pub decodes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the server cannot start; the message says what to fix.
@@ -126,6 +128,12 @@ impl AppState {
             storage,
             live_connections: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_live_connections,
+            )),
+            decodes: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .server
+                    .max_concurrent_decodes
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             )),
             config,
             metrics: Metrics::default(),

@@ -238,6 +238,12 @@ impl Collector for Report {
         )?;
         gauge(
             o,
+            "recognizer_queue_reserved",
+            "Places in the queue held by uploads being decoded (they count against the limit).",
+            health.queue_reserved as u64,
+        )?;
+        gauge(
+            o,
             "recognizer_queue_limit",
             "Requests that may wait before 429.",
             health.queue_limit as u64,

@@ -15,10 +15,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use whisper_steady::recognizer::{seconds, DecodedSegment, RecognizeOptions, Transcript};
+use whisper_steady::recognizer::{
+    seconds, DecodedSegment, RecognizeOptions, Reservation, Transcript,
+};
 
 use crate::error::{ApiError, Style};
-use crate::recognize::{decode, extension_of, recognize_error, transcribe};
+use crate::recognize::{decode, extension_of, recognize_error, reserve, transcribe};
 use crate::AppState;
 use whisper_steady::audio::Decoded;
 
@@ -220,10 +222,12 @@ async fn run(
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);
     let extension = filename.as_deref().and_then(extension_of);
+    let reservation = reserve(state, Style::OpenAi)?;
     if stream {
-        return stream_events(state, bytes, extension, options).await;
+        return stream_events(state, reservation, bytes, extension, options).await;
     }
-    let (t, decoded) = transcribe(state, bytes, extension, options, Style::OpenAi).await?;
+    let (t, decoded) =
+        transcribe(state, reservation, bytes, extension, options, Style::OpenAi).await?;
     let request = Request {
         task,
         granularity,
@@ -240,6 +244,7 @@ async fn run(
 /// recognition.
 async fn stream_events(
     state: &Arc<AppState>,
+    reservation: Reservation,
     bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
@@ -247,8 +252,7 @@ async fn stream_events(
     let mut decoded = decode(state, bytes, extension, Style::OpenAi).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
     let samples = std::mem::take(&mut decoded.samples);
-    let ticket = state
-        .recognizer
+    let ticket = reservation
         .submit_streaming(samples, options, move |segment| {
             // The receiver is gone only when the client is: nothing to deliver then.
             let _ = tx.send(segment);

@@ -9,15 +9,26 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Transcript};
+use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Reservation, Transcript};
 
 use crate::error::{ApiError, Style};
 use crate::storage::is_safe_extension;
 use crate::AppState;
 use whisper_steady::audio::{self, Decoded};
 
-/// Decodes audio off the runtime. The bytes are the request's own (not copied); the samples
-/// are for the recognizer to take (moved, not copied); the rest describes the audio.
+/// A place in the recognition queue for a request, taken before any work is done on its audio
+/// (a full queue answers 429 at once).
+pub(crate) fn reserve(state: &AppState, style: Style) -> Result<Reservation, ApiError> {
+    state
+        .recognizer
+        .reserve()
+        .map_err(|e| recognize_error(state, e, style))
+}
+
+/// Decodes audio off the runtime, at most `server.max_concurrent_decodes` at once (callers
+/// hold a [`Reservation`], so at most `queue_limit` wait for a turn). The bytes are the
+/// request's own (not copied); the samples are for the recognizer to take (moved, not
+/// copied); the rest describes the audio.
 pub(crate) async fn decode(
     state: &Arc<AppState>,
     bytes: Bytes,
@@ -25,10 +36,20 @@ pub(crate) async fn decode(
     style: Style,
 ) -> Result<Decoded, ApiError> {
     let max_seconds = state.config.recognition.max_audio_seconds;
-    tokio::task::spawn_blocking(move || audio::decode(&bytes, extension.as_deref(), max_seconds))
+    let permit = Arc::clone(&state.decodes)
+        .acquire_owned()
         .await
-        .map_err(|_| ApiError::bad_request("the audio could not be decoded").style(style))?
-        .map_err(|e| ApiError::from(e).style(style))
+        .map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").style(style)
+        })?;
+    tokio::task::spawn_blocking(move || {
+        let decoded = audio::decode(&bytes, extension.as_deref(), max_seconds);
+        drop(permit);
+        decoded
+    })
+    .await
+    .map_err(|_| ApiError::bad_request("the audio could not be decoded").style(style))?
+    .map_err(|e| ApiError::from(e).style(style))
 }
 
 /// A refusal or failure of the recognizer as the client's error.
@@ -36,17 +57,18 @@ pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style)
     ApiError::from_recognize(e, || state.recognizer.health()).style(style)
 }
 
-/// Decodes audio off the runtime, then runs the recognizer and awaits the result.
+/// Decodes audio off the runtime, then runs the recognizer in the place `reservation` holds
+/// and awaits the result.
 pub(crate) async fn transcribe(
     state: &Arc<AppState>,
+    reservation: Reservation,
     bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
     style: Style,
 ) -> Result<(Transcript, Decoded), ApiError> {
     let mut decoded = decode(state, bytes, extension, style).await?;
-    let ticket = state
-        .recognizer
+    let ticket = reservation
         .submit(std::mem::take(&mut decoded.samples), options)
         .map_err(|e| recognize_error(state, e, style))?;
     // Dropping this future (the client went away) drops the ticket, which cancels the request.
@@ -120,6 +142,8 @@ pub(crate) async fn recognize(
     request: Result<Json<RecognizeRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = request?;
+    // The queue first: a full one refuses before the file is read.
+    let reservation = reserve(&state, Style::Original)?;
     let storage = state.storage.clone();
     let name = request.audio_path.clone();
     let bytes = tokio::task::spawn_blocking(move || {
@@ -138,6 +162,7 @@ pub(crate) async fn recognize(
     let extension = extension_of(&request.audio_path);
     let (t, decoded) = transcribe(
         &state,
+        reservation,
         Bytes::from(bytes),
         extension,
         options,

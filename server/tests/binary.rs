@@ -183,3 +183,130 @@ fn sigterm(child: &std::process::Child) {
         .unwrap()
         .success());
 }
+
+/// A WAV header of 8-bit mono PCM at `rate` Hz declaring and holding `frames` frames.
+fn crafted_wav(rate: u32, frames: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + frames);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + frames as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes()); // bytes per second
+    out.extend_from_slice(&1u16.to_le_bytes()); // block
+    out.extend_from_slice(&8u16.to_le_bytes()); // bits
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(frames as u32).to_le_bytes());
+    out.resize(44 + frames, 128);
+    out
+}
+
+/// A line of `/proc/PID/status` in kB (`VmHWM`, `VmRSS`).
+#[cfg(target_os = "linux")]
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The CPU time a process has used (user + system).
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // after the command name's closing parenthesis: state is field 3, utime 14, stime 15
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// The red team's crafted WAV headers (issue: one upload aborted the process): each answered
+/// 400 with the reason, quickly, within bounded memory and CPU time, while another client is
+/// served and the server stays up.
+#[cfg(target_os = "linux")]
+#[test]
+fn crafted_wav_headers_get_400_within_bounded_memory_and_cpu() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"recognition": {"workers": 1, "threads_per_worker": 1}}"#,
+    )
+    .unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new(BIN)
+            .arg("--model")
+            .arg(&model)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir.path()),
+    );
+    let pid = child.id();
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let transcribe = |name: &str, bytes: &[u8]| {
+        let (ct, body) = common::openai_multipart(
+            &[("model", "whisper-1")],
+            Some((name, "audio/x-wav", bytes)),
+        );
+        common::raw(addr, &common::openai_request(&ct, &body))
+    };
+    // Warm up (the first request maps the model's pages), then measure from here.
+    assert_eq!(transcribe("jfk.wav", &wav).status, 200);
+    let rss_before = status_kb(pid, "VmHWM");
+    let cpu_before = cpu_time(pid);
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // 104 MB of 8-bit audio at 1,000,000,001 Hz (was: a 34 GB allocation, abort)
+        ("1 GHz, 104 MB", crafted_wav(1_000_000_001, 104_000_000)),
+        // 8 MB at 20 MHz (was: 134 MB and 9 s of CPU)
+        ("20 MHz, 8 MB", crafted_wav(20_000_000, 8_000_000)),
+        // 1 Hz, 10,800 frames: 3 hours of audio in 11 KB (was: 1.2-1.8 GB per request)
+        ("1 Hz, 3 hours", crafted_wav(1, 10_800)),
+        // rate 0 (was: a panic inside the decoder)
+        ("0 Hz", crafted_wav(0, 16_000)),
+    ];
+    let served = std::thread::scope(|scope| {
+        let other = scope.spawn(|| transcribe("jfk.wav", &wav));
+        for (what, bytes) in &cases {
+            let started = std::time::Instant::now();
+            let r = transcribe("crafted.wav", bytes);
+            assert_eq!(r.status, 400, "{what}: {}", r.text());
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains("sample rate"), "{what}: {message}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+        }
+        other.join().unwrap()
+    });
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert!(common::wer(common::JFK_TEXT, served.json()["text"].as_str().unwrap()) <= 0.1);
+    // Bounded: the largest case's bytes held a few times over (request, multipart part), no
+    // more; and no more CPU than a transcription of jfk.wav and some copying.
+    let grown_mb = (status_kb(pid, "VmHWM") - rss_before) / 1024;
+    let cpu = cpu_time(pid) - cpu_before;
+    eprintln!("peak RSS grew by {grown_mb} MB; CPU time {cpu:?}");
+    assert!(grown_mb < 600, "peak RSS grew by {grown_mb} MB");
+    assert!(cpu < Duration::from_secs(20), "CPU time {cpu:?}");
+    // Still up and healthy.
+    let health = common::raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

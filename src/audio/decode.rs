@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io::Cursor;
 
-use super::{resample, WHISPER_SAMPLE_RATE};
+use super::{resample, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, WHISPER_SAMPLE_RATE};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
@@ -50,8 +50,14 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Decodes `bytes` (`extension`, when known, helps the format probe) and converts them to
-/// 16 kHz mono. Audio longer than `max_seconds` is refused. Never panics: a panic inside the
-/// decoders on hostile input is turned into an error too.
+/// 16 kHz mono. Audio longer than `max_seconds` is refused, and so is a sample rate outside
+/// [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
+///
+/// Bounded by construction: the rate and the length the header declares are checked before
+/// anything is decoded, the decoded length again as it grows, so the memory it takes is at most
+/// about `max_seconds` of audio at the file's rate plus the same at 16 kHz, whatever the header
+/// claims. Never panics: a panic inside the decoders on hostile input is turned into an error
+/// too.
 pub fn decode(
     bytes: &[u8],
     extension: Option<&str>,
@@ -59,6 +65,10 @@ pub fn decode(
 ) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError("the audio is empty".into()));
+    }
+    // A WAV header's rate is read before the decoder sees it (a rate of 0 panics inside it).
+    if let Some(rate) = wav_sample_rate(bytes) {
+        check_rate(rate)?;
     }
     match std::panic::catch_unwind(|| decode_inner(bytes, extension, max_seconds)) {
         Ok(result) => result,
@@ -106,6 +116,16 @@ fn decode_inner(
 
     let declared_frames = track.codec_params.n_frames;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    // What the header says is checked before any decoding: a lie here costs nothing yet. Its
+    // length only when the bytes could hold it (a frame takes at least a byte in every
+    // uncompressed format), so that a file that is cut short, or streamed with an "unknown"
+    // length, is decoded as far as it goes (and checked as it grows) instead.
+    if rate != 0 {
+        check_rate(rate)?;
+        if let Some(frames) = declared_frames.filter(|&f| f <= bytes.len() as u64) {
+            check_length(frames, rate, max_seconds)?;
+        }
+    }
     let mut damaged = 0u64;
     let mut mono: Vec<f32> = Vec::new();
     let mut buffer: Option<SampleBuffer<f32>> = None;
@@ -132,9 +152,7 @@ fn decode_inner(
             Err(e) => return Err(DecodeError(format!("the audio cannot be decoded: {e}"))),
         };
         let spec = *decoded.spec();
-        if spec.rate == 0 {
-            return Err(DecodeError("the audio declares a sample rate of 0".into()));
-        }
+        check_rate(spec.rate)?;
         if rate != spec.rate {
             if !mono.is_empty() {
                 return Err(DecodeError(
@@ -160,9 +178,7 @@ fn decode_inner(
                 .map(|frame| frame.iter().sum::<f32>() * scale),
         );
         if mono.len() as u64 > frames_limit {
-            return Err(DecodeError(format!(
-                "the audio is longer than the limit of {max_seconds} seconds"
-            )));
+            return Err(too_long(max_seconds));
         }
     }
     if mono.is_empty() || rate == 0 {
@@ -206,6 +222,52 @@ fn decode_inner(
         truncated,
         warnings,
     })
+}
+
+/// The sample rate in a WAV file's `fmt ` chunk, if `bytes` start as a RIFF WAVE file and
+/// have one.
+fn wav_sample_rate(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while let Some(header) = bytes.get(at..at.checked_add(8)?) {
+        let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+        if &header[..4] == b"fmt " {
+            let rate = bytes.get(at + 12..at + 16)?;
+            return Some(u32::from_le_bytes(rate.try_into().ok()?));
+        }
+        // chunks are padded to an even length
+        at = at.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
+    }
+    None
+}
+
+/// Refuses a sample rate outside [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
+fn check_rate(rate: u32) -> Result<(), DecodeError> {
+    if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(DecodeError(format!(
+            "the audio declares a sample rate of {rate} Hz; accepted are \
+             {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
+        )))
+    }
+}
+
+/// Refuses a declared length over `max_seconds`.
+fn check_length(frames: u64, rate: u32, max_seconds: f64) -> Result<(), DecodeError> {
+    if frames as f64 / f64::from(rate) > max_seconds {
+        Err(too_long(max_seconds))
+    } else {
+        Ok(())
+    }
+}
+
+fn too_long(max_seconds: f64) -> DecodeError {
+    DecodeError(format!(
+        "the audio is longer than the limit of {max_seconds} seconds"
+    ))
 }
 
 #[cfg(test)]
@@ -302,6 +364,49 @@ mod tests {
         let truncated = &wav(16_000, 1, &[100; 16_000])[..1000];
         let d = decode(truncated, Some("wav"), 60.0);
         assert!(d.is_err() || d.unwrap().samples.len() < 16_000);
+    }
+
+    #[test]
+    fn rates_outside_the_accepted_range_are_refused_before_decoding() {
+        // The red team's header: 1,000,000,001 Hz of 8-bit audio (104 MB would have made a
+        // 34 GB filter table); the same refusal for 20 MHz, 1 Hz, 0 Hz and just outside.
+        let data = vec![128u8; 104_000];
+        for rate in [1_000_000_001, 20_000_000, 384_001, 7_999, 1, 0] {
+            let started = std::time::Instant::now();
+            let e = decode(&wav_raw(1, 8, rate, 1, &data), Some("wav"), 10_800.0).unwrap_err();
+            assert!(
+                e.0.contains("sample rate") && e.0.contains("8000 to 384000 Hz"),
+                "{rate}: {e}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{rate}"
+            );
+        }
+        for rate in [8_000, 384_000] {
+            let data = vec![128u8; rate as usize / 5];
+            assert!(decode(&wav_raw(1, 8, rate, 1, &data), Some("wav"), 60.0).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_from_the_header() {
+        // 20 s of 16-bit audio declared and present, a limit of 10 s.
+        let e = decode(&wav(16_000, 1, &[0; 320_000]), Some("wav"), 10.0).unwrap_err();
+        assert!(e.0.contains("longer than the limit of 10 seconds"), "{e}");
+        // A streamed WAV whose header says "unknown length" (0xFFFFFFFF): decoded as far as
+        // it goes, not refused for what it cannot hold.
+        let mut streamed = wav(16_000, 1, &[1000; 16_000]);
+        streamed[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        streamed[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let d = decode(&streamed, Some("wav"), 10.0).unwrap();
+        assert!((d.seconds - 1.0).abs() < 0.01, "{}", d.seconds);
+        // ...and still stopped by the limit while it grows.
+        let mut long = wav(16_000, 1, &[1000; 320_000]);
+        long[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = decode(&long, Some("wav"), 10.0).unwrap_err();
+        assert!(e.0.contains("longer than the limit"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! evenly spaced phases, a timing error below 1/8192 of an input sample. Each phase's weights
 //! are normalised to sum to 1, so a constant signal passes unchanged. The signal is taken as
 //! zero outside the input.
+//!
+//! The work and the table are bounded whatever the rates: the kernel widens with the ratio of
+//! the input rate to the output rate, so beyond [`MAX_RATIO`] the input is first averaged over
+//! groups of samples (a box filter, an integer decimation) to bring the ratio under it. The
+//! table then holds at most [`MAX_PHASES`] × 2·⌈16·[`MAX_RATIO`]/0.95⌉ weights (17 MB); no
+//! audio decoder produces such rates ([`decode`](super::decode) refuses anything above
+//! [`MAX_SAMPLE_RATE`](super::MAX_SAMPLE_RATE)), so this only keeps a caller's mistake or a
+//! hostile header from asking for gigabytes.
 
 /// Kernel half-width, in zero crossings of the sinc (at the cut-off frequency).
 const ZERO_CROSSINGS: f64 = 16.0;
@@ -16,6 +24,9 @@ const ZERO_CROSSINGS: f64 = 16.0;
 const CUTOFF: f64 = 0.95;
 /// Most tabulated phases.
 const MAX_PHASES: u64 = 4096;
+/// The largest ratio of input rate to output rate the kernel is built for; beyond it the input
+/// is first averaged over groups of samples.
+const MAX_RATIO: u64 = 32;
 
 /// Greatest common divisor.
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -61,12 +72,30 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Resamples `input` from `from` Hz to `to` Hz (see the module documentation for the method).
 ///
 /// The output has `ceil(len · to / from)` samples; sample `n` is the signal at input position
-/// `n · from / to`. Equal rates, or a zero rate, return the input unchanged.
+/// `n · from / to`. Equal rates, or a zero rate, return the input unchanged. Its memory is the
+/// output plus a table of at most 17 MB, whatever the rates (see the module documentation).
 pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to || from == 0 || to == 0 || input.is_empty() {
         return input.to_vec();
     }
     let (from, to) = (u64::from(from), u64::from(to));
+    // Groups of `group` samples averaged into one bring the ratio under MAX_RATIO; the input
+    // rate then counts in 1/group-ths: `from / (to · group)` is the ratio left.
+    let group = from.div_ceil(to * MAX_RATIO);
+    if group > 1 {
+        let group_len = usize::try_from(group).unwrap_or(usize::MAX);
+        let averaged: Vec<f32> = input
+            .chunks(group_len)
+            .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+            .collect();
+        return sinc_resample(&averaged, from, to * group);
+    }
+    sinc_resample(input, from, to)
+}
+
+/// The windowed-sinc interpolation from `from` to `to` (any units, a ratio of at most
+/// [`MAX_RATIO`] when downsampling).
+fn sinc_resample(input: &[f32], from: u64, to: u64) -> Vec<f32> {
     let g = gcd(from, to);
     let (up, down) = (to / g, from / g);
     let phases = up.min(MAX_PHASES);
@@ -214,6 +243,28 @@ mod tests {
             .map(|v| (v - 0.5).abs())
             .fold(0.0, f32::max);
         assert!(err < 1e-5, "error {err}");
+    }
+
+    #[test]
+    fn absurd_rates_stay_bounded_and_keep_the_signal() {
+        // A header's 1 GHz: 100,000 samples to 16 kHz are 2 samples; the kernel alone would
+        // have been 2·10⁶ taps × 4096 phases (34 GB) without the averaging.
+        let started = std::time::Instant::now();
+        let got = resample(&vec![0.5; 100_000], 1_000_000_000, 16_000);
+        assert_eq!(got.len(), 2);
+        // 20 MHz, a 1 kHz tone: 10,000 input samples per output... still a 1 kHz tone.
+        let got = resample(&sine(1000.0, 20_000_000, 20_000_000), 20_000_000, 16_000);
+        assert_eq!(got.len(), 16_000);
+        let want = sine(1000.0, 16_000, got.len());
+        let err = max_error(&got, &want, 200);
+        assert!(err < 5e-2, "error {err}");
+        // 1 Hz up to 16 kHz: a small kernel, the output as long as the ratio says.
+        assert_eq!(resample(&[0.25; 3], 1, 16_000).len(), 48_000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

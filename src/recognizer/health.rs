@@ -27,6 +27,9 @@ pub struct Health {
     pub lanes: Vec<LaneHealth>,
     /// Requests waiting, over all lanes.
     pub queue_depth: usize,
+    /// Places in the queue held by [`Reservation`](super::Reservation)s (uploads being
+    /// decoded), counted against `queue_limit` with `queue_depth`.
+    pub queue_reserved: usize,
     /// The configured queue limit.
     pub queue_limit: usize,
     /// GPU failover.
@@ -174,9 +177,13 @@ fn severity(state: BreakerState) -> u8 {
 /// The health report of a recognizer's shared state. Only reads.
 pub(super) fn assemble(shared: &Shared) -> Health {
     let now = Instant::now();
-    let (queued, closed): (Vec<usize>, bool) = {
+    let (queued, reserved, closed): (Vec<usize>, usize, bool) = {
         let q = lock(&shared.queues);
-        (q.lanes.iter().map(|l| l.len()).collect(), q.closed)
+        (
+            q.lanes.iter().map(|l| l.len()).collect(),
+            q.reserved,
+            q.closed,
+        )
     };
     let mut trips = 0;
     let lanes: Vec<LaneHealth> = shared
@@ -237,6 +244,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
         pool: crate::cuda::pool_stats(),
         queue_depth: queued.iter().sum(),
         lanes,
+        queue_reserved: reserved,
         queue_limit: shared.config.queue_limit,
         failover: FailoverHealth {
             use_gpu: shared.config.use_gpu,

@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod health;
 mod render;
+mod reservation;
 mod stream;
 mod ticket;
 mod transcript;
@@ -53,6 +54,7 @@ pub use health::{
     UnavailableDevice,
 };
 pub use render::{seconds, subtitle_timestamp};
+pub use reservation::Reservation;
 pub use stream::{DecodedSegment, SegmentFn};
 pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript};
@@ -175,9 +177,27 @@ pub(crate) struct Queues {
     /// One queue per lane, in the order of [`Shared::lanes`].
     pub(crate) lanes: Vec<VecDeque<Job>>,
     pub(crate) closed: bool,
+    /// Places held by [`Reservation`]s: counted against the queue limit with the queued.
+    pub(crate) reserved: usize,
     /// Since when nothing has been queued or running, for `idle_trim_after`: `None` while busy,
     /// before the first request, and once this idle period's trim has run.
     pub(crate) idle_since: Option<Instant>,
+}
+
+impl Queues {
+    /// Whether `limit` requests are waiting or reserved.
+    fn is_full(&self, limit: usize) -> bool {
+        self.lanes.iter().map(VecDeque::len).sum::<usize>() + self.reserved >= limit
+    }
+}
+
+/// How a request gets its place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// It asks for one as it is submitted: refused when the queue is full.
+    Ask,
+    /// A [`Reservation`] holds one for it.
+    Reserved,
 }
 
 #[derive(Default)]
@@ -378,6 +398,7 @@ impl Recognizer {
             queues: Mutex::new(Queues {
                 lanes: lanes.iter().map(|_| VecDeque::new()).collect(),
                 closed: false,
+                reserved: 0,
                 idle_since: None,
             }),
             ready: lanes.iter().map(|_| Condvar::new()).collect(),
@@ -419,7 +440,31 @@ impl Recognizer {
         audio: Vec<f32>,
         options: RecognizeOptions,
     ) -> Result<Ticket, RecognizeError> {
-        self.submit_job(audio, options, None)
+        self.submit_job(audio, options, None, Admission::Ask)
+    }
+
+    /// Takes a place in the queue for a request whose audio is not ready yet (an upload still
+    /// to be decoded), or refuses at once as [`submit`](Self::submit) would: with
+    /// [`RecognizeError::Overloaded`] when `queue_limit` requests are already waiting or
+    /// reserved, or during shutdown. The place counts against `queue_limit` until the
+    /// [`Reservation`] is used or dropped, so work done before submitting is only done for
+    /// requests the queue can take.
+    pub fn reserve(&self) -> Result<Reservation, RecognizeError> {
+        let shared = self.shared();
+        let mut queues = lock(&shared.queues);
+        if queues.closed {
+            return Err(RecognizeError::ShuttingDown);
+        }
+        if queues.is_full(shared.config.queue_limit) {
+            drop(queues);
+            shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(RecognizeError::Overloaded {
+                queue_limit: shared.config.queue_limit,
+            });
+        }
+        queues.reserved += 1;
+        drop(queues);
+        Ok(Reservation::new(self.clone()))
     }
 
     /// As [`submit`](Self::submit), and `on_segment` receives each segment as soon as it is
@@ -435,7 +480,12 @@ impl Recognizer {
         on_segment: impl FnMut(DecodedSegment) + Send + 'static,
     ) -> Result<Ticket, RecognizeError> {
         let emitter = stream::Emitter::new(Box::new(on_segment));
-        self.submit_job(audio, options, Some(Arc::new(Mutex::new(emitter))))
+        self.submit_job(
+            audio,
+            options,
+            Some(Arc::new(Mutex::new(emitter))),
+            Admission::Ask,
+        )
     }
 
     fn submit_job(
@@ -443,6 +493,7 @@ impl Recognizer {
         audio: Vec<f32>,
         options: RecognizeOptions,
         segments: Option<Arc<Mutex<stream::Emitter>>>,
+        admission: Admission,
     ) -> Result<Ticket, RecognizeError> {
         let shared = self.shared();
         let language = validate::validate(shared, &audio, &options)?;
@@ -472,8 +523,7 @@ impl Recognizer {
         if queues.closed {
             return Err(RecognizeError::ShuttingDown);
         }
-        let waiting: usize = queues.lanes.iter().map(VecDeque::len).sum();
-        if waiting >= shared.config.queue_limit {
+        if admission == Admission::Ask && queues.is_full(shared.config.queue_limit) {
             drop(queues);
             shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(RecognizeError::Overloaded {
@@ -481,6 +531,10 @@ impl Recognizer {
             });
         }
         let lane = shared.route(&queues, &job)?;
+        if admission == Admission::Reserved {
+            // The reservation's place becomes the request's.
+            queues.reserved = queues.reserved.saturating_sub(1);
+        }
         queues.lanes[lane].push_back(job);
         queues.idle_since = None;
         drop(queues);

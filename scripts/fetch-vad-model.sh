@@ -9,38 +9,36 @@
 # Cache folder: $WHISPER_STEADY_MODEL_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/whisper-steady/models.
 # It ends up holding the wheel, the ONNX file (silero-vad-6.2.0/silero_vad.onnx; point
 # WHISPER_STEADY_TEST_VAD_ONNX at it to run the converter's end-to-end test) and
-# ggml-silero-v6.2.0.bin. Nothing is redone when the verified model is already there.
+# ggml-silero-v6.2.0.bin. Nothing is redone when the verified model and the ONNX file are already
+# there; a missing ONNX file is unpacked again from the wheel.
 #
 # The conversion runs `cargo run -p whisper-steady-cli` (the dev profile, which tests share); set
 # WHISPER_STEADY_CLI to a built `whisper-steady` binary to use that instead.
 set -euo pipefail
 
-PACKAGE=silero-vad
 VERSION=6.2.0
-WHEEL=silero_vad-6.2.0-py3-none-any.whl
-WHEEL_SHA256=8a31f1e58e73cdc20820d842f757e678e0ae1b0ee1cb7b8aa50f20f8fd7f7638
+WHEELS=(
+  "silero-vad $VERSION silero_vad-6.2.0-py3-none-any.whl 8a31f1e58e73cdc20820d842f757e678e0ae1b0ee1cb7b8aa50f20f8fd7f7638"
+)
 MODEL=ggml-silero-v6.2.0.bin
 MODEL_SHA256=2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cache=${WHISPER_STEADY_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/whisper-steady/models}
-onnx_dir=$cache/$PACKAGE-$VERSION
-onnx=$onnx_dir/silero_vad.onnx
-out=$cache/$MODEL
-
 LOG_NAME=fetch-vad-model
 # shellcheck source=lib/fetch-wheel.sh
-. "$repo/scripts/lib/fetch-wheel.sh"
-
+. "$(dirname "$0")/lib/fetch-wheel.sh"
+onnx_dir=$cache/silero-vad-$VERSION
+onnx=$onnx_dir/silero_vad.onnx
+KEEP=("$onnx")
 start_fetch
 
 # The ONNX model, unpacked afresh so that it matches the verified wheel.
 log "unpacking silero_vad.onnx into $onnx_dir"
-unpack_from_wheel "$wheel" 'silero_vad/data/silero_vad.onnx' "$tmp/unpacked"
+unpack_from_wheel "${wheels[0]}" 'silero_vad/data/silero_vad.onnx' "$tmp/unpacked"
 mkdir -p "$onnx_dir"
 mv "$tmp/unpacked/silero_vad/data/silero_vad.onnx" "$onnx"
 
-# The conversion, into a temporary file that only becomes $out once verified.
+# The conversion (unless $out is verified already), into a temporary file that only becomes $out
+# once verified.
 convert_verified "$repo" "$out" "$MODEL_SHA256" "$tmp" convert-silero "$onnx" --silero-version "$VERSION"
 log "ONNX model: $onnx"
 echo "$out"

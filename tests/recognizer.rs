@@ -807,3 +807,87 @@ fn streaming_delivers_each_segment_as_its_window_is_decoded() {
     );
     assert!(got.iter().any(|(s, _)| s.start >= Duration::from_secs(30)));
 }
+
+#[test]
+fn reservations_hold_places_in_the_queue_until_used_or_dropped() {
+    let Some(mut config) = config() else { return };
+    config.queue_limit = 2;
+    let recognizer = Recognizer::new(config).unwrap();
+    let overloaded = |r: &Result<_, RecognizeError>| {
+        matches!(r, Err(RecognizeError::Overloaded { queue_limit: 2 }))
+    };
+    let first = recognizer.reserve().unwrap();
+    let second = recognizer.reserve().unwrap();
+    assert_eq!(recognizer.health().queue_reserved, 2);
+    // Held places count against the limit: neither a third place nor a plain submit.
+    assert!(overloaded(&recognizer.reserve().map(|_| ())));
+    let (clip, options) = short_clip();
+    assert!(overloaded(
+        &recognizer.submit(clip.clone(), options.clone()).map(|_| ())
+    ));
+    // A dropped reservation gives its place back.
+    drop(second);
+    assert_eq!(recognizer.health().queue_reserved, 1);
+    // A used one hands it to its request, which is never refused for a full queue.
+    let ticket = first.submit(clip.clone(), options.clone()).unwrap();
+    assert_eq!(recognizer.health().queue_reserved, 0);
+    // An invalid request through a reservation fails, and its place comes back.
+    let third = recognizer.reserve().unwrap();
+    assert!(matches!(
+        third.submit(Vec::new(), options.clone()),
+        Err(RecognizeError::InvalidAudio(_))
+    ));
+    assert_eq!(recognizer.health().queue_reserved, 0);
+    let t = ticket.wait().unwrap();
+    let wer = common::wer("ask what you can do for your country", &t.text);
+    assert!(wer <= 0.2, "{:?}", t.text);
+    // Shutdown refuses reservations.
+    recognizer.shutdown();
+    assert!(matches!(
+        recognizer.reserve(),
+        Err(RecognizeError::ShuttingDown)
+    ));
+}
+
+#[test]
+fn a_cancelled_long_request_stops_during_the_spectrogram() {
+    let Some(config) = config() else { return };
+    let threads = config.threads_per_worker;
+    // 20 minutes of quiet noise: its spectrogram alone takes a while.
+    let mut seed = 1u32;
+    let audio: Vec<f32> = (0..20 * 60 * 16_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 16) as f32 / 65_536.0 * 0.02 - 0.01
+        })
+        .collect();
+    // What the spectrogram costs here, through the call that cannot be aborted.
+    let ctx = common::context().unwrap();
+    let mut state = ctx.create_state().unwrap();
+    let started = Instant::now();
+    state.pcm_to_mel(&audio, threads).unwrap();
+    let spectrogram = started.elapsed();
+    drop(state);
+
+    let recognizer = Recognizer::new(config).unwrap();
+    let deadline = Duration::from_millis(200);
+    let mut options = RecognizeOptions::new();
+    options.deadline = Some(deadline);
+    let started = Instant::now();
+    let outcome = recognizer.transcribe(audio, options);
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(RecognizeError::DeadlineExceeded { .. })),
+        "{outcome:?}"
+    );
+    // Patch 0012: the worker stops within milliseconds of the deadline, not after the
+    // spectrogram of the whole recording.
+    eprintln!("spectrogram alone {spectrogram:?}; request past its deadline ended after {took:?}");
+    assert!(
+        took < deadline + spectrogram / 3,
+        "ended after {took:?}; the spectrogram alone takes {spectrogram:?}"
+    );
+    eventually("the worker is free", || {
+        recognizer.health().lanes[0].busy == 0
+    });
+}

@@ -14,7 +14,7 @@
 //! the input rate to the output rate, so beyond [`MAX_RATIO`] the input is first averaged over
 //! groups of samples (a box filter, an integer decimation) to bring the ratio under it. The
 //! table then holds at most [`MAX_PHASES`] × 2·⌈16·[`MAX_RATIO`]/0.95⌉ weights (17 MB); no
-//! audio decoder produces such rates ([`decode`](super::decode) refuses anything above
+//! audio decoder produces such rates (`decode` refuses anything above
 //! [`MAX_SAMPLE_RATE`](super::MAX_SAMPLE_RATE)), so this only keeps a caller's mistake or a
 //! hostile header from asking for gigabytes.
 

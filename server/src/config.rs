@@ -20,6 +20,59 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `logging`: level and file.
     pub logging: LoggingConfig,
+    /// `auth`: API keys and their limits (default: none; everyone who reaches the port may
+    /// call the API).
+    pub auth: AuthConfig,
+}
+
+/// `auth`: who may call the server, and how much.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The API keys (also from `keys_file` and the environment variable `RECOGNIZER_API_KEYS`).
+    /// With any key configured, every API endpoint needs `Authorization: Bearer KEY` (a
+    /// WebSocket may send it as the subprotocol `openai-insecure-api-key.KEY` instead).
+    pub keys: Vec<ApiKey>,
+    /// A JSON file holding a list of keys as `keys` does, read at start and again on SIGHUP.
+    pub keys_file: Option<PathBuf>,
+    /// The keys that may call `/admin/*` (and `/metrics` with `protect_metrics`); they may
+    /// also call the API, without limits. With any key configured, the admin endpoints need one
+    /// of these from every address.
+    pub admin_keys: Vec<ApiKey>,
+    /// Whether `/metrics` needs an admin key (default `false`: open, like `/health`).
+    pub protect_metrics: bool,
+    /// Without keys: the most requests per minute one client address may make (default: no
+    /// limit); more are answered 429 with `Retry-After`.
+    pub per_address_requests_per_minute: Option<u32>,
+}
+
+/// One API key. Its secret is never logged (`Debug` shows the name only).
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKey {
+    /// Who it is, for `/metrics` and the log (required, unique).
+    pub name: String,
+    /// The key itself, or
+    pub key: Option<String>,
+    /// its sha256 in hex (`printf %s KEY | sha256sum`), so the file holds no secret.
+    pub key_sha256: Option<String>,
+    /// The most requests per minute (default: no limit).
+    pub requests_per_minute: Option<u32>,
+    /// The most seconds of audio per hour (default: no limit).
+    pub audio_seconds_per_hour: Option<u32>,
+    /// The most requests (or live sessions) at once (default: no limit).
+    pub max_concurrent: Option<u32>,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("audio_seconds_per_hour", &self.audio_seconds_per_hour)
+            .field("max_concurrent", &self.max_concurrent)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `server`.
@@ -37,9 +90,24 @@ pub struct ServerConfig {
     /// Longest a recognition may take, queueing included, in seconds (default 300); longer is
     /// answered 504.
     pub request_timeout_seconds: f64,
-    /// Longest the client may take to send a request body, in seconds (default 60); a body
-    /// that stalls (or is shorter than its declared length) is answered 400.
+    /// Longest the client may take to send a whole request body, in seconds (default 60),
+    /// counted from its request's head; a body that takes longer, stalls or is shorter than
+    /// its declared length is answered 400.
     pub body_timeout_seconds: f64,
+    /// The least average rate a request body must arrive at, in bytes per second, after its
+    /// first 5 s (default 1024; 0 turns the check off); a slower body is answered 400.
+    pub min_body_bytes_per_second: u64,
+    /// Longest the client may take to send a request's head (request line and headers), in
+    /// seconds (default 10), counted from the connection's start or, on a kept-alive
+    /// connection, from the end of the previous response; then the connection is closed.
+    pub header_timeout_seconds: f64,
+    /// A connection on which nothing was sent or received for this long, in seconds (default
+    /// 60), is closed (after the response in progress, if any).
+    pub idle_timeout_seconds: f64,
+    /// Connections open at once (default 1024); more wait in the listen backlog until one
+    /// closes. Kept under the open-files limit, whose soft value is raised at start where the
+    /// hard one allows (a warning says when it cannot be).
+    pub max_connections: usize,
     /// Answer the admin endpoints (`POST /admin/trim`) from any address (default `false`: only
     /// from loopback, 127.0.0.0/8 and ::1; others get 403).
     pub admin_from_any_address: bool,
@@ -48,6 +116,12 @@ pub struct ServerConfig {
     /// someone speaks: with the default of at most 4 workers, 8 streams keep them busy, and
     /// more would make every stream lag instead of refusing one.
     pub max_live_connections: usize,
+    /// A live connection that sends no audio for this long, in seconds (default 60), is closed
+    /// with 1008; pings, empty frames and text do not count as audio.
+    pub live_idle_seconds: f64,
+    /// The longest a live connection may last, in seconds (default 3600); then the final of
+    /// what was said is sent and it is closed with 1008 (the client opens a new one).
+    pub live_max_session_seconds: f64,
     /// Uploads decoded at once (default: the number of cores). Decoding starts only for a
     /// request that has a place in the recognition queue, so at most `queue_limit` uploads
     /// wait for one of these.
@@ -63,8 +137,14 @@ impl Default for ServerConfig {
             max_upload_bytes: 100 << 20,
             request_timeout_seconds: 300.0,
             body_timeout_seconds: 60.0,
+            min_body_bytes_per_second: 1024,
+            header_timeout_seconds: 10.0,
+            idle_timeout_seconds: 60.0,
+            max_connections: 1024,
             admin_from_any_address: false,
             max_live_connections: 8,
+            live_idle_seconds: 60.0,
+            live_max_session_seconds: 3600.0,
             max_concurrent_decodes: None,
         }
     }
@@ -323,6 +403,28 @@ impl Config {
                 "server.request_timeout_seconds",
                 "must be between 0 and 86400 seconds",
             );
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
+        }
+        for (key, value) in [
+            (
+                "server.header_timeout_seconds",
+                self.server.header_timeout_seconds,
+            ),
+            (
+                "server.idle_timeout_seconds",
+                self.server.idle_timeout_seconds,
+            ),
+            ("server.live_idle_seconds", self.server.live_idle_seconds),
+            (
+                "server.live_max_session_seconds",
+                self.server.live_max_session_seconds,
+            ),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+                return bad(key, "must be between 0 and 86400 seconds");
+            }
         }
         let body = self.server.body_timeout_seconds;
         if !(body.is_finite() && body > 0.0 && body <= 86_400.0) {

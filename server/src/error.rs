@@ -144,6 +144,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl Style {
+    /// The error shape of the API a path belongs to.
+    pub(crate) fn of_path(path: &str) -> Style {
+        if path.starts_with("/v1/") {
+            Style::OpenAi
+        } else {
+            Style::Original
+        }
+    }
+}
+
+/// Answers 413 at once to a request whose `Content-Length` is over `server.max_upload_bytes`,
+/// before any of its body is read (a body without a declared length is cut off at the limit
+/// by the extractors).
+pub(crate) async fn refuse_declared_overlong_body(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.config.server.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body declares {length} bytes; the limit is {limit} \
+                 (server.max_upload_bytes)"
+            ),
+        )
+        .style(Style::of_path(request.uri().path()))
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
 /// Unknown paths.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")

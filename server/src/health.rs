@@ -122,9 +122,11 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.recognizer.health(), &state.storage.usage());
+    let body = state.metrics.render_with_keys(
+        &state.recognizer.health(),
+        &state.storage.usage(),
+        state.auth.report(),
+    );
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
@@ -139,7 +141,8 @@ pub(crate) async fn trim(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    if !admin_allowed(state.config.server.admin_from_any_address, peer) {
+    // With API keys, the auth guard has asked for an admin key already, from every address.
+    if !state.auth.enabled() && !admin_allowed(state.config.server.admin_from_any_address, peer) {
         let message = "the admin endpoints answer loopback addresses only (set \
                        server.admin_from_any_address to open them)";
         return Err(ApiError::new(StatusCode::FORBIDDEN, message));

@@ -11,7 +11,10 @@
 
 #![deny(missing_docs)]
 
+mod auth;
+mod body;
 pub mod config;
+mod connection;
 mod error;
 mod health;
 mod live;
@@ -31,7 +34,6 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use whisper_steady::recognizer::{RecognizeOptions, Recognizer, RecognizerConfig};
 
 pub use config::Config;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub live_connections: Arc<tokio::sync::Semaphore>,
     /// Free decoding slots (`server.max_concurrent_decodes`).
     pub decodes: Arc<tokio::sync::Semaphore>,
+    /// API keys and their limits (`auth`).
+    pub(crate) auth: auth::Auth,
 }
 
 /// Why the server cannot start; the message says what to fix.
@@ -117,6 +121,7 @@ impl AppState {
         config: Config,
         recognizer: Recognizer,
     ) -> Result<Arc<AppState>, StartError> {
+        let auth = auth::Auth::new(&config.auth).map_err(|e| StartError(format!("auth: {e}")))?;
         let storage = Storage::open(&config.storage).map_err(|e| {
             StartError(format!(
                 "cannot create the storage folder {}: {e}",
@@ -137,7 +142,15 @@ impl AppState {
             )),
             config,
             metrics: Metrics::default(),
+            auth,
         }))
+    }
+
+    /// Reads the API keys again (`auth.keys_file`, `RECOGNIZER_API_KEYS`), as on SIGHUP, and
+    /// returns how many are in force. On an error the keys in force stay, and the message
+    /// says what is wrong (it never shows a key).
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        self.auth.reload()
     }
 
     /// The options of a request: the configured defaults, overridden by what it gives.
@@ -240,7 +253,9 @@ const ENDPOINTS: &[(&str, &str, Route)] = &[
     ("/admin/trim", "admin_trim", || post(health::trim)),
 ];
 
-/// The routes, with CORS and the body limit.
+/// The routes, with CORS and the body limit (a declared length over it is refused before the
+/// body is read; a body without one is cut off there). The pace of bodies and the connection
+/// timeouts are the accept loop's ([`serve`]).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = usize::try_from(state.config.server.max_upload_bytes).unwrap_or(usize::MAX);
     let mut app = ENDPOINTS
@@ -250,9 +265,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs_f64(
-            state.config.server.body_timeout_seconds,
-        )))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            error::refuse_declared_overlong_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             metrics::track,
@@ -308,7 +328,9 @@ fn cors_layer(config: &Config) -> Option<CorsLayer> {
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight (HTTP and
-/// recognition) and returns.
+/// recognition) and returns. Every connection is held to the limits of `server` in the
+/// configuration: `max_connections`, `header_timeout_seconds`, `idle_timeout_seconds`,
+/// `body_timeout_seconds` and `min_body_bytes_per_second`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -333,11 +355,8 @@ pub async fn serve(
             }
         })
     };
-    // The peer's address, for the loopback-only admin endpoints.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = connection::Limits::of(&state.config.server);
+    connection::accept_loop(listener, app, limits, shutdown).await;
     sweeper.abort();
     let recognizer = state.recognizer.clone();
     // Joins the workers after the last queued request; blocking, so off the runtime.

@@ -15,10 +15,15 @@
 //!   `{"type": "error", "message"}` and a close with code 1007 (bad audio), 1003 (a text frame
 //!   that is not one of the two) or 1009 (a frame over the size limit).
 //!
-//! Memory per connection is bounded: the current utterance is at most [`MAX_UTTERANCE`] s
-//! (its final is forced there), silence before speech is not kept beyond [`PAUSE`] s, and one
-//! recognition runs at a time per connection (frames wait in the socket meanwhile). Connections
-//! are limited by `server.max_live_connections` (one more is answered 503).
+//! Memory per connection is bounded: the current utterance is at most [`MAX_UTTERANCE`] s plus
+//! one frame (its final is forced there as the audio arrives, however fast it comes), silence
+//! before speech is not kept beyond [`PAUSE`] s, and one recognition runs at a time per
+//! connection (frames wait in the socket meanwhile). Connections are limited by
+//! `server.max_live_connections` (one more is answered 503), their time by
+//! `server.live_max_session_seconds`, and a connection that sends no audio for
+//! `server.live_idle_seconds` is closed (pings and empty frames do not count as audio). A close
+//! is sent, then the client's messages are read until its own close (at most
+//! [`CLOSE_GRACE`]), so that the client sees the code, not a reset.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +38,7 @@ use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
 use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeOptions};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Style};
 use crate::recognize::recognize_error;
 use crate::AppState;
@@ -47,6 +53,10 @@ pub const PARTIAL_EVERY: f64 = 1.0;
 pub const PAUSE: f64 = 0.6;
 /// The longest utterance, in seconds: its final is forced there (under whisper's 30 s window).
 pub const MAX_UTTERANCE: f64 = 25.0;
+
+/// How long the client's messages are still read after the server's close, waiting for the
+/// client's close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// 20 ms, the unit of the quiet detector.
 const FRAME: usize = WHISPER_SAMPLE_RATE as usize / 50;
@@ -68,8 +78,11 @@ const fn samples(seconds: f64) -> usize {
 /// `GET /v1/live`: upgrades to a WebSocket while a connection is free.
 pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<Caller>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // The caller (its key's concurrency slot included) stays with the session.
+    let caller = caller.map(|axum::Extension(c)| c);
     let ws = ws.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
     let Ok(permit) = Arc::clone(&state.live_connections).try_acquire_owned() else {
         let mut e = ApiError::new(
@@ -83,10 +96,13 @@ pub(crate) async fn live(
         e.retry_after = Some(5);
         return Err(e);
     };
+    // A browser that sent its key as a subprotocol also offers `live`, which is selected
+    // (a browser fails a handshake whose offered protocols are all left unanswered).
     Ok(ws
         .max_message_size(MAX_FRAME_BYTES + 1024)
+        .protocols(["live"])
         .on_upgrade(move |socket| async move {
-            session(state, socket).await;
+            session(state, socket, caller).await;
             drop(permit);
         }))
 }
@@ -115,11 +131,14 @@ struct Stream {
     pending_energy: f32,
     /// The RMS of the last [`FLOOR_FRAMES`] frames, for the noise floor.
     recent: std::collections::VecDeque<f32>,
+    /// Samples received on the connection.
+    received: usize,
 }
 
 impl Stream {
     /// Appends 16-bit PCM.
     fn push(&mut self, pcm: &[u8]) {
+        self.received += pcm.len() / 2;
         for pair in pcm.chunks_exact(2) {
             let s = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
             self.utterance.push(s);
@@ -159,6 +178,11 @@ impl Stream {
 
     fn too_long(&self) -> bool {
         self.utterance.len() >= samples(MAX_UTTERANCE)
+    }
+
+    /// Whether the utterance must be finished before more audio is added.
+    fn final_due(&self) -> bool {
+        self.utterance_ended() || self.too_long()
     }
 
     fn partial_due(&self) -> bool {
@@ -223,7 +247,8 @@ async fn finish_utterance(
     socket: &mut Sender,
     stream: &mut Stream,
     language: &Option<String>,
-) -> Result<bool, String> {
+    caller: Option<&Caller>,
+) -> Result<bool, Refusal> {
     let speech = stream.speech;
     let (utterance, start) = stream.take();
     if !speech {
@@ -231,7 +256,20 @@ async fn finish_utterance(
     }
     let seconds = |n: usize| n as f64 / f64::from(WHISPER_SAMPLE_RATE);
     let end = start + utterance.len();
-    let text = transcribe(state, utterance, language, false).await?;
+    // The key pays for what it had transcribed: each utterance once, at its final.
+    state
+        .auth
+        .charge_audio(caller, seconds(utterance.len()), Style::OpenAi)
+        .map_err(|e| Refusal {
+            code: close_code::POLICY,
+            message: e.message,
+        })?;
+    let text = transcribe(state, utterance, language, false)
+        .await
+        .map_err(|message| Refusal {
+            code: close_code::ERROR,
+            message,
+        })?;
     let message =
         json!({"type": "final", "text": text, "start": seconds(start), "end": seconds(end)});
     Ok(send(socket, message).await)
@@ -323,7 +361,8 @@ fn apply(
 /// off the socket as they come (at most [`QUEUED_FRAMES`] wait); this loop applies all that
 /// wait, then runs at most one recognition: the final when an utterance ended, else a partial
 /// when one is due.
-async fn session(state: Arc<AppState>, socket: WebSocket) {
+async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>) {
+    let caller = caller.as_ref();
     let (mut sender, mut receiver) = socket.split();
     let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
     let reader = tokio::spawn(async move {
@@ -336,27 +375,56 @@ async fn session(state: Arc<AppState>, socket: WebSocket) {
     let mut stream = Stream::default();
     let mut language: Option<String> = None;
     let mut first = true;
+    let idle = Duration::from_secs_f64(state.config.server.live_idle_seconds);
+    let longest = Duration::from_secs_f64(state.config.server.live_max_session_seconds);
+    let ends = tokio::time::Instant::now() + longest;
+    let mut last_audio = tokio::time::Instant::now();
     let refusal = 'session: loop {
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await else {
+        let wait_until = ends.min(last_audio + idle);
+        let Ok(next) = tokio::time::timeout_at(wait_until, rx.recv()).await else {
+            let message = if wait_until == ends {
+                format!(
+                    "the session reached its limit of {} s (server.live_max_session_seconds); \
+                     open a new one",
+                    longest.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "no audio for {} s (server.live_idle_seconds)",
+                    idle.as_secs_f64()
+                )
+            };
+            // What was said before the limit is not lost.
+            if let Err(e) =
+                finish_utterance(&state, &mut sender, &mut stream, &language, caller).await
+            {
+                log::debug!("live: the last final failed: {}", e.message);
+            }
             break Some(Refusal {
                 code: close_code::POLICY,
-                message: "no audio for 60 s".into(),
+                message,
             });
         };
         let Some(message) = next else { break None };
+        let received = stream.received;
         let mut step = apply(message, &mut stream, &mut language, first);
         first = false;
-        while matches!(step, Step::Go) {
+        // Apply what waits, but stop where a final is due: the utterance cap holds however
+        // fast the audio comes.
+        while matches!(step, Step::Go) && !stream.final_due() {
             match rx.try_recv() {
                 Ok(message) => step = apply(message, &mut stream, &mut language, false),
                 Err(_) => break,
             }
         }
+        if stream.received > received {
+            last_audio = tokio::time::Instant::now();
+        }
         let outcome = match step {
             Step::Gone => break None,
             Step::Refuse(refusal) => break Some(refusal),
             Step::Stop => {
-                match finish_utterance(&state, &mut sender, &mut stream, &language).await {
+                match finish_utterance(&state, &mut sender, &mut stream, &language, caller).await {
                     Ok(true) => {
                         send(&mut sender, json!({"type": "done"})).await;
                         break Some(Refusal {
@@ -367,8 +435,8 @@ async fn session(state: Arc<AppState>, socket: WebSocket) {
                     other => other,
                 }
             }
-            Step::Go if stream.utterance_ended() || stream.too_long() => {
-                finish_utterance(&state, &mut sender, &mut stream, &language).await
+            Step::Go if stream.final_due() => {
+                finish_utterance(&state, &mut sender, &mut stream, &language, caller).await
             }
             Step::Go if stream.partial_due() => {
                 stream.partial_at = stream.utterance.len();
@@ -376,7 +444,10 @@ async fn session(state: Arc<AppState>, socket: WebSocket) {
                     Ok(text) => {
                         Ok(send(&mut sender, json!({"type": "partial", "text": text})).await)
                     }
-                    Err(e) => Err(e),
+                    Err(message) => Err(Refusal {
+                        code: close_code::ERROR,
+                        message,
+                    }),
                 }
             }
             Step::Go => Ok(true),
@@ -384,27 +455,34 @@ async fn session(state: Arc<AppState>, socket: WebSocket) {
         match outcome {
             Ok(true) => {}
             Ok(false) => break 'session None, // the client is gone
-            Err(e) => {
-                break Some(Refusal {
-                    code: close_code::ERROR,
-                    message: e,
-                })
-            }
+            Err(refusal) => break Some(refusal),
         }
     };
-    reader.abort();
     if let Some(Refusal { code, message }) = refusal {
         if !message.is_empty() {
             send(&mut sender, json!({"type": "error", "message": message})).await;
         }
         let reason = message.chars().take(120).collect::<String>();
-        let _ = sender
+        let closed = sender
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             })))
             .await;
+        if closed.is_ok() {
+            // Read on until the client's close: closing with its data unread would reset the
+            // connection, and the client would see 1006 instead of the code.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(message)) = rx.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
+    reader.abort();
 }
 
 #[cfg(test)]

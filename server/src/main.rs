@@ -115,6 +115,28 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// SIGHUP reads the API keys again (`auth.keys_file`, `RECOGNIZER_API_KEYS`); a file that
+/// cannot be used keeps the keys in force, and the log says why.
+fn reload_keys_on_sighup(state: std::sync::Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match state.reload_keys() {
+                    Ok(n) => tracing::info!("SIGHUP: {n} API keys in force"),
+                    Err(e) => tracing::error!("SIGHUP: the keys in force stay: {e}"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load_config(&args) {
@@ -148,6 +170,7 @@ fn main() -> ExitCode {
             state.recognizer.config().workers
         );
         let shutdown = shutdown_signal();
+        reload_keys_on_sighup(std::sync::Arc::clone(&state));
         // The tests and scripts read this line to find the port.
         println!("listening on http://{local}");
         serve(listener, state, shutdown)

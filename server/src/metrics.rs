@@ -78,6 +78,16 @@ impl Metrics {
 
     /// The whole exposition: the HTTP counters, then `health` and `storage`.
     pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
+        self.render_with_keys(health, storage, KeysReport::default())
+    }
+
+    /// [`render`](Self::render) and the per-key families.
+    pub(crate) fn render_with_keys(
+        &self,
+        health: &Health,
+        storage: &StorageUsage,
+        keys: KeysReport,
+    ) -> String {
         let mut registry = Registry::default();
         // The library ends every registered help text with a full stop.
         registry.register(
@@ -94,6 +104,7 @@ impl Metrics {
             health: health.clone(),
             storage: *storage,
         }));
+        registry.register_collector(Box::new(keys));
         let mut out = String::new();
         // The encoder fails only when its writer does, and a String's does not.
         prometheus_text::encode(&mut out, &registry).expect("writing to a String");
@@ -199,6 +210,61 @@ fn counters_by<const N: usize>(
         help,
         samples.map(|(value, n)| ([(label, value)], ConstCounter::new(n))),
     )
+}
+
+/// What the API keys did, for `/metrics` (empty without keys).
+#[derive(Debug, Default)]
+pub(crate) struct KeysReport {
+    /// By key name.
+    pub(crate) keys: Vec<(String, crate::auth::KeyUsage)>,
+    /// Requests refused before a key was known, by reason.
+    pub(crate) refused: Vec<(&'static str, u64)>,
+}
+
+impl Collector for KeysReport {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let o = &mut encoder;
+        family(
+            o,
+            "recognizer_api_key_requests_total",
+            "Requests let through, by API key.",
+            self.keys
+                .iter()
+                .map(|(key, u)| ([("key", key.as_str())], ConstCounter::new(u.requests))),
+        )?;
+        family(
+            o,
+            "recognizer_api_key_audio_seconds_total",
+            "Seconds of audio charged, by API key.",
+            self.keys
+                .iter()
+                .map(|(key, u)| ([("key", key.as_str())], ConstCounter::new(u.audio_seconds))),
+        )?;
+        family(
+            o,
+            "recognizer_api_key_rejected_total",
+            "Requests refused (429) by an API key's limit.",
+            self.keys.iter().flat_map(|(key, u)| {
+                let mut limits: Vec<_> = u.rejected.iter().collect();
+                limits.sort();
+                limits.into_iter().map(move |(limit, n)| {
+                    (
+                        [("key", key.as_str()), ("limit", *limit)],
+                        ConstCounter::new(*n),
+                    )
+                })
+            }),
+        )?;
+        family(
+            o,
+            "recognizer_auth_refused_total",
+            "Requests refused before a key's limits: missing or invalid key (401), a user key \
+             on an admin endpoint (403), the per-address limit (429).",
+            self.refused
+                .iter()
+                .map(|(reason, n)| ([("reason", *reason)], ConstCounter::new(*n))),
+        )
+    }
 }
 
 /// The empty label set.

@@ -13,14 +13,13 @@ use axum::extract::{Path as AxumPath, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
-use whisper_steady::recognizer::{
-    seconds, DecodedSegment, RecognizeOptions, Reservation, Transcript,
-};
+use whisper_steady::recognizer::{seconds, DecodedSegment, RecognizeOptions, Transcript};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::recognize::{decode, extension_of, recognize_error, reserve, transcribe};
+use crate::recognize::{admit, decode, extension_of, recognize_error, transcribe, Admission};
 use crate::AppState;
 use whisper_steady::audio::Decoded;
 
@@ -139,23 +138,26 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
 /// `POST /v1/audio/transcriptions`.
 pub(crate) async fn transcriptions(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    run(&state, multipart, Task::Transcribe).await
+    run(&state, caller, multipart, Task::Transcribe).await
 }
 
 /// `POST /v1/audio/translations`: the speech translated to English (a multilingual model is
 /// needed; an English-only one answers 400 and says so).
 pub(crate) async fn translations(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    run(&state, multipart, Task::Translate).await
+    run(&state, caller, multipart, Task::Translate).await
 }
 
 /// The form, parsed once into options and a response format, then the recognition.
 async fn run(
     state: &Arc<AppState>,
+    caller: Option<Extension<Caller>>,
     multipart: Result<Multipart, MultipartRejection>,
     task: Task,
 ) -> Result<Response, ApiError> {
@@ -222,12 +224,12 @@ async fn run(
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);
     let extension = filename.as_deref().and_then(extension_of);
-    let reservation = reserve(state, Style::OpenAi)?;
+    let admission = admit(state, caller, Style::OpenAi)?;
     if stream {
-        return stream_events(state, reservation, bytes, extension, options).await;
+        return stream_events(state, admission, bytes, extension, options).await;
     }
     let (t, decoded) =
-        transcribe(state, reservation, bytes, extension, options, Style::OpenAi).await?;
+        transcribe(state, admission, bytes, extension, options, Style::OpenAi).await?;
     let request = Request {
         task,
         granularity,
@@ -244,15 +246,17 @@ async fn run(
 /// recognition.
 async fn stream_events(
     state: &Arc<AppState>,
-    reservation: Reservation,
+    admission: Admission,
     bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
 ) -> Result<Response, ApiError> {
-    let mut decoded = decode(state, bytes, extension, Style::OpenAi).await?;
+    let caller = admission.caller.as_ref();
+    let mut decoded = decode(state, caller, bytes, extension, Style::OpenAi).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
     let samples = std::mem::take(&mut decoded.samples);
-    let ticket = reservation
+    let ticket = admission
+        .reservation
         .submit_streaming(samples, options, move |segment| {
             // The receiver is gone only when the client is: nothing to deliver then.
             let _ = tx.send(segment);

@@ -6,31 +6,52 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Reservation, Transcript};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Style};
 use crate::storage::is_safe_extension;
 use crate::AppState;
 use whisper_steady::audio::{self, Decoded};
 
-/// A place in the recognition queue for a request, taken before any work is done on its audio
+/// A request let in: its place in the recognition queue and who sent it (its key is charged
+/// for the audio once it is decoded).
+pub(crate) struct Admission {
+    pub(crate) reservation: Reservation,
+    pub(crate) caller: Option<Caller>,
+}
+
+/// Takes a place in the recognition queue for a request, before any work is done on its audio
 /// (a full queue answers 429 at once).
-pub(crate) fn reserve(state: &AppState, style: Style) -> Result<Reservation, ApiError> {
-    state
+pub(crate) fn admit(
+    state: &AppState,
+    caller: Option<Extension<Caller>>,
+    style: Style,
+) -> Result<Admission, ApiError> {
+    let reservation = state
         .recognizer
         .reserve()
-        .map_err(|e| recognize_error(state, e, style))
+        .map_err(|e| recognize_error(state, e, style))?;
+    Ok(Admission {
+        reservation,
+        caller: caller.map(|Extension(c)| c),
+    })
 }
 
 /// Decodes audio off the runtime, at most `server.max_concurrent_decodes` at once (callers
 /// hold a [`Reservation`], so at most `queue_limit` wait for a turn). The bytes are the
 /// request's own (not copied); the samples are for the recognizer to take (moved, not
 /// copied); the rest describes the audio.
+///
+/// The decoded length is charged to the caller's key (`audio_seconds_per_hour`: 429 when it
+/// is spent).
 pub(crate) async fn decode(
     state: &Arc<AppState>,
+    caller: Option<&Caller>,
     bytes: Bytes,
     extension: Option<String>,
     style: Style,
@@ -42,14 +63,16 @@ pub(crate) async fn decode(
         .map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").style(style)
         })?;
-    tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let decoded = audio::decode(&bytes, extension.as_deref(), max_seconds);
         drop(permit);
         decoded
     })
     .await
     .map_err(|_| ApiError::bad_request("the audio could not be decoded").style(style))?
-    .map_err(|e| ApiError::from(e).style(style))
+    .map_err(|e| ApiError::from(e).style(style))?;
+    state.auth.charge_audio(caller, decoded.seconds, style)?;
+    Ok(decoded)
 }
 
 /// A refusal or failure of the recognizer as the client's error.
@@ -57,18 +80,19 @@ pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style)
     ApiError::from_recognize(e, || state.recognizer.health()).style(style)
 }
 
-/// Decodes audio off the runtime, then runs the recognizer in the place `reservation` holds
+/// Decodes audio off the runtime, then runs the recognizer in the place the admission holds
 /// and awaits the result.
 pub(crate) async fn transcribe(
     state: &Arc<AppState>,
-    reservation: Reservation,
+    admission: Admission,
     bytes: Bytes,
     extension: Option<String>,
     options: RecognizeOptions,
     style: Style,
 ) -> Result<(Transcript, Decoded), ApiError> {
-    let mut decoded = decode(state, bytes, extension, style).await?;
-    let ticket = reservation
+    let mut decoded = decode(state, admission.caller.as_ref(), bytes, extension, style).await?;
+    let ticket = admission
+        .reservation
         .submit(std::mem::take(&mut decoded.samples), options)
         .map_err(|e| recognize_error(state, e, style))?;
     // Dropping this future (the client went away) drops the ticket, which cancels the request.
@@ -139,11 +163,12 @@ pub(crate) struct RecognizeRequest {
 /// `POST /api/recognize`.
 pub(crate) async fn recognize(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     request: Result<Json<RecognizeRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = request?;
     // The queue first: a full one refuses before the file is read.
-    let reservation = reserve(&state, Style::Original)?;
+    let admission = admit(&state, caller, Style::Original)?;
     let storage = state.storage.clone();
     let name = request.audio_path.clone();
     let bytes = tokio::task::spawn_blocking(move || {
@@ -162,7 +187,7 @@ pub(crate) async fn recognize(
     let extension = extension_of(&request.audio_path);
     let (t, decoded) = transcribe(
         &state,
-        reservation,
+        admission,
         Bytes::from(bytes),
         extension,
         options,

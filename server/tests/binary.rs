@@ -310,3 +310,176 @@ fn crafted_wav_headers_get_400_within_bounded_memory_and_cpu() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// The red team's slow clients (issue: connections held forever): 100 sockets sending a
+/// header line every half second, a body dripping under the minimum rate, a body over the
+/// limit announced by its `Content-Length`, and idle sockets beyond `max_connections`. Each
+/// is cut off (a 4xx or a close) within its limit; the server stays up, serves `/health` and a
+/// transcription meanwhile, in bounded memory and CPU time.
+#[cfg(target_os = "linux")]
+#[test]
+fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"server": {"header_timeout_seconds": 1, "idle_timeout_seconds": 2,
+                       "body_timeout_seconds": 10, "min_body_bytes_per_second": 2000,
+                       "max_connections": 64, "max_upload_bytes": 2000000},
+            "recognition": {"workers": 1, "threads_per_worker": 1}}"#,
+    )
+    .unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new(BIN)
+            .arg("--model")
+            .arg(&model)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir.path()),
+    );
+    let pid = child.id();
+    let health = || {
+        let started = Instant::now();
+        let r = common::raw(
+            addr,
+            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        (r.status, started.elapsed())
+    };
+    assert_eq!(health().0, 200);
+    let rss_before = status_kb(pid, "VmHWM");
+    let cpu_before = cpu_time(pid);
+
+    // Until when a socket stays open, read from its server side (0: closed by the server).
+    let closed_after = |mut socket: TcpStream, started: Instant| -> Duration {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut sink = [0u8; 4096];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        started.elapsed()
+    };
+
+    std::thread::scope(|scope| {
+        // 100 slowloris sockets (more than max_connections: the rest wait in the backlog).
+        let slow_headers: Vec<_> = (0..100)
+            .map(|_| {
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let mut socket = TcpStream::connect(addr).unwrap();
+                    let _ = socket.write_all(b"GET /health HTTP/1.1\r\n");
+                    let writer = socket.try_clone().unwrap();
+                    let drip = std::thread::spawn(move || {
+                        let mut writer = writer;
+                        for _ in 0..40 {
+                            std::thread::sleep(Duration::from_millis(500));
+                            if writer.write_all(b"X-Slow: 1\r\n").is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let took = closed_after(socket, started);
+                    let _ = drip.join();
+                    took
+                })
+            })
+            .collect();
+        // A body dripping 100 bytes a second (the minimum is 2,000).
+        let slow_body = scope.spawn(move || {
+            let started = Instant::now();
+            let mut socket = TcpStream::connect(addr).unwrap();
+            socket
+                .write_all(
+                    b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n",
+                )
+                .unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            while started.elapsed() < Duration::from_secs(30) {
+                if socket.write_all(&[0u8; 100]).is_err() {
+                    break;
+                }
+                match socket.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        answer.extend_from_slice(&buf[..n]);
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(800)),
+                }
+            }
+            (
+                String::from_utf8_lossy(&answer).into_owned(),
+                started.elapsed(),
+            )
+        });
+        // A body over the limit is refused from its Content-Length, before it is sent.
+        let declared = scope.spawn(move || {
+            let started = Instant::now();
+            let r = common::raw(
+                addr,
+                b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 900000000\r\n\r\n",
+            );
+            (r.status, started.elapsed())
+        });
+        // Meanwhile an ordinary client: health and a transcription.
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, took) = health();
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(5), "/health took {took:?}");
+        let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+        let (ct, body) = common::openai_multipart(
+            &[("model", "whisper-1")],
+            Some(("jfk.wav", "audio/x-wav", &wav)),
+        );
+        let r = common::raw(addr, &common::openai_request(&ct, &body));
+        assert_eq!(r.status, 200, "{}", r.text());
+
+        let mut slowest = Duration::ZERO;
+        for handle in slow_headers {
+            slowest = slowest.max(handle.join().unwrap());
+        }
+        // Each is closed a second after it got a slot; the last ones waited for one.
+        assert!(
+            slowest < Duration::from_secs(10),
+            "slowest close {slowest:?}"
+        );
+        let (answer, took) = slow_body.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("too slowly"), "{answer}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        let (status, took) = declared.join().unwrap();
+        assert_eq!(status, 413);
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    });
+
+    // An idle kept-alive connection is closed by the header timer (1 s here).
+    let started = Instant::now();
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let took = closed_after(socket, started);
+    assert!(took < Duration::from_secs(4), "kept alive for {took:?}");
+
+    let grown_mb = (status_kb(pid, "VmHWM") - rss_before) / 1024;
+    let cpu = cpu_time(pid) - cpu_before;
+    eprintln!("peak RSS grew by {grown_mb} MB; CPU time {cpu:?}");
+    assert!(grown_mb < 300, "peak RSS grew by {grown_mb} MB");
+    assert!(cpu < Duration::from_secs(30), "CPU time {cpu:?}");
+    assert_eq!(health().0, 200);
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

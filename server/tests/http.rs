@@ -785,3 +785,191 @@ fn health_and_metrics_are_labelled_by_device_with_simulated_gpus() {
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     reference_parser_accepts(&text, families);
 }
+
+/// A request with `Authorization: Bearer KEY` (or none).
+fn with_key(
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[test]
+fn api_keys_admin_keys_and_per_key_limits() {
+    use recognizer_server::config::ApiKey;
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.json");
+    std::fs::write(
+        &keys_file,
+        r#"[{"name": "carol", "key": "sk-carol-0001", "max_concurrent": 1}]"#,
+    )
+    .unwrap();
+    let key = |name: &str, secret: &str| ApiKey {
+        name: name.into(),
+        key: Some(secret.into()),
+        ..ApiKey::default()
+    };
+    let keys_path = keys_file.clone();
+    let Some(server) = TestServer::start(move |c| {
+        c.auth.keys = vec![
+            ApiKey {
+                requests_per_minute: Some(3),
+                ..key("alice", "sk-alice-0001")
+            },
+            ApiKey {
+                audio_seconds_per_hour: Some(15),
+                // "sk-bob-00001", given as its sha256
+                key_sha256: Some(
+                    "7564d5b50eba24a9bdc076c4e7277310bf31d3b0d6d562943d3892935a999727".into(),
+                ),
+                ..key("bob", "")
+            },
+        ];
+        c.auth.keys[1].key = None;
+        c.auth.keys_file = Some(keys_path);
+        c.auth.admin_keys = vec![key("ops", "sk-admin-0001")];
+    }) else {
+        return;
+    };
+    let wav = jfk_wav();
+    let (ct, form) = openai_multipart(
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", "audio/x-wav", &wav)),
+    );
+    let transcribe = |key: Option<&str>| {
+        server.raw(&with_key(
+            "POST",
+            "/v1/audio/transcriptions",
+            key,
+            &ct,
+            &form,
+        ))
+    };
+    // No key, a wrong key: 401 in OpenAI's shape, nothing decoded.
+    let r = transcribe(None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("API key"));
+    assert_eq!(transcribe(Some("sk-alice-0002")).status, 401);
+    let r = server.raw(&with_key(
+        "POST",
+        "/api/recognize",
+        None,
+        "application/json",
+        b"{}",
+    ));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["success"], false);
+    // Keys in the query string are not read.
+    let r = server.raw(
+        b"GET /v1/models?api_key=sk-alice-0001 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    // Open: health, the page; /metrics unless protect_metrics.
+    assert_eq!(server.get("/health").status, 200);
+    assert_eq!(server.get("/").status, 200);
+    assert_eq!(server.get("/metrics").status, 200);
+
+    // alice: 3 requests a minute.
+    let r = transcribe(Some("sk-alice-0001"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(wer(JFK_TEXT, r.json()["text"].as_str().unwrap()) <= 0.1);
+    let models = |key| server.raw(&with_key("GET", "/v1/models", key, "text/plain", b""));
+    assert_eq!(models(Some("sk-alice-0001")).status, 200);
+    assert_eq!(models(Some("sk-alice-0001")).status, 200);
+    let r = models(Some("sk-alice-0001"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+
+    // bob (by its sha256): 15 s of audio an hour; jfk.wav is 11 s.
+    assert_eq!(transcribe(Some("sk-bob-00001")).status, 200);
+    let r = transcribe(Some("sk-bob-00001"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("audio_seconds_per_hour"), "{}", r.text());
+
+    // carol (from the keys file): one at a time.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let both: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| transcribe(Some("sk-carol-0001")).status))
+            .collect();
+        both.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+
+    // Admin: a user key is forbidden, the admin key is let in (from loopback or not).
+    let trim = |key| server.raw(&with_key("POST", "/admin/trim", key, "text/plain", b""));
+    assert_eq!(trim(None).status, 401);
+    assert_eq!(trim(Some("sk-alice-0001")).status, 403);
+    assert_eq!(trim(Some("sk-admin-0001")).status, 200);
+
+    // The keys file is read again: dave comes, carol goes.
+    std::fs::write(
+        &keys_file,
+        r#"[{"name": "dave", "key_sha256": "0000000000000000000000000000000000000000000000000000000000000000"},
+            {"name": "erin", "key": "sk-erin-0001"}]"#,
+    )
+    .unwrap();
+    assert_eq!(server.state.reload_keys(), Ok(5));
+    assert_eq!(transcribe(Some("sk-carol-0001")).status, 401);
+    assert_eq!(models(Some("sk-erin-0001")).status, 200);
+    // A broken file keeps the keys in force and says why, without a key in the message.
+    std::fs::write(&keys_file, r#"[{"name": "x", "key": "sk-leak"}]"#).unwrap();
+    let e = server.state.reload_keys().unwrap_err();
+    assert!(
+        e.contains("under 8 characters") && !e.contains("sk-leak"),
+        "{e}"
+    );
+    assert_eq!(models(Some("sk-erin-0001")).status, 200);
+
+    // Per-key figures in /metrics.
+    let metrics = server.get("/metrics").text();
+    for line in [
+        r#"recognizer_api_key_requests_total{key="alice"} 3"#,
+        r#"recognizer_api_key_rejected_total{key="alice",limit="requests_per_minute"} 1"#,
+        r#"recognizer_api_key_rejected_total{key="bob",limit="audio_seconds_per_hour"} 1"#,
+        r#"recognizer_api_key_rejected_total{key="carol",limit="max_concurrent"} 1"#,
+        r#"recognizer_auth_refused_total{reason="not_admin"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"recognizer_api_key_audio_seconds_total{key="bob"} 11"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("sk-"), "a key in /metrics");
+}
+
+#[test]
+fn without_keys_a_per_address_limit_can_be_set() {
+    let Some(server) = TestServer::start(|c| c.auth.per_address_requests_per_minute = Some(2))
+    else {
+        return;
+    };
+    let models = || server.get("/v1/models");
+    assert_eq!(models().status, 200);
+    assert_eq!(models().status, 200);
+    let r = models();
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    // /health is never limited.
+    assert_eq!(server.get("/health").status, 200);
+}

@@ -302,3 +302,52 @@ fn a_client_that_leaves_a_stream_cancels_its_recognition() {
     let r = server.raw(&openai_request(&ct, &body));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn the_official_client_authenticates_with_its_api_key() {
+    use recognizer_server::config::ApiKey;
+    let Some(server) = TestServer::start(|c| {
+        c.auth.keys = vec![ApiKey {
+            name: "client".into(),
+            key: Some("sk-official-client-1".into()),
+            ..ApiKey::default()
+        }];
+    }) else {
+        return;
+    };
+    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    let script = r#"
+import json, sys, openai
+from openai import OpenAI
+base, audio = sys.argv[1], sys.argv[2]
+seen = {}
+for key in ["sk-official-client-1", "sk-wrong-key-0000"]:
+    client = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=120)
+    try:
+        with open(audio, "rb") as f:
+            seen[key] = client.audio.transcriptions.create(model="whisper-1", file=f).text
+    except openai.AuthenticationError as e:
+        seen[key] = "AuthenticationError %d" % e.status_code
+print(json.dumps(seen))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://{}/v1", server.addr))
+        .arg(shared_audio("jfk.wav"))
+        .output();
+    let Ok(out) = out else {
+        assert!(!required, "python3 is needed for the OpenAI client test");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("No module named 'openai'") {
+        assert!(!required, "the `openai` package is needed: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "the OpenAI client failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = seen["sk-official-client-1"].as_str().unwrap();
+    assert!(wer(JFK_TEXT, text) <= 0.1, "{text}");
+    assert_eq!(seen["sk-wrong-key-0000"], "AuthenticationError 401");
+}

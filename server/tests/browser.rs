@@ -197,7 +197,14 @@ fn devtools_list(addr: std::net::SocketAddr) -> Value {
 
 #[test]
 fn the_page_transcribes_an_upload_and_the_microphone() {
-    let Some(server) = TestServer::start(|_| {}) else {
+    // A server with an API key: the page sends it as a header and as a WebSocket subprotocol.
+    let Some(server) = TestServer::start(|c| {
+        c.auth.keys = vec![recognizer_server::config::ApiKey {
+            name: "browser".into(),
+            key: Some("sk-browser-page-1".into()),
+            ..Default::default()
+        }];
+    }) else {
         return;
     };
     let Some(binary) = chromium() else {
@@ -229,6 +236,15 @@ fn the_page_transcribes_an_upload_and_the_microphone() {
     browser.call(
         "DOM.setFileInputFiles",
         json!({"nodeId": input, "files": [jfk.display().to_string()]}),
+    );
+    // Without the key: the server's answer is shown.
+    browser.eval("document.querySelector('#transcribe').click()");
+    let status = browser.wait_for_text("#status", |t| t.contains("API key"));
+    assert!(status.contains("needs an API key"), "{status}");
+    // With it (typed into the key field, as a user would).
+    browser.eval(
+        "const k = document.querySelector('#key'); k.value = 'sk-browser-page-1'; \
+         k.dispatchEvent(new Event('change'))",
     );
     browser.eval("document.querySelector('#transcribe').click()");
     let transcript = browser.wait_for_text("#transcript", |t| t.contains("country"));

@@ -23,6 +23,36 @@ pub struct Config {
     /// `auth`: API keys and their limits (default: none; everyone who reaches the port may
     /// call the API).
     pub auth: AuthConfig,
+    /// `wyoming`: the Wyoming protocol server for Home Assistant (default: off).
+    pub wyoming: WyomingConfig,
+}
+
+/// `wyoming`: speech-to-text over the Wyoming protocol (Home Assistant's voice pipeline), on
+/// its own TCP port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WyomingConfig {
+    /// The TCP port (default: none, the server is off; 10300 is Wyoming's usual one; 0 picks a
+    /// free one).
+    pub port: Option<u16>,
+    /// The address to listen on (default: `server.host`).
+    pub host: Option<String>,
+    /// Connections at once (default 16); one more is answered with an `error` event.
+    pub max_connections: usize,
+    /// Wyoming has no authentication: with API keys configured, a Wyoming listener on an
+    /// address other than loopback is refused at start unless this is set (default `false`).
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for WyomingConfig {
+    fn default() -> Self {
+        WyomingConfig {
+            port: None,
+            host: None,
+            max_connections: 16,
+            allow_unauthenticated: false,
+        }
+    }
 }
 
 /// `auth`: who may call the server, and how much.
@@ -403,6 +433,9 @@ impl Config {
                 "server.request_timeout_seconds",
                 "must be between 0 and 86400 seconds",
             );
+        }
+        if self.wyoming.max_connections == 0 {
+            return bad("wyoming.max_connections", "must be at least 1");
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");

@@ -22,6 +22,7 @@ pub mod metrics;
 mod openai;
 mod recognize;
 pub mod storage;
+mod wyoming;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -336,6 +337,54 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_all(listener, None, state, shutdown).await
+}
+
+/// Where the Wyoming server is to listen (`wyoming.port`, `wyoming.host` or `server.host`),
+/// `None` when it is off. Wyoming has no authentication: with API keys configured, an address
+/// other than loopback is refused unless `wyoming.allow_unauthenticated` is set.
+pub fn wyoming_address(config: &Config) -> Result<Option<(String, u16)>, StartError> {
+    let Some(port) = config.wyoming.port else {
+        return Ok(None);
+    };
+    let host = config
+        .wyoming
+        .host
+        .clone()
+        .unwrap_or_else(|| config.server.host.clone());
+    let has_keys = !config.auth.keys.is_empty()
+        || !config.auth.admin_keys.is_empty()
+        || config.auth.keys_file.is_some()
+        || std::env::var_os(auth::KEYS_VARIABLE).is_some();
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if has_keys && !loopback && !config.wyoming.allow_unauthenticated {
+        return Err(StartError(format!(
+            "the Wyoming server would listen on {host}:{port} without authentication while the \
+             HTTP API needs keys: listen on 127.0.0.1 (wyoming.host), or set \
+             wyoming.allow_unauthenticated if the network is trusted"
+        )));
+    }
+    Ok(Some((host, port)))
+}
+
+/// [`serve`], and the Wyoming server on `wyoming` when given (`wyoming` in the configuration;
+/// bind it at [`wyoming_address`]). Both stop when `shutdown` completes.
+pub async fn serve_all(
+    listener: TcpListener,
+    wyoming: Option<TcpListener>,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wyoming =
+        wyoming.map(|listener| tokio::spawn(wyoming::serve(listener, Arc::clone(&state), stop_rx)));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     let app = router(Arc::clone(&state));
     // Expired uploads go every minute, or every retention period if that is shorter (but not
     // more often than ten times a second).
@@ -358,6 +407,9 @@ pub async fn serve(
     let limits = connection::Limits::of(&state.config.server);
     connection::accept_loop(listener, app, limits, shutdown).await;
     sweeper.abort();
+    if let Some(wyoming) = wyoming {
+        let _ = wyoming.await;
+    }
     let recognizer = state.recognizer.clone();
     // Joins the workers after the last queued request; blocking, so off the runtime.
     let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;

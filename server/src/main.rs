@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::Parser;
-use recognizer_server::{serve, AppState, Config};
+use recognizer_server::{serve_all, wyoming_address, AppState, Config};
 use tracing_subscriber::EnvFilter;
 
 /// The command line.
@@ -33,6 +33,13 @@ struct Args {
     /// Port to listen on (overrides server.port; 0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
+    /// Also serve the Wyoming protocol (Home Assistant) on this TCP port (overrides
+    /// wyoming.port; 10300 is the usual one).
+    #[arg(long, value_name = "PORT")]
+    wyoming_port: Option<u16>,
+    /// The address of the Wyoming server (overrides wyoming.host; default: the HTTP host).
+    #[arg(long, value_name = "HOST")]
+    wyoming_host: Option<String>,
 }
 
 fn load_config(args: &Args) -> Result<Config, String> {
@@ -48,6 +55,12 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(port) = args.port {
         config.server.port = port;
+    }
+    if let Some(port) = args.wyoming_port {
+        config.wyoming.port = Some(port);
+    }
+    if let Some(host) = &args.wyoming_host {
+        config.wyoming.host = Some(host.clone());
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -159,6 +172,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let address = (config.server.host.clone(), config.server.port);
+        let wyoming = wyoming_address(&config).map_err(|e| e.to_string())?;
         let state = AppState::new(config).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(address.clone())
             .await
@@ -169,11 +183,25 @@ fn main() -> ExitCode {
             state.recognizer.main_backend(),
             state.recognizer.config().workers
         );
+        let wyoming = match wyoming {
+            Some((host, port)) => {
+                let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                    .await
+                    .map_err(|e| format!("cannot listen for Wyoming on {host}:{port}: {e}"))?;
+                let wyoming_local = listener.local_addr().map_err(|e| e.to_string())?;
+                tracing::info!("wyoming listening on {wyoming_local}");
+                Some((listener, wyoming_local))
+            }
+            None => None,
+        };
         let shutdown = shutdown_signal();
         reload_keys_on_sighup(std::sync::Arc::clone(&state));
-        // The tests and scripts read this line to find the port.
+        // The tests and scripts read these lines to find the ports.
         println!("listening on http://{local}");
-        serve(listener, state, shutdown)
+        if let Some((_, wyoming_local)) = &wyoming {
+            println!("wyoming listening on {wyoming_local}");
+        }
+        serve_all(listener, wyoming.map(|(l, _)| l), state, shutdown)
             .await
             .map_err(|e| e.to_string())
     });

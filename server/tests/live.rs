@@ -1,6 +1,7 @@
-//! `GET /v1/live`: jfk.wav streamed in real time over a WebSocket gets partial text while it
-//! plays and final text per utterance; the latency from the end of speech to the final text is
-//! measured; bad frames close the connection cleanly; the connection limit answers 503.
+//! Live protocols. `GET /v1/live`: jfk.wav streamed in real time over a WebSocket gets partial
+//! text while it plays and final text per utterance; the latency from the end of speech to the
+//! final text is measured; bad frames close the connection cleanly; the connection limit
+//! answers 503. Wyoming: the `wyoming` package drives the server as Home Assistant does.
 
 mod common;
 
@@ -372,4 +373,194 @@ fn a_client_still_sending_gets_the_close_code_not_a_reset() {
     let (code, error) = close_and_error(&got);
     assert_eq!(code, Some(CloseCode::Invalid), "{got:?}");
     assert!(error.contains("even number of bytes"), "{error}");
+}
+
+// ---- Wyoming (Home Assistant), driven by the `wyoming` package ----
+
+/// Runs server/tests/wyoming_client.py; `None` when python3 or the `wyoming` package is
+/// missing (a failure when WHISPER_STEADY_REQUIRE_MODEL=1, as in CI).
+fn wyoming_client(args: &[&str]) -> Option<Value> {
+    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wyoming_client.py");
+    let Ok(out) = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+    else {
+        assert!(!required, "python3 is needed for the Wyoming client");
+        return None;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("No module named 'wyoming'") {
+        assert!(!required, "the `wyoming` package is needed: {stderr}");
+        eprintln!("skipped: {stderr}");
+        return None;
+    }
+    assert!(out.status.success(), "the Wyoming client failed: {stderr}");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// One raw Wyoming exchange: sends `bytes`, returns the event types and data that come back
+/// until the server closes or goes quiet for a second.
+fn wyoming_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<(String, Value)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+        let header: Value = serde_json::from_str(line.trim()).unwrap();
+        let mut data = header.get("data").cloned().unwrap_or(Value::Null);
+        if let Some(n) = header["data_length"].as_u64() {
+            let mut block = vec![0u8; n as usize];
+            reader.read_exact(&mut block).unwrap();
+            data = serde_json::from_slice(&block).unwrap();
+        }
+        events.push((header["type"].as_str().unwrap().to_owned(), data));
+        line.clear();
+    }
+    events
+}
+
+#[test]
+fn wyoming_describe_transcribe_concurrent_clients_and_malformed_events() {
+    let Some(server) = TestServer::start(|c| {
+        c.wyoming.port = Some(0);
+        c.recognition.workers = Some(2);
+        c.recognition.threads_per_worker = Some(1);
+    }) else {
+        return;
+    };
+    let addr = server.wyoming.unwrap();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let jfk = shared_audio("jfk.wav").display().to_string();
+
+    let Some(info) = wyoming_client(&["describe", &host, &port]) else {
+        return;
+    };
+    assert_eq!(info["program"], "whisper-steady", "{info}");
+    assert_eq!(info["streaming"], true);
+    assert_eq!(info["models"][0]["languages"], serde_json::json!(["en"]));
+
+    let seen = wyoming_client(&["transcribe", &host, &port, &jfk]).unwrap();
+    let text = seen["text"].as_str().unwrap();
+    assert!(wer(JFK_TEXT, text) <= 0.1, "{seen}");
+    assert_eq!(seen["language"], "en");
+    let events: Vec<&str> = seen["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"transcript-start"), "{seen}");
+    assert_eq!(
+        &events[events.len() - 2..],
+        ["transcript-stop", "transcript"]
+    );
+    let streamed: String = seen["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(streamed.trim(), text, "{seen}");
+    eprintln!(
+        "wyoming: transcript {:.2} s after audio-stop",
+        seen["seconds_after_stop"].as_f64().unwrap()
+    );
+
+    // Five clients at once, through the same queue.
+    let all = wyoming_client(&["concurrent", &host, &port, &jfk, "5"]).unwrap();
+    for result in all["results"].as_array().unwrap() {
+        let text = result["text"].as_str().unwrap_or_default();
+        assert!(wer(JFK_TEXT, text) <= 0.1, "{result}");
+    }
+
+    // Malformed: not JSON; no type; an absurd payload; all answered with an error event.
+    for (bytes, code) in [
+        (b"garbage\n".to_vec(), "malformed"),
+        (b"{\"data\": {}}\n".to_vec(), "malformed"),
+        (
+            b"{\"type\": \"audio-chunk\", \"payload_length\": 999999999}\n".to_vec(),
+            "malformed",
+        ),
+    ] {
+        let events = wyoming_raw(addr, &bytes);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].0, "error");
+        assert_eq!(events[0].1["code"], code, "{events:?}");
+    }
+    // Audio the server cannot take: an error event, and the connection goes on (ping, pong).
+    let events = wyoming_raw(
+        addr,
+        b"{\"type\": \"audio-start\", \"data\": {\"rate\": 1, \"width\": 2, \"channels\": 1}}\n\
+          {\"type\": \"ping\", \"data\": {\"text\": \"still there?\"}}\n",
+    );
+    assert_eq!(events[0].0, "error", "{events:?}");
+    assert!(events[0].1["text"].as_str().unwrap().contains("rate 1"));
+    assert_eq!(events[1].0, "pong");
+    assert_eq!(events[1].1["text"], "still there?");
+    // audio-stop without audio: an empty transcript; unknown events are ignored.
+    let events = wyoming_raw(
+        addr,
+        b"{\"type\": \"select-program\", \"data\": {\"name\": \"x\"}}\n{\"type\": \"audio-stop\"}\n",
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "transcript");
+    assert_eq!(events[0].1["text"], "");
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn wyoming_detects_and_forces_languages_with_a_multilingual_model() {
+    let Some(model) = common::multilingual_model_path() else {
+        return;
+    };
+    let Some(server) = TestServer::start(move |c| {
+        c.wyoming.port = Some(0);
+        c.recognition.model_path = Some(model);
+    }) else {
+        return;
+    };
+    let addr = server.wyoming.unwrap();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    // A German command, spoken by espeak-ng (22,050 Hz: resampled by the server).
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("de.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-v", "de", "-s", "140", "-w"])
+        .arg(&wav)
+        .arg("Schalte bitte das Licht im Wohnzimmer aus.")
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_err(),
+            "espeak-ng is needed"
+        );
+        return;
+    }
+    let wav = wav.display().to_string();
+    let Some(info) = wyoming_client(&["describe", &host, &port]) else {
+        return;
+    };
+    let languages = info["models"][0]["languages"].as_array().unwrap();
+    assert!(
+        languages.len() > 90 && languages.contains(&"de".into()),
+        "{info}"
+    );
+    for language in [None, Some("de")] {
+        let mut args = vec!["transcribe", host.as_str(), port.as_str(), wav.as_str()];
+        args.extend(language);
+        let seen = wyoming_client(&args).unwrap();
+        assert_eq!(seen["language"], "de", "{language:?}: {seen}");
+        let text = seen["text"].as_str().unwrap().to_lowercase();
+        assert!(
+            text.contains("licht") && text.contains("wohnzimmer"),
+            "{language:?}: {seen}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! A server on a loopback port, and a raw HTTP/1.1 client that can also send broken requests.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use recognizer_server::{serve, AppState, Config};
+use recognizer_server::{serve_all, AppState, Config};
 
-pub use test_support::{model_path, shared_audio, JFK_TEXT};
+pub use test_support::{model_path, multilingual_model_path, shared_audio, JFK_TEXT};
 pub use whisper_steady::wer::word_error_rate as wer;
 
 /// Starts the server binary as `command` says and waits for its first line, `listening on
@@ -38,6 +38,8 @@ pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Ch
 /// A running server; stopped (gracefully) when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The Wyoming server's address, when the config turns it on (`wyoming.port`).
+    pub wyoming: Option<SocketAddr>,
     pub storage: PathBuf,
     pub state: Arc<AppState>,
     _dir: tempfile::TempDir,
@@ -78,17 +80,24 @@ impl TestServer {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let wyoming_listener = state.config.wyoming.port.map(|_| {
+            runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap()
+        });
+        let wyoming = wyoming_listener.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
         let thread = std::thread::spawn(move || {
             runtime
-                .block_on(serve(listener, served, async {
+                .block_on(serve_all(listener, wyoming_listener, served, async {
                     let _ = stopped.await;
                 }))
                 .unwrap();
         });
         Some(TestServer {
             addr,
+            wyoming,
             storage,
             state,
             _dir: dir,

@@ -20,8 +20,10 @@ mod health;
 mod live;
 pub mod metrics;
 mod openai;
+mod realtime;
 mod recognize;
 pub mod storage;
+mod turns;
 mod wyoming;
 
 use std::future::Future;
@@ -251,6 +253,7 @@ const ENDPOINTS: &[(&str, &str, Route)] = &[
     ("/v1/models", "models", || get(openai::models)),
     ("/v1/models/{id}", "models", || get(openai::model)),
     ("/v1/live", "live", || get(live::live)),
+    ("/v1/realtime", "realtime", || get(realtime::realtime)),
     ("/admin/trim", "admin_trim", || post(health::trim)),
 ];
 

@@ -23,15 +23,17 @@
 //! `server.live_max_session_seconds`, and a connection that sends no audio for
 //! `server.live_idle_seconds` is closed (pings and empty frames do not count as audio). A close
 //! is sent, then the client's messages are read until its own close (at most
-//! [`CLOSE_GRACE`]), so that the client sees the code, not a reset.
+//! [`CLOSE_GRACE`](crate::turns::CLOSE_GRACE)), so that the client sees the code, not a reset.
+//!
+//! [`PARTIAL_EVERY`]: crate::turns::PARTIAL_EVERY
+//! [`MAX_UTTERANCE`]: crate::turns::MAX_UTTERANCE
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -41,39 +43,22 @@ use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeOptions};
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
 use crate::recognize::recognize_error;
+use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
 
 /// The largest binary frame: one second of audio.
 pub const MAX_FRAME_BYTES: usize = 2 * WHISPER_SAMPLE_RATE as usize;
 /// Messages read ahead of the recognitions (at most this many seconds of audio).
 const QUEUED_FRAMES: usize = 64;
-/// Seconds of new audio between two partial results.
-pub const PARTIAL_EVERY: f64 = 1.0;
-/// Seconds of quiet after speech that end an utterance.
-pub const PAUSE: f64 = 0.6;
-/// The longest utterance, in seconds: its final is forced there (under whisper's 30 s window).
-pub const MAX_UTTERANCE: f64 = 25.0;
+/// Seconds of quiet after speech that end an utterance (and kept before speech).
+const PAUSE: f64 = 0.6;
 
-/// How long the client's messages are still read after the server's close, waiting for the
-/// client's close.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// 20 ms, the unit of the quiet detector.
-const FRAME: usize = WHISPER_SAMPLE_RATE as usize / 50;
-/// A 20 ms frame is quiet when its RMS is under this many times the noise floor: the 10th
-/// percentile of the last [`FLOOR_FRAMES`] frames' RMS. Chosen on jfk.wav, whose floor is
-/// about 0.008 and whose pauses between phrases stay under 0.02 (found: the pauses ending at
-/// 2.7, 4.9 and 8.1 s); a fixed -40 dBFS found none of them, nor did a floor that only
-/// followed the quietest frame.
-const QUIET_OVER_FLOOR: f32 = 2.5;
-/// The frames the noise floor is taken over: 3 s.
-const FLOOR_FRAMES: usize = 150;
-/// The lowest quiet threshold (about -46 dBFS), for digital silence.
-const QUIET_MIN: f32 = 0.005;
-
-const fn samples(seconds: f64) -> usize {
-    (seconds * WHISPER_SAMPLE_RATE as f64) as usize
-}
+/// How `/v1/live` finds turns.
+const LIVE_TURNS: Turns = Turns {
+    silence: samples(PAUSE),
+    prefix: samples(PAUSE),
+    over_floor: QUIET_OVER_FLOOR,
+};
 
 /// `GET /v1/live`: upgrades to a WebSocket while a connection is free.
 pub(crate) async fn live(
@@ -84,18 +69,7 @@ pub(crate) async fn live(
     // The caller (its key's concurrency slot included) stays with the session.
     let caller = caller.map(|axum::Extension(c)| c);
     let ws = ws.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
-    let Ok(permit) = Arc::clone(&state.live_connections).try_acquire_owned() else {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "all {} live connections are in use (server.max_live_connections); try again later",
-                state.config.server.max_live_connections
-            ),
-        )
-        .style(Style::OpenAi);
-        e.retry_after = Some(5);
-        return Err(e);
-    };
+    let permit = live_slot(&state)?;
     // A browser that sent its key as a subprotocol also offers `live`, which is selected
     // (a browser fails a handshake whose offered protocols are all left unanswered).
     Ok(ws
@@ -111,94 +85,6 @@ pub(crate) async fn live(
 struct Refusal {
     code: u16,
     message: String,
-}
-
-/// The audio of one connection and where the current utterance stands.
-#[derive(Default)]
-struct Stream {
-    /// The current utterance (with up to `PAUSE` s of quiet before it).
-    utterance: Vec<f32>,
-    /// Where `utterance` starts, in samples of the stream.
-    start: usize,
-    /// Whether `utterance` holds speech.
-    speech: bool,
-    /// Quiet samples at its end.
-    quiet: usize,
-    /// `utterance.len()` at the last partial.
-    partial_at: usize,
-    /// Samples of the current 20 ms frame not yet judged, and their sum of squares.
-    pending: usize,
-    pending_energy: f32,
-    /// The RMS of the last [`FLOOR_FRAMES`] frames, for the noise floor.
-    recent: std::collections::VecDeque<f32>,
-    /// Samples received on the connection.
-    received: usize,
-}
-
-impl Stream {
-    /// Appends 16-bit PCM.
-    fn push(&mut self, pcm: &[u8]) {
-        self.received += pcm.len() / 2;
-        for pair in pcm.chunks_exact(2) {
-            let s = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
-            self.utterance.push(s);
-            self.pending += 1;
-            self.pending_energy += s * s;
-            if self.pending == FRAME {
-                let rms = (self.pending_energy / FRAME as f32).sqrt();
-                if self.recent.len() == FLOOR_FRAMES {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(rms);
-                let mut sorted: Vec<f32> = self.recent.iter().copied().collect();
-                sorted.sort_by(f32::total_cmp);
-                let floor = sorted[sorted.len() / 10];
-                if rms < (floor * QUIET_OVER_FLOOR).max(QUIET_MIN) {
-                    self.quiet += FRAME;
-                } else {
-                    self.speech = true;
-                    self.quiet = 0;
-                }
-                self.pending = 0;
-                self.pending_energy = 0.0;
-            }
-        }
-        if !self.speech && self.utterance.len() > samples(PAUSE) {
-            // Nothing said yet: keep only the last PAUSE seconds.
-            let drop = self.utterance.len() - samples(PAUSE);
-            self.utterance.drain(..drop);
-            self.start += drop;
-            self.partial_at = 0;
-        }
-    }
-
-    fn utterance_ended(&self) -> bool {
-        self.speech && self.quiet >= samples(PAUSE)
-    }
-
-    fn too_long(&self) -> bool {
-        self.utterance.len() >= samples(MAX_UTTERANCE)
-    }
-
-    /// Whether the utterance must be finished before more audio is added.
-    fn final_due(&self) -> bool {
-        self.utterance_ended() || self.too_long()
-    }
-
-    fn partial_due(&self) -> bool {
-        self.speech && self.utterance.len() - self.partial_at >= samples(PARTIAL_EVERY)
-    }
-
-    /// Takes the utterance for its final; the stream goes on after it.
-    fn take(&mut self) -> (Vec<f32>, usize) {
-        let start = self.start;
-        let utterance = std::mem::take(&mut self.utterance);
-        self.start += utterance.len();
-        self.speech = false;
-        self.quiet = 0;
-        self.partial_at = 0;
-        (utterance, start)
-    }
 }
 
 type Sender = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -372,7 +258,7 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
             }
         }
     });
-    let mut stream = Stream::default();
+    let mut stream = Stream::new(LIVE_TURNS);
     let mut language: Option<String> = None;
     let mut first = true;
     let idle = Duration::from_secs_f64(state.config.server.live_idle_seconds);
@@ -462,25 +348,7 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
         if !message.is_empty() {
             send(&mut sender, json!({"type": "error", "message": message})).await;
         }
-        let reason = message.chars().take(120).collect::<String>();
-        let closed = sender
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-        if closed.is_ok() {
-            // Read on until the client's close: closing with its data unread would reset the
-            // connection, and the client would see 1006 instead of the code.
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                while let Some(Ok(message)) = rx.recv().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        close(&mut sender, &mut rx, code, &message).await;
     }
     reader.abort();
 }
@@ -488,6 +356,7 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::turns::MAX_UTTERANCE;
 
     /// A tone whose loudness rises and falls three times a second, as syllables do.
     fn speech_like(i: usize) -> f32 {
@@ -505,7 +374,7 @@ mod tests {
 
     #[test]
     fn quiet_before_speech_is_not_kept_and_a_pause_ends_an_utterance() {
-        let mut s = Stream::default();
+        let mut s = Stream::new(LIVE_TURNS);
         s.push(&pcm(std::iter::repeat_n(0.0, samples(5.0))));
         assert_eq!(s.utterance.len(), samples(PAUSE));
         assert_eq!(s.start, samples(5.0) - samples(PAUSE));
@@ -527,7 +396,7 @@ mod tests {
 
     #[test]
     fn speech_is_cut_at_the_longest_utterance() {
-        let mut s = Stream::default();
+        let mut s = Stream::new(LIVE_TURNS);
         let tone = (0..samples(MAX_UTTERANCE)).map(speech_like);
         s.push(&pcm(tone));
         assert!(s.too_long());

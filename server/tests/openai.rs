@@ -351,3 +351,121 @@ print(json.dumps(seen))
     assert!(wer(JFK_TEXT, text) <= 0.1, "{text}");
     assert_eq!(seen["sk-wrong-key-0000"], "AuthenticationError 401");
 }
+
+/// OpenAI's Realtime API in transcription mode, driven by the official client
+/// (`openai[realtime]`): jfk.wav at real time with server VAD (deltas before each completed
+/// transcript), manual commits with PCM and G.711, and bad events answered with `error` events
+/// on an open connection. With an API key, as the SDK sends it.
+#[test]
+fn the_official_realtime_client_transcribes_in_a_transcription_session() {
+    use recognizer_server::config::ApiKey;
+    let Some(server) = TestServer::start(|c| {
+        c.auth.keys = vec![ApiKey {
+            name: "realtime".into(),
+            key: Some("sk-realtime-client-1".into()),
+            ..ApiKey::default()
+        }];
+    }) else {
+        return;
+    };
+    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_realtime.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{}/v1", server.addr))
+        .arg("sk-realtime-client-1")
+        .arg(shared_audio("jfk.wav"))
+        .output();
+    let Ok(out) = out else {
+        assert!(!required, "python3 is needed for the realtime client test");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && (stderr.contains("No module named 'openai'") || stderr.contains("openai[realtime]"))
+    {
+        assert!(!required, "`openai[realtime]` is needed: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "the realtime client failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Server VAD: turns with speech_started/stopped, committed, added, deltas, completed.
+    let events = seen["server_vad"]["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e[1].as_str().unwrap()).collect();
+    for kind in [
+        "session.created",
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.input_audio_transcription.delta",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    let mut transcript = String::new();
+    for (i, e) in events.iter().enumerate() {
+        if e[1] == "conversation.item.input_audio_transcription.completed" {
+            let item = e[2]["item_id"].as_str().unwrap();
+            // A delta of the same item came first.
+            assert!(
+                events[..i].iter().any(|d| d[1]
+                    == "conversation.item.input_audio_transcription.delta"
+                    && d[2]["item_id"] == item),
+                "no delta before the completed {item}"
+            );
+            transcript.push_str(e[2]["transcript"].as_str().unwrap());
+            transcript.push(' ');
+        }
+    }
+    assert!(wer(JFK_TEXT, &transcript) <= 0.2, "{transcript:?}");
+    let first_completed = events
+        .iter()
+        .find(|e| e[1] == "conversation.item.input_audio_transcription.completed")
+        .unwrap()[0]
+        .as_f64()
+        .unwrap();
+    let sent = seen["server_vad"]["audio_sent_at"].as_f64().unwrap();
+    eprintln!(
+        "realtime: first transcript at {first_completed:.2} s, audio sent by {sent:.2} s, \
+         last event at {:.2} s",
+        events.last().unwrap()[0].as_f64().unwrap()
+    );
+    assert!(
+        first_completed < sent,
+        "a turn was transcribed while audio still came"
+    );
+
+    // Manual commits: 24 kHz PCM and G.711 µ-law.
+    for key in ["manual_pcm", "manual_g711"] {
+        let m = &seen[key];
+        let text = m["transcript"].as_str().unwrap();
+        assert!(wer(JFK_TEXT, text) <= 0.15, "{key}: {text:?}");
+        let kinds: Vec<&str> = m["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(
+            !kinds.contains(&"input_audio_buffer.speech_started"),
+            "{kinds:?}"
+        );
+        assert!(kinds.contains(&"input_audio_buffer.committed"), "{kinds:?}");
+    }
+
+    // Bad events: an error each, with OpenAI's codes, and the connection still works.
+    assert_eq!(
+        seen["bad"]["error_codes"],
+        serde_json::json!([
+            "invalid_json",
+            "invalid_event",
+            "invalid_value",
+            "unsupported_event",
+            "invalid_value",
+            "input_audio_buffer_commit_empty"
+        ])
+    );
+    assert_eq!(seen["bad"]["still_open"], true);
+}

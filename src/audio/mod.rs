@@ -7,7 +7,7 @@ mod resample;
 
 #[cfg(feature = "audio")]
 pub use decode::{decode, DecodeError, Decoded, MIN_SECONDS};
-pub use resample::resample;
+pub use resample::{resample, StreamResampler};
 
 /// The sample rate whisper models take (Hz).
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;

@@ -154,6 +154,120 @@ fn sinc_resample(input: &[f32], from: u64, to: u64) -> Vec<f32> {
     out
 }
 
+/// [`resample`] for audio that arrives in pieces: the output is the same as resampling the
+/// whole signal at once (not piece by piece, which would put a click at every seam), only
+/// delayed by a few input samples of look-ahead until [`finish`](Self::finish).
+///
+/// It keeps the last samples of what it was given (twice the kernel's reach, a few hundred at
+/// the most) and resamples each new piece with that context on either side.
+///
+/// ```
+/// use whisper_steady::audio::{resample, StreamResampler};
+/// let signal: Vec<f32> = (0..24_000).map(|i| (i as f32 * 0.05).sin()).collect();
+/// let mut stream = StreamResampler::new(24_000, 16_000);
+/// let mut out = Vec::new();
+/// for piece in signal.chunks(2_400) {
+///     out.extend(stream.push(piece));
+/// }
+/// out.extend(stream.finish());
+/// assert_eq!(out, resample(&signal, 24_000, 16_000));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StreamResampler {
+    from: u32,
+    to: u32,
+    /// Input samples per step of the reduced ratio (`from / gcd`): pieces are cut at multiples
+    /// of it, where input and output positions meet exactly.
+    step: usize,
+    /// Context kept on each side, a multiple of `step` beyond the kernel's reach.
+    margin: usize,
+    /// Input not yet turned into output, preceded by up to `margin` samples of context.
+    held: Vec<f32>,
+    /// How many of `held`'s first samples are context only (already turned into output).
+    context: usize,
+}
+
+impl StreamResampler {
+    /// A resampler from `from` Hz to `to` Hz (as [`resample`]: equal or zero rates pass the
+    /// audio through).
+    pub fn new(from: u32, to: u32) -> StreamResampler {
+        let passthrough = from == to || from == 0 || to == 0;
+        let (f, t) = (u64::from(from.max(1)), u64::from(to.max(1)));
+        let step = if passthrough {
+            1
+        } else {
+            (f / gcd(f, t)) as usize
+        };
+        // The kernel reaches ZERO_CROSSINGS / fc input samples to either side.
+        let fc = CUTOFF * (t as f64 / f as f64).min(1.0);
+        let reach = (ZERO_CROSSINGS / fc).ceil() as usize + 2;
+        let margin = if passthrough || from > to.saturating_mul(MAX_RATIO as u32) {
+            0 // passthrough, or rates where averaging comes first: no exact seams; see push
+        } else {
+            reach.div_ceil(step) * step
+        };
+        StreamResampler {
+            from,
+            to,
+            step,
+            margin,
+            held: Vec::new(),
+            context: 0,
+        }
+    }
+
+    /// Adds `piece`; returns the output that is now final.
+    pub fn push(&mut self, piece: &[f32]) -> Vec<f32> {
+        if self.margin == 0 {
+            // Equal rates pass through; extreme ratios are resampled piece by piece.
+            return resample(piece, self.from, self.to);
+        }
+        self.held.extend_from_slice(piece);
+        // Output is final for input up to `ready`: a multiple of the step, `margin` before
+        // the end.
+        let ready = (self.held.len().saturating_sub(self.margin) / self.step) * self.step;
+        if ready <= self.context {
+            return Vec::new();
+        }
+        let out = self.convert(self.context, ready);
+        // Keep `margin` samples of context before `ready`, and everything after it.
+        let keep_from = ready - self.margin.min(ready);
+        self.held.drain(..keep_from);
+        self.context = ready - keep_from;
+        out
+    }
+
+    /// The rest of the output: the signal is taken as ending here.
+    pub fn finish(&mut self) -> Vec<f32> {
+        if self.margin == 0 || self.held.len() <= self.context {
+            self.held.clear();
+            self.context = 0;
+            return Vec::new();
+        }
+        let end = self.held.len();
+        let out = self.convert(self.context, end);
+        self.held.clear();
+        self.context = 0;
+        out
+    }
+
+    /// The output for `held[start..end]` (start a multiple of the step), with `held`'s other
+    /// samples as context.
+    fn convert(&self, start: usize, end: usize) -> Vec<f32> {
+        let all = resample(&self.held, self.from, self.to);
+        let (up, down) = {
+            let (f, t) = (self.from as usize, self.to as usize);
+            let g = gcd(f as u64, t as u64) as usize;
+            (t / g, f / g)
+        };
+        // Output n sits at input n·down/up: the outputs for [start, end) are those with
+        // start ≤ n·down/up < end.
+        let first = start / down * up;
+        let last = (end * up).div_ceil(down).min(all.len());
+        all[first.min(last)..last].to_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +379,34 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn streamed_pieces_give_the_whole_signals_output() {
+        for (from, to) in [
+            (24_000, 16_000),
+            (8_000, 16_000),
+            (44_100, 16_000),
+            (16_000, 16_000),
+        ] {
+            let signal = sine(440.0, from, from as usize * 2 + 17);
+            let want = resample(&signal, from, to);
+            for piece in [1, 160, 2_399, 24_000] {
+                let mut stream = StreamResampler::new(from, to);
+                let mut got = Vec::new();
+                for p in signal.chunks(piece) {
+                    got.extend(stream.push(p));
+                }
+                got.extend(stream.finish());
+                assert_eq!(got.len(), want.len(), "{from}->{to}, pieces of {piece}");
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(err < 1e-6, "{from}->{to}, pieces of {piece}: error {err}");
+            }
+        }
     }
 
     #[test]

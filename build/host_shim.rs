@@ -1,7 +1,8 @@
 //! Compiles `csrc/pool_host.cpp`, which includes the CUDA-free headers that patches 0001–0003,
-//! 0008 and 0009 add (the VMM pool ledger, the pool policy parser, the pool counters, the legacy
-//! pool's bookkeeping, the VMM pool's mapped chunks), for the host. This is what
-//! lets the patch regression tests in `tests/` run without a GPU or a CUDA toolkit.
+//! 0008, 0009, 0014 and 0015 add or extend (the VMM pool ledger, the pool policy parser, the pool
+//! counters, the legacy pool's bookkeeping, the VMM pool's mapped chunks, the trim's order of
+//! waiting and releasing, the registry of pools), for the host. This is what lets the patch
+//! regression tests in `tests/` run without a GPU or a CUDA toolkit.
 
 use std::path::Path;
 
@@ -18,11 +19,12 @@ pub fn compile(config: &Config, tree: &Path) -> Result<(), BuildError> {
         "pool-stats.h",
         "legacy-pool.h",
         "vmm-mappings.h",
+        "pool-trim.h",
     ] {
         if !cuda_dir.join(header).is_file() {
             return Err(BuildError::new(format!(
                 "the patched tree lacks ggml/src/ggml-cuda/{header}; the patches that add it \
-                 (0001-0003, 0008, 0009) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
+                 (0001-0003, 0008-0010, 0014, 0015) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
             )));
         }
     }

@@ -1,11 +1,13 @@
-// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, 0008 and 0009, exposed as a
-// small C API so that Rust tests can drive them without a GPU. Not part of the public API.
+// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, 0008, 0009, 0014 and
+// 0015, exposed as a small C API so that Rust tests can drive them without a GPU. Not part of the
+// public API.
 
 #include "vmm-ledger.h"
 #include "pool-policy.h"
 #include "pool-stats.h"
 #include "legacy-pool.h"
 #include "vmm-mappings.h"
+#include "pool-trim.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -148,10 +150,8 @@ void ws_counters_snapshot(const void * counters, ws_counters_snapshot * out) {
     out->peak_bytes_in_use     = c->peak_bytes_in_use.load();
     out->bytes_waiting_reclaim = c->bytes_waiting_reclaim.load();
     out->out_of_order_frees    = c->out_of_order_frees.load();
-    out->rejected_frees        = c->rejected_frees.load();
-    out->rejected_unknown       = c->rejected_unknown.load();
-    out->rejected_size_mismatch = c->rejected_size_mismatch.load();
-    out->rejected_double        = c->rejected_double.load();
+    // patch 0015: the kinds before the total, as ggml_backend_cuda_get_pool_stats reads them
+    c->read_rejected(&out->rejected_frees, &out->rejected_unknown, &out->rejected_size_mismatch, &out->rejected_double);
 }
 
 // ---- patch 0008: the legacy pool's bookkeeping, with malloc as the device ----
@@ -224,6 +224,177 @@ size_t ws_mappings_release_above(void * mappings, size_t used, size_t * out, siz
         out[2 * i + 1] = released[i].second;
     }
     return released.size();
+}
+
+// ---- patch 0014: trims that wait for the pool's streams ----
+
+typedef int (*ws_fence_fn)(void * user);
+typedef int (*ws_unmap_fn)(void * user, size_t offset, size_t size);
+typedef int (*ws_device_free_fn)(void * user, void * ptr, size_t size);
+
+int ws_trim_refused_for_graphs(int graphs_compiled, const char * disable_env) {
+    return ggml_cuda_trim_refused_for_graphs(graphs_compiled != 0, disable_env) ? 1 : 0;
+}
+
+// The VMM pool's trim of `mappings` with the highest block in use ending at `used`; returns the
+// bytes released and writes the status (ggml_cuda_trim_status).
+size_t ws_mappings_trim(void * mappings, size_t used, ws_fence_fn fence, ws_unmap_fn unmap, void * user, int * status) {
+    const ggml_cuda_trim_outcome outcome = ggml_cuda_vmm_trim(*static_cast<ggml_cuda_vmm_mappings *>(mappings), used,
+        [&]() { return fence(user) != 0; },
+        [&](size_t offset, size_t size) { return unmap(user, offset, size) != 0; });
+    *status = outcome.status;
+    return outcome.released;
+}
+
+// The legacy pool's trim: `device_free` decides whether the "driver" takes the buffer back; when
+// it does, the buffer (from malloc) is freed.
+size_t ws_legacy_trim(void * book, ws_fence_fn fence, ws_device_free_fn device_free, void * user, int * status) {
+    const ggml_cuda_trim_outcome outcome = ggml_cuda_legacy_trim(*static_cast<ggml_cuda_legacy_book *>(book),
+        [&]() { return fence(user) != 0; },
+        [&](void * ptr, size_t size) {
+            if (device_free(user, ptr, size) == 0) {
+                return false;
+            }
+            std::free(ptr);
+            return true;
+        });
+    *status = outcome.status;
+    return outcome.released;
+}
+
+// ---- patches 0014, 0015: a VMM pool's host-side books, as ggml_cuda_pool_vmm keeps them ----
+//
+// The ledger, the mapped chunks and the out-of-order flag behind one mutex, with its own
+// counters; mapped memory grows by whole granules at the end, as the pool's alloc does. Frees go
+// through ggml_cuda_vmm_pool_free (the pool's exact sequence: books and counters under the
+// mutex, the log callback after it), trims through ggml_cuda_vmm_trim under the mutex.
+
+typedef void (*ws_vmm_log_fn)(void * user, int result, int outside, uint64_t n_rejected);
+
+struct ws_vmm_pool {
+    std::mutex              mutex;
+    ggml_cuda_vmm_ledger    ledger;
+    ggml_cuda_vmm_mappings  mapped;
+    bool                    warned = false;
+    size_t                  granule = 0;
+    ggml_cuda_pool_counters counters;
+    ws_vmm_log_fn           log = nullptr;
+    void *                  log_user = nullptr;
+};
+
+// ggml_cuda_pool_vmm::CUDA_POOL_VMM_MAX_SIZE and its alignment
+static const size_t WS_VMM_MAX_SIZE  = 1ull << 35;
+static const size_t WS_VMM_ALIGNMENT = 128;
+
+int ws_vmm_round_request(size_t size, size_t * rounded) {
+    return ggml_cuda_vmm_round_request(size, WS_VMM_ALIGNMENT, WS_VMM_MAX_SIZE, rounded) ? 1 : 0;
+}
+
+void * ws_vmm_pool_new(size_t granule, ws_vmm_log_fn log, void * log_user) {
+    ws_vmm_pool * pool = new (std::nothrow) ws_vmm_pool();
+    if (pool != nullptr) {
+        pool->granule  = granule;
+        pool->log      = log;
+        pool->log_user = log_user;
+    }
+    return pool;
+}
+
+void ws_vmm_pool_drop(void * pool) {
+    delete static_cast<ws_vmm_pool *>(pool);
+}
+
+// Returns the block's offset and writes its rounded size, or SIZE_MAX for a request beyond the
+// pool's address range.
+size_t ws_vmm_pool_alloc(void * pool, size_t size, size_t * actual) {
+    auto * p = static_cast<ws_vmm_pool *>(pool);
+    size_t rounded = 0;
+    if (!ggml_cuda_vmm_round_request(size, WS_VMM_ALIGNMENT, WS_VMM_MAX_SIZE, &rounded)) {
+        return SIZE_MAX;
+    }
+    std::lock_guard<std::mutex> lock(p->mutex);
+    const size_t end = p->ledger.place(rounded) + rounded;
+    if (end > p->mapped.mapped()) {
+        p->mapped.add(p->granule * ((end - p->mapped.mapped() + p->granule - 1) / p->granule));
+    }
+    const size_t waiting_before = p->ledger.waiting;
+    const size_t offset = p->ledger.alloc(rounded);
+    p->counters.in_use((int64_t) rounded);
+    p->counters.waiting((int64_t) p->ledger.waiting - (int64_t) waiting_before);
+    *actual = rounded;
+    return offset;
+}
+
+// `inside` 0: a pointer outside the pool. Returns the ledger's verdict.
+int ws_vmm_pool_free(void * pool, size_t offset, size_t size, int inside) {
+    auto * p = static_cast<ws_vmm_pool *>(pool);
+    const ggml_cuda_vmm_free_event ev = ggml_cuda_vmm_pool_free(p->mutex, p->ledger, p->warned, size,
+        [&](size_t * off) {
+            *off = offset;
+            return inside != 0;
+        },
+        [&](const ggml_cuda_vmm_free_event & e) { p->counters.vmm_free(e); },
+        [&](const ggml_cuda_vmm_free_event & e) {
+            if (p->log != nullptr) {
+                p->log(p->log_user, e.result, e.outside ? 1 : 0, e.n_rejected);
+            }
+        });
+    return ev.result;
+}
+
+size_t ws_vmm_pool_trim(void * pool, ws_fence_fn fence, ws_unmap_fn unmap, void * user, int * status) {
+    auto * p = static_cast<ws_vmm_pool *>(pool);
+    std::lock_guard<std::mutex> lock(p->mutex);
+    const ggml_cuda_trim_outcome outcome = ggml_cuda_vmm_trim(p->mapped, p->ledger.used,
+        [&]() { return fence(user) != 0; },
+        [&](size_t offset, size_t size) { return unmap(user, offset, size) != 0; });
+    p->counters.reserved(-(int64_t) outcome.released);
+    *status = outcome.status;
+    return outcome.released;
+}
+
+size_t ws_vmm_pool_mapped(void * pool) {
+    auto * p = static_cast<ws_vmm_pool *>(pool);
+    std::lock_guard<std::mutex> lock(p->mutex);
+    return p->mapped.mapped();
+}
+
+size_t ws_vmm_pool_used(void * pool) {
+    auto * p = static_cast<ws_vmm_pool *>(pool);
+    std::lock_guard<std::mutex> lock(p->mutex);
+    return p->ledger.used;
+}
+
+void ws_vmm_pool_counters(void * pool, struct ws_counters_snapshot * out) {
+    ws_counters_snapshot(&static_cast<ws_vmm_pool *>(pool)->counters, out);
+}
+
+// ---- patch 0015: the registry of pools that a trim visits (pools are opaque addresses) ----
+
+typedef void (*ws_visit_fn)(void * user, void * pool);
+
+void * ws_registry_new(void) {
+    return new (std::nothrow) ggml_cuda_pool_registry<void>();
+}
+
+void ws_registry_drop(void * registry) {
+    delete static_cast<ggml_cuda_pool_registry<void> *>(registry);
+}
+
+void ws_registry_add(void * registry, void * pool) {
+    static_cast<ggml_cuda_pool_registry<void> *>(registry)->add(pool);
+}
+
+void ws_registry_remove(void * registry, void * pool) {
+    static_cast<ggml_cuda_pool_registry<void> *>(registry)->remove(pool);
+}
+
+size_t ws_registry_size(void * registry) {
+    return static_cast<ggml_cuda_pool_registry<void> *>(registry)->size();
+}
+
+size_t ws_registry_for_each(void * registry, ws_visit_fn visit, void * user) {
+    return static_cast<ggml_cuda_pool_registry<void> *>(registry)->for_each([&](void * pool) { visit(user, pool); });
 }
 
 // ---- the pool microbenchmark (bench/steady-bench pool) ----

@@ -17,9 +17,15 @@ else
   tree=$(echo "$tmp"/whisper-rs-sys-*/whisper.cpp)
 fi
 
-files=$(grep -v '^#' patches/series | sed '/^[[:space:]]*$/d' | while read -r patch; do
-  grep '^--- a/' "patches/$patch" | sed 's|^--- a/||; s|\t.*$||'
+patches=$(grep -v '^#' patches/series | sed '/^[[:space:]]*$/d')
+# Files that a patch of the series creates (`--- /dev/null`) are not upstream's, even when a
+# later patch modifies them.
+created=$(for patch in $patches; do
+  { grep -A1 '^--- /dev/null' "patches/$patch" || true; } | sed -n 's|\t.*$||; s|^+++ b/||p'
 done | sort -u)
+files=$(for patch in $patches; do
+  grep '^--- a/' "patches/$patch" | sed 's|^--- a/||; s|\t.*$||'
+done | sort -u | comm -23 - <(printf '%s\n' "$created"))
 
 (cd "$tree" && sha256sum $files) > patches/upstream.sha256
 echo "wrote patches/upstream.sha256 from $tree:" >&2

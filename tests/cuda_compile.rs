@@ -1,6 +1,8 @@
 //! Compile check of the patched CUDA translation unit `ggml/src/ggml-cuda/ggml-cuda.cu` with
 //! nvcc for sm_90, with the defines and flags ggml's cmake uses for it. The VMM pool code is only
-//! compiled with `GGML_USE_VMM`, which common.cuh defines unless `GGML_CUDA_NO_VMM` is set.
+//! compiled with `GGML_USE_VMM`, which common.cuh defines unless `GGML_CUDA_NO_VMM` is set. It is
+//! compiled twice: with `GGML_CUDA_USE_GRAPHS` (llama.cpp's default, `GGML_CUDA_GRAPHS=ON`) and
+//! without it (whisper.cpp's default), since patch 0014's trim takes another path in each.
 //!
 //! Runs when `WHISPER_STEADY_NVCC` names an nvcc (scripts/cuda-compile-check.sh installs one from
 //! PyPI wheels and sets it); otherwise it reports a skip. With `WHISPER_STEADY_REQUIRE_NVCC=1` a
@@ -36,6 +38,15 @@ fn nvcc() -> Option<PathBuf> {
 
 #[test]
 fn patched_ggml_cuda_compiles_for_sm90() {
+    compile_for_sm90(true);
+}
+
+#[test]
+fn patched_ggml_cuda_compiles_for_sm90_without_cuda_graphs() {
+    compile_for_sm90(false);
+}
+
+fn compile_for_sm90(graphs: bool) {
     let Some(nvcc) = nvcc() else { return };
     let toolkit_include = nvcc
         .parent()
@@ -50,9 +61,9 @@ fn patched_ggml_cuda_compiles_for_sm90() {
     let output = Command::new(&nvcc)
         .args(["-std=c++17", "-O3", "-use_fast_math", "-extended-lambda"])
         .args(["--generate-code=arch=compute_90,code=[sm_90]"])
+        .args(graphs.then_some("-DGGML_CUDA_USE_GRAPHS"))
         .args([
             "-DGGML_CUDA_PEER_MAX_BATCH_SIZE=128",
-            "-DGGML_CUDA_USE_GRAPHS",
             "-DGGML_SCHED_MAX_COPIES=4",
             "-DGGML_USE_CUDA",
             "-DGGML_BACKEND_BUILD",
@@ -77,7 +88,8 @@ fn patched_ggml_cuda_compiles_for_sm90() {
     );
     assert!(object.metadata().unwrap().len() > 0);
     eprintln!(
-        "patched ggml-cuda.cu compiled for sm_90 in {:.1} s",
+        "patched ggml-cuda.cu compiled for sm_90 (CUDA graphs {}) in {:.1} s",
+        if graphs { "on" } else { "off" },
         started.elapsed().as_secs_f64()
     );
     // The object must contain the entry points the patches add.
@@ -88,6 +100,7 @@ fn patched_ggml_cuda_compiles_for_sm90() {
             "ggml_backend_cuda_set_pool_policy",
             "ggml_backend_cuda_get_pool_policy",
             "ggml_backend_cuda_get_pool_stats",
+            "ggml_backend_cuda_trim_pools",
         ] {
             assert!(text.contains(symbol), "{symbol} missing from the object");
         }

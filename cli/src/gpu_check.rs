@@ -595,8 +595,9 @@ fn recognizer_rows(
     Ok(vec![load, trim])
 }
 
-/// `Recognizer::trim` on idle workers: on CUDA the pools give memory back (the driver's free
-/// memory goes up) and the next request is still right; on the CPU a no-op that says so.
+/// `Recognizer::trim` on idle workers: on CUDA the pools wait for their streams and give memory
+/// back (the driver's free memory goes up; not refused for CUDA graphs, no pool failed) and the
+/// next request is still right; on the CPU a no-op that says so.
 fn trim_row(
     recognizer: &Recognizer,
     audio: &[f32],
@@ -617,6 +618,9 @@ fn trim_row(
     let right = next.text == expected;
     let ok = if on_gpu {
         report.cuda_available
+            && !report.refused_cuda_graphs
+            && report.pools_failed == 0
+            && report.pools_waited > 0
             && report.bytes_released > 0
             && reserved_after + report.bytes_released == reserved_before
             && free_after > free_before
@@ -629,9 +633,13 @@ fn trim_row(
         ok,
         if on_gpu {
             format!(
-                "trim of {} idle pools released {:.1} MB (reserved {:.1} -> {:.1} MB, driver free \
-                 {:.1} -> {:.1} MB); next request right: {right}",
+                "trim of {} idle pools ({} waited for their streams, {} failed, refused for CUDA \
+                 graphs: {}) released {:.1} MB (reserved {:.1} -> {:.1} MB, driver free {:.1} -> \
+                 {:.1} MB); next request right: {right}",
                 report.pools,
+                report.pools_waited,
+                report.pools_failed,
+                report.refused_cuda_graphs,
                 report.bytes_released as f64 / 1e6,
                 reserved_before as f64 / 1e6,
                 reserved_after as f64 / 1e6,
@@ -645,6 +653,8 @@ fn trim_row(
             )
         },
         json!({"cuda_available": report.cuda_available, "pools": report.pools,
+               "refused_cuda_graphs": report.refused_cuda_graphs,
+               "pools_waited": report.pools_waited, "pools_failed": report.pools_failed,
                "bytes_released": report.bytes_released, "reserved_before": reserved_before,
                "reserved_after": reserved_after, "driver_free_before": free_before,
                "driver_free_after": free_after, "next_request_right": right}),

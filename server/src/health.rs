@@ -151,16 +151,25 @@ pub(crate) async fn trim(
     let report = tokio::task::spawn_blocking(move || recognizer.trim())
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;
+    let note = if !report.cuda_available {
+        "this build has no CUDA backend: nothing to trim"
+    } else if report.refused_cuda_graphs {
+        "refused: this build uses CUDA graphs, which replay pool addresses (set \
+         GGML_CUDA_DISABLE_GRAPHS=1 to allow trims)"
+    } else if report.pools_failed > 0 {
+        "some pools could not wait for their GPU work or give memory back and kept it"
+    } else {
+        "unused CUDA pool memory returned to the driver after the GPU work queued on it finished"
+    };
     Ok(Json(json!({
         "success": true,
         "cuda_available": report.cuda_available,
+        "refused_cuda_graphs": report.refused_cuda_graphs,
         "pools": report.pools,
         "bytes_released": report.bytes_released,
-        "note": if report.cuda_available {
-            "unused CUDA pool memory returned to the driver"
-        } else {
-            "this build has no CUDA backend: nothing to trim"
-        },
+        "pools_waited": report.pools_waited,
+        "pools_failed": report.pools_failed,
+        "note": note,
     })))
 }
 

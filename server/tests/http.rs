@@ -533,6 +533,12 @@ fn admin_trim_from_loopback_reports_and_counts() {
         assert_eq!(body["bytes_released"], 0);
         assert!(body["note"].as_str().unwrap().contains("no CUDA"));
     }
+    // patch 0014: whether the trim was refused for CUDA graphs, and how the pools fared
+    assert_eq!(body["refused_cuda_graphs"].as_bool(), Some(false));
+    assert!(
+        body["pools_waited"].is_u64() && body["pools_failed"] == 0,
+        "{body}"
+    );
     let health = server.get("/health").json();
     assert_eq!(health["cleanup"]["trims"], 1);
     assert_eq!(health["cleanup"]["idle_trims"], 0);

@@ -4,6 +4,13 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
+mod trim;
+
+pub use trim::{
+    trim_refused_for_graphs, vmm_round_request, HostVmmPool, PoolRegistry, TrimOutcome, TrimStatus,
+    VmmLog, VmmLogEvent, VMM_MAX_SIZE,
+};
+
 #[repr(C)]
 #[derive(Default)]
 struct RawSnapshot {
@@ -90,6 +97,20 @@ pub enum FreeResult {
     Double,
 }
 
+impl FreeResult {
+    /// The value of a `ggml_cuda_vmm_free_result`.
+    fn from_raw(raw: c_int) -> FreeResult {
+        match raw {
+            0 => FreeResult::Reclaimed,
+            1 => FreeResult::Deferred,
+            2 => FreeResult::Unknown,
+            3 => FreeResult::SizeMismatch,
+            4 => FreeResult::Double,
+            other => panic!("unexpected free result {other}"),
+        }
+    }
+}
+
 /// Whether the VMM pool logs its `n_rejected`-th rejected free (1-based): the first and then
 /// every 1000th; all are counted.
 pub fn log_rejected(n_rejected: u64) -> bool {
@@ -122,14 +143,7 @@ impl Ledger {
     /// Frees the block at `offset` of `size` bytes.
     pub fn free(&mut self, offset: usize, size: usize) -> FreeResult {
         // SAFETY: self.0 is a live ledger.
-        match unsafe { ws_ledger_free(self.0, offset, size) } {
-            0 => FreeResult::Reclaimed,
-            1 => FreeResult::Deferred,
-            2 => FreeResult::Unknown,
-            3 => FreeResult::SizeMismatch,
-            4 => FreeResult::Double,
-            other => panic!("unexpected free result {other}"),
-        }
+        FreeResult::from_raw(unsafe { ws_ledger_free(self.0, offset, size) })
     }
 
     /// The offset [`alloc`](Self::alloc) would return for `size` bytes, changing nothing.
@@ -510,6 +524,12 @@ impl Counters {
         let mut raw = RawSnapshot::default();
         // SAFETY: self.0 is live and `raw` has the layout of ws_counters_snapshot.
         unsafe { ws_counters_snapshot(self.0, &mut raw) };
+        raw.into()
+    }
+}
+
+impl From<RawSnapshot> for CountersSnapshot {
+    fn from(raw: RawSnapshot) -> CountersSnapshot {
         CountersSnapshot {
             pools_vmm: raw.pools_vmm,
             pools_legacy: raw.pools_legacy,

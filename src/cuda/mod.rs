@@ -152,31 +152,57 @@ pub fn pool_stats() -> PoolStats {
 pub struct TrimReport {
     /// False in a build without CUDA: there was nothing to trim and nothing was done.
     pub cuda_available: bool,
+    /// True when the trim was refused and not attempted (patch 0014): this build uses CUDA
+    /// graphs (`GGML_CUDA_GRAPHS=ON`), which replay the addresses of pool memory, and
+    /// `GGML_CUDA_DISABLE_GRAPHS` is not set. Every other figure is then zero.
+    pub refused_cuda_graphs: bool,
     /// CUDA pools visited (one per backend that has allocated on a device).
     pub pools: u64,
     /// Bytes of device memory returned to the driver.
     pub bytes_released: u64,
+    /// Pools that had memory to give back and first waited for the work queued on their
+    /// backend's streams (patch 0014).
+    pub pools_waited: u64,
+    /// Pools where that wait or the release failed (a CUDA error, such as an earlier kernel's
+    /// fault): they keep what they hold.
+    pub pools_failed: u64,
 }
 
-/// Returns the device memory that CUDA pools hold and nobody uses to the driver (patch 0009):
-/// a virtual-memory pool unmaps the physical memory above its highest block in use, a legacy
-/// pool frees its cached buffers. Memory in use is never touched, and pools grow again on
-/// demand, so this is safe at any time from any thread; it costs the next large request a
-/// fresh allocation. In a build without CUDA it does nothing and says so
-/// ([`TrimReport::cuda_available`] is false).
+/// Returns the device memory that CUDA pools hold and that no block handed out covers to the
+/// driver (patches 0009 and 0014): a virtual-memory pool unmaps the physical memory above its
+/// highest block in use, a legacy pool frees its cached buffers; pools grow again on demand,
+/// which costs the next large request a fresh allocation.
+///
+/// What holds: ggml frees a pool's temporary on the host as soon as it has queued the kernel
+/// that uses it, so a pool with something to give back first waits, with its lock held, until
+/// the work queued on its backend's streams has finished (a pool that knows no streams waits
+/// for its whole device); meanwhile that backend's next pool allocation waits too. A pool
+/// whose wait fails keeps its memory ([`TrimReport::pools_failed`]). In a build with CUDA
+/// graphs the trim is refused unless `GGML_CUDA_DISABLE_GRAPHS` is set
+/// ([`TrimReport::refused_cuda_graphs`]). It may be called from any thread. What it does not
+/// change: growing a pool again still aborts the process when the device has no memory left
+/// (ggml's pool interface has no error path), so trimming a GPU shared with other processes
+/// can turn memory it held into a later out-of-memory abort. In a build without CUDA it does
+/// nothing and says so ([`TrimReport::cuda_available`] is false).
 pub fn trim() -> TrimReport {
     #[cfg(feature = "cuda")]
     {
         let mut raw = crate::sys::ggml_cuda_trim_report {
             pools: 0,
             bytes_released: 0,
+            refused_cuda_graphs: 0,
+            pools_waited: 0,
+            pools_failed: 0,
         };
         // SAFETY: `raw` is a valid, writable struct of the layout the function fills.
         unsafe { crate::sys::ggml_backend_cuda_trim_pools(&mut raw) };
         TrimReport {
             cuda_available: true,
+            refused_cuda_graphs: raw.refused_cuda_graphs != 0,
             pools: raw.pools,
             bytes_released: raw.bytes_released,
+            pools_waited: raw.pools_waited,
+            pools_failed: raw.pools_failed,
         }
     }
     #[cfg(not(feature = "cuda"))]

@@ -582,10 +582,14 @@ impl Recognizer {
         health::assemble(self.shared())
     }
 
-    /// Returns the device memory that the CUDA pools hold and nobody uses to the driver
-    /// ([`cuda::trim`](crate::cuda::trim)): requests running now keep theirs, later ones map
-    /// what they need again (a cost of milliseconds). Counted in
-    /// [`Health::cleanup`]. On a build without CUDA it does nothing and says so
+    /// Returns the device memory that the CUDA pools hold and that no block handed out covers
+    /// to the driver ([`cuda::trim`](crate::cuda::trim)): requests running now keep theirs,
+    /// later ones map what they need again (a cost of milliseconds). A pool with something to
+    /// give back first waits for the GPU work its worker has queued, and that worker's next
+    /// allocation waits for the trim. Refused, and logged, in a build with CUDA graphs unless
+    /// `GGML_CUDA_DISABLE_GRAPHS` is set
+    /// ([`TrimReport::refused_cuda_graphs`](crate::cuda::TrimReport::refused_cuda_graphs)).
+    /// Counted in [`Health::cleanup`]. On a build without CUDA it does nothing and says so
     /// ([`TrimReport::cuda_available`](crate::cuda::TrimReport::cuda_available) is false).
     ///
     /// Whisper's own buffers (model weights, each state's compute buffers) are not pool memory
@@ -709,13 +713,30 @@ impl Shared {
         self.counters
             .bytes_trimmed
             .fetch_add(report.bytes_released, Ordering::Relaxed);
+        let kind = if idle { "idle" } else { "requested" };
+        if report.refused_cuda_graphs {
+            log::warn!(
+                target: "whisper_steady::recognizer",
+                "{kind} trim refused: this build uses CUDA graphs, which replay pool addresses \
+                 (set GGML_CUDA_DISABLE_GRAPHS=1 to allow trims)"
+            );
+        }
+        if report.pools_failed > 0 {
+            log::warn!(
+                target: "whisper_steady::recognizer",
+                "{kind} trim: {} CUDA pools could not wait for their GPU work or give memory \
+                 back (a CUDA error); they keep it",
+                report.pools_failed
+            );
+        }
         if report.bytes_released > 0 {
             log::info!(
                 target: "whisper_steady::recognizer",
-                "{} trim: {} bytes of CUDA pool memory returned to the driver ({} pools)",
-                if idle { "idle" } else { "requested" },
+                "{kind} trim: {} bytes of CUDA pool memory returned to the driver ({} pools, {} \
+                 after waiting for their GPU work)",
                 report.bytes_released,
-                report.pools
+                report.pools,
+                report.pools_waited
             );
         }
         report

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{context, jfk, wer, JFK_TEXT};
+use whisper_steady::sys;
 use whisper_steady::{
     DtwMode, DtwModelPreset, DtwParameters, FullParams, SamplingStrategy, SegmentCallbackData,
     WhisperContext, WhisperContextParameters, WhisperError, WhisperGrammarElement,
@@ -289,20 +290,147 @@ fn tokenize_reports_too_many_tokens() {
         ctx.tokenize("a\0b", 10),
         Err(WhisperError::NullByteInString { idx: 1 })
     ));
-    // A run of 30,000 letters overflowed the stack of whisper.cpp's tokenizer: refused, in
-    // a thread with a small stack to show that nothing deep runs. 1024 letters still tokenize.
+    // A run of 30,000 letters overflowed the stack of whisper.cpp's tokenizer (whisper-rs called
+    // it): tokenized now, in a thread with a small stack to show that nothing deep runs.
     let ctx2 = ctx.clone();
-    let refused = std::thread::Builder::new()
+    let letters = std::thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(move || ctx2.tokenize(&"a".repeat(30_000), 100_000))
         .unwrap()
         .join()
+        .unwrap()
         .unwrap();
-    assert!(
-        matches!(refused, Err(WhisperError::InvalidText)),
-        "{refused:?}"
-    );
-    assert!(!ctx.tokenize(&"a".repeat(1024), 2000).unwrap().is_empty());
+    let text: String = letters
+        .iter()
+        .map(|&t| ctx.token_to_str(t).unwrap().to_owned())
+        .collect();
+    assert_eq!(text, "a".repeat(30_000));
+}
+
+/// whisper.cpp's own tokenizer, on a context loaded through the raw API.
+struct RawTokenizer(*mut sys::whisper_context);
+
+impl RawTokenizer {
+    fn load(path: &std::path::Path) -> RawTokenizer {
+        let path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path and default parameters.
+        let ctx = unsafe {
+            let mut params = sys::whisper_context_default_params();
+            params.use_gpu = false;
+            sys::whisper_init_from_file_with_params_no_state(path.as_ptr(), params)
+        };
+        assert!(!ctx.is_null());
+        RawTokenizer(ctx)
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<i32> {
+        let text = std::ffi::CString::new(text).unwrap();
+        // A token covers at least one byte.
+        let mut tokens = vec![0; text.as_bytes().len() + 1];
+        // SAFETY: a loaded context, a C string and a buffer of the size passed.
+        let n = unsafe {
+            sys::whisper_tokenize(
+                self.0,
+                text.as_ptr(),
+                tokens.as_mut_ptr(),
+                tokens.len() as i32,
+            )
+        };
+        tokens.truncate(usize::try_from(n).unwrap());
+        tokens
+    }
+}
+
+impl Drop for RawTokenizer {
+    fn drop(&mut self) {
+        // SAFETY: loaded above, freed once.
+        unsafe { sys::whisper_free(self.0) }
+    }
+}
+
+/// Our tokenizer against whisper.cpp's on `model`: every vocabulary entry that is text, mixed
+/// texts of letters, digits, blanks, contractions, punctuation and UTF-8, and runs up to the
+/// length whisper.cpp's can take.
+fn tokenizer_matches_whisper_cpp_on(model: &std::path::Path) {
+    use rand::{Rng, SeedableRng};
+    let mut params = WhisperContextParameters::default();
+    params.use_gpu(false);
+    let ours = WhisperContext::new_with_params(model, params).unwrap();
+    let theirs = RawTokenizer::load(model);
+    let same = |text: &str| {
+        assert_eq!(
+            ours.tokenize(text, usize::MAX).unwrap(),
+            theirs.tokenize(text),
+            "{text:?}"
+        );
+    };
+    let entries: Vec<&str> = (0..ours.n_vocab())
+        .filter_map(|id| ours.token_to_str(id).ok())
+        .filter(|t| !t.is_empty() && !t.contains('\0'))
+        .collect();
+    assert!(entries.len() > 40_000, "{}", entries.len());
+    for group in entries.chunks(64) {
+        same(&group.concat());
+        same(&group.join("\n"));
+    }
+    let pieces = [
+        "a", "Z", "q", "7", "42", " ", "  ", "\n", "\t", "\r", "\u{b}", "\u{c}", "'", "'s", "'re",
+        "'ll", "'d", "'m", "'t", "'ve", "'S", ".", ",", "!?", "-", "_", "é", "ß", "中", "文", "，",
+        "😀", " the", " and", "Hello", "world", "1961", "—",
+    ];
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(24);
+    for _ in 0..3_000 {
+        let n = rng.random_range(0..40);
+        let text: String = (0..n)
+            .map(|_| pieces[rng.random_range(0..pieces.len())])
+            .collect();
+        same(&text);
+    }
+    for (unit, n) in [
+        ("a", 1024),
+        (" ", 600),
+        ("7", 1024),
+        ("中", 340),
+        ("é", 500),
+    ] {
+        same(&format!("x{}y", unit.repeat(n)));
+        same(&unit.repeat(n));
+    }
+}
+
+#[test]
+fn tokenize_gives_whisper_cpps_tokens() {
+    if let Some(model) = common::model_path() {
+        tokenizer_matches_whisper_cpp_on(&model);
+    }
+    if let Some(model) = common::multilingual_model_path() {
+        tokenizer_matches_whisper_cpp_on(&model);
+    }
+}
+
+#[test]
+fn tokenize_takes_linear_time_on_adversarial_text() {
+    let Some(ctx) = context() else { return };
+    // 100 KB without a word boundary, in a thread with a small stack: whisper.cpp's tokenizer
+    // took 7 s for 6,000 spaces and overflowed its stack at 30,000 letters.
+    for unit in ["a", " ", "7", "中", "é", ".", "😀"] {
+        let text = unit.repeat(100_000 / unit.len());
+        let ctx = ctx.clone();
+        let start = std::time::Instant::now();
+        let tokens = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || ctx.tokenize(&text, usize::MAX).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        let took = start.elapsed();
+        assert!(!tokens.is_empty());
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{unit:?} x 100 KB: {took:?}"
+        );
+        eprintln!("{unit:?} x 100 KB: {} tokens in {took:.1?}", tokens.len());
+    }
 }
 
 #[test]

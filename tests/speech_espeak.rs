@@ -1,14 +1,12 @@
 //! Synthesized speech: sentences spoken by espeak-ng (voice en-gb, 130 words per minute),
-//! converted to 16 kHz mono 16-bit by sox without dither (`-D`) so the audio is deterministic,
-//! then transcribed. Needs the model (see tests/common) and espeak-ng + sox (Debian packages);
-//! skips without them unless `WHISPER_STEADY_REQUIRE_MODEL=1`.
+//! converted to 16 kHz mono 16-bit by sox without dither (`-D`) so the audio is deterministic
+//! (`test_support::espeak`), then transcribed. Needs the model (see tests/common) and
+//! espeak-ng + sox (Debian packages); skips without them unless
+//! `WHISPER_STEADY_REQUIRE_MODEL=1`.
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{context, read_wav_16k_mono, wer};
+use common::{context, wer};
 use whisper_steady::{FullParams, SamplingStrategy};
 
 /// Everyday sentences. Chosen once from a larger list by running tiny.en on them; the WER bound
@@ -24,51 +22,15 @@ const SENTENCES: &[&str] = &[
     "It is important to drink water every day.",
 ];
 
-fn tool_available(name: &str) -> bool {
-    Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn synthesize(text: &str, dir: &Path, index: usize) -> Vec<f32> {
-    let raw = dir.join(format!("raw{index}.wav"));
-    let wav = dir.join(format!("s{index}.wav"));
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-gb", "-s", "130", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs");
-    assert!(status.success());
-    let status = Command::new("sox")
-        .arg("-D")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .status()
-        .expect("sox runs");
-    assert!(status.success());
-    read_wav_16k_mono(&wav)
-}
-
 #[test]
 fn synthesized_sentences_transcribe_with_low_wer() {
     let Some(ctx) = context() else { return };
-    let required = std::env::var("WHISPER_STEADY_REQUIRE_MODEL").is_ok_and(|v| v == "1");
-    if !tool_available("espeak-ng") || !tool_available("sox") {
-        assert!(
-            !required,
-            "espeak-ng and sox are required (apt-get install espeak-ng sox)"
-        );
-        eprintln!("skipped: espeak-ng or sox is not installed");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
     let mut errors = 0.0;
     let mut words = 0.0;
-    for (i, sentence) in SENTENCES.iter().enumerate() {
-        let audio = synthesize(sentence, dir.path(), i);
+    for sentence in SENTENCES {
+        let Some(audio) = common::espeak("en-gb", sentence) else {
+            return;
+        };
         let mut state = ctx.create_state().unwrap();
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_language(Some("en"));

@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 use std::ffi::{c_int, CStr, CString};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::api::tokenizer::Vocab;
 use crate::sys;
 use crate::{WhisperError, WhisperState, WhisperTokenId};
 
@@ -14,6 +15,16 @@ pub(crate) struct WhisperInnerContext {
     pub(crate) ctx: *mut sys::whisper_context,
     /// whisper_reset_timings writes the context's timing fields that whisper_print_timings reads.
     timings: Mutex<()>,
+    /// The vocabulary for the linear-time tokenizer, read on first use.
+    vocab: OnceLock<Vocab>,
+}
+
+impl WhisperInnerContext {
+    /// The model's vocabulary, for [`Vocab::tokenize`].
+    pub(crate) fn vocab(&self) -> &Vocab {
+        // SAFETY: `ctx` is a loaded context for as long as `self` lives.
+        self.vocab.get_or_init(|| unsafe { Vocab::of(self.ctx) })
+    }
 }
 
 // SAFETY: the context is created without a default state; everything reachable through `&self`
@@ -71,6 +82,7 @@ impl WhisperContext {
             ctx: Arc::new(WhisperInnerContext {
                 ctx,
                 timings: Mutex::new(()),
+                vocab: OnceLock::new(),
             }),
         })
     }
@@ -130,37 +142,23 @@ impl WhisperContext {
 
     /// Convert the provided text into tokens.
     ///
-    /// Fails with [`WhisperError::InvalidText`] when the text needs more than `max_tokens`
-    /// tokens (whisper.cpp reports the number it needs as a negative count; whisper-rs turned
-    /// every count but 1 into an out-of-bounds length), and when the text has a run of more than
-    /// 1024 letters, digits, blanks or other characters without a change of class, which
-    /// whisper.cpp's tokenizer cannot take (it overflowed a 2 MiB thread stack at 30,000).
+    /// The tokens are whisper.cpp's (`whisper_tokenize`'s), found in time linear in the text:
+    /// whisper.cpp's own tokenizer takes time cubic in the longest run of letters, digits,
+    /// blanks or other characters and overflowed a 2 MiB thread stack at 30,000 letters
+    /// (whisper-rs called it). Fails with [`WhisperError::InvalidText`] when the text needs more
+    /// than `max_tokens` tokens (whisper.cpp reports the number it needs as a negative count;
+    /// whisper-rs turned every count but 1 into an out-of-bounds length).
     pub fn tokenize(
         &self,
         text: &str,
         max_tokens: usize,
     ) -> Result<Vec<WhisperTokenId>, WhisperError> {
-        // A token covers at least one byte, so more room than the text's length is never used;
-        // this bounds the allocation whatever `max_tokens` says.
-        let room = max_tokens.min(text.len() + 1);
-        // whisper.cpp's tokenizer overflows its thread's stack (or takes minutes) on a long run
-        // of one character class: refused like any text it cannot tokenize.
-        if crate::api::state::checks::longest_class_run(text.as_bytes())
-            > crate::api::state::checks::MAX_PROMPT_RUN
-        {
-            return Err(WhisperError::InvalidText);
-        }
+        // whisper.cpp reads the text as a C string.
         let text = CString::new(text)?;
-        let max = c_int::try_from(room).unwrap_or(c_int::MAX);
-        let mut tokens: Vec<WhisperTokenId> = Vec::with_capacity(max as usize);
-        // SAFETY: `tokens` has room for `max` tokens; whisper_tokenize writes at most that many.
-        let n =
-            unsafe { sys::whisper_tokenize(self.raw(), text.as_ptr(), tokens.as_mut_ptr(), max) };
-        if n < 0 || n > max {
+        let tokens = self.ctx.vocab().tokenize(text.as_bytes());
+        if tokens.len() > max_tokens {
             return Err(WhisperError::InvalidText);
         }
-        // SAFETY: whisper_tokenize initialized the first `n` (0 <= n <= max) elements.
-        unsafe { tokens.set_len(n as usize) };
         Ok(tokens)
     }
 

@@ -9,6 +9,7 @@ pub(crate) mod logging;
 pub(crate) mod params;
 pub(crate) mod standalone;
 pub(crate) mod state;
+pub(crate) mod tokenizer;
 pub(crate) mod utilities;
 pub(crate) mod vad;
 #[cfg(feature = "vulkan")]

@@ -290,6 +290,16 @@ impl<'a, 'b> FullParams<'a, 'b> {
         self.fp.no_speech_thold = no_speech_thold;
     }
 
+    /// Set the seed of the random generators that sample tokens at temperatures above 0 (the
+    /// temperature fallback, or [`set_temperature`](Self::set_temperature) above 0). Defaults
+    /// to 0. Every [`WhisperState::full`](crate::WhisperState::full) starts from this seed
+    /// (patch 0013), so the same audio and parameters give the same text whatever the state
+    /// ran before; seed 0 samples what whisper.cpp's first run on a fresh state samples.
+    /// whisper-rs has no such setter (its states carried their generator over between runs).
+    pub fn set_seed(&mut self, seed: u32) {
+        self.fp.seed = seed;
+    }
+
     /// Set the callback for new segments.
     ///
     /// # Safety

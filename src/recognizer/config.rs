@@ -39,13 +39,20 @@ impl fmt::Display for Backend {
 pub struct RecognizerConfig {
     /// The ggml model file.
     pub model_path: PathBuf,
-    /// Run on the GPU (default `true`). Without a GPU (none in this build, none found, or the
-    /// GPU context fails to load), see `fallback_to_cpu`.
+    /// Run on the GPU when there is one (default `true`). A build or machine without any GPU
+    /// runs on the CPU, said once in the log and in
+    /// [`FailoverHealth::gpu_unavailable`](super::FailoverHealth::gpu_unavailable), with
+    /// status `Ok` unless `require_gpu` is set. A GPU that is there but whose context cannot be
+    /// created is a failure: see `fallback_to_cpu`.
     pub use_gpu: bool,
-    /// When the GPU is wanted but unavailable, run on the CPU (said once in the log) instead of
-    /// failing to start; and when a GPU transcription fails, retry it on the CPU (default
-    /// `true`). With a GPU, this loads the model a second time, into host memory, for the CPU
-    /// workers.
+    /// The GPU was asked for (default `false`; needs `use_gpu`): running without one, in a
+    /// build or on a machine that has none too, is status `Degraded`, and an error at start
+    /// without `fallback_to_cpu`. Set it where a GPU is expected, so that its absence shows.
+    pub require_gpu: bool,
+    /// When a GPU that is there (or a required one) cannot be used, run on the CPU (said once
+    /// in the log) instead of failing to start; and when a GPU transcription fails, retry it on
+    /// the CPU (default `true`). With a GPU, this loads the model a second time, into host
+    /// memory, for the CPU workers.
     pub fallback_to_cpu: bool,
     /// The GPU to use (default 0) when `gpu_devices` is [`GpuDevices::Single`].
     pub gpu_device: i32,
@@ -129,6 +136,7 @@ impl fmt::Debug for RecognizerConfig {
         f.debug_struct("RecognizerConfig")
             .field("model_path", &self.model_path)
             .field("use_gpu", &self.use_gpu)
+            .field("require_gpu", &self.require_gpu)
             .field("fallback_to_cpu", &self.fallback_to_cpu)
             .field("gpu_device", &self.gpu_device)
             .field("gpu_devices", &self.gpu_devices)
@@ -217,6 +225,7 @@ impl RecognizerConfig {
         RecognizerConfig {
             model_path: model_path.into(),
             use_gpu: true,
+            require_gpu: false,
             fallback_to_cpu: true,
             gpu_device: 0,
             gpu_devices: GpuDevices::Single,
@@ -236,66 +245,99 @@ impl RecognizerConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks every value's range, as [`Recognizer::new`](super::Recognizer::new) does before
+    /// it loads anything (a service can check its configuration with it at start). The error
+    /// names the field.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |field: &'static str, why: String| Err(InvalidSetting { field, why });
         if self.workers == 0 {
-            return Err("workers must be at least 1".into());
+            return bad("workers", "must be at least 1".into());
         }
         if !(1..=64).contains(&self.chunk_states) {
-            return Err(format!(
-                "chunk_states must be between 1 and 64 (got {})",
-                self.chunk_states
-            ));
+            return bad(
+                "chunk_states",
+                format!("must be between 1 and 64 (got {})", self.chunk_states),
+            );
         }
         if !(1..=512).contains(&self.threads_per_worker) {
-            return Err(format!(
-                "threads_per_worker must be between 1 and 512 (got {})",
-                self.threads_per_worker
-            ));
+            return bad(
+                "threads_per_worker",
+                format!(
+                    "must be between 1 and 512 (got {})",
+                    self.threads_per_worker
+                ),
+            );
+        }
+        if self.require_gpu && !self.use_gpu {
+            return bad("require_gpu", "needs use_gpu".into());
         }
         if self.use_gpu && self.fallback_to_cpu && self.cpu_workers == 0 {
-            return Err(
-                "cpu_workers must be at least 1 when use_gpu and fallback_to_cpu are set".into(),
+            return bad(
+                "cpu_workers",
+                "must be at least 1 when use_gpu and fallback_to_cpu are set".into(),
             );
         }
         if self.breaker_threshold == 0 {
-            return Err("breaker_threshold must be at least 1".into());
+            return bad("breaker_threshold", "must be at least 1".into());
         }
         if self.gpu_device < 0 {
-            return Err(format!(
-                "gpu_device must not be negative (got {})",
-                self.gpu_device
-            ));
+            return bad(
+                "gpu_device",
+                format!("must not be negative (got {})", self.gpu_device),
+            );
         }
         if let GpuDevices::List(list) = &self.gpu_devices {
             if list.is_empty() {
-                return Err("gpu_devices must name at least one device".into());
+                return bad("gpu_devices", "must name at least one device".into());
             }
             if list.len() > MAX_GPU_DEVICES {
-                return Err(format!(
-                    "gpu_devices names {} devices; at most {MAX_GPU_DEVICES} are supported",
-                    list.len()
-                ));
+                return bad(
+                    "gpu_devices",
+                    format!(
+                        "names {} devices; at most {MAX_GPU_DEVICES} are supported",
+                        list.len()
+                    ),
+                );
             }
             if let Some(d) = list.iter().find(|d| **d < 0) {
-                return Err(format!(
-                    "gpu_devices must not hold a negative index (got {d})"
-                ));
+                return bad(
+                    "gpu_devices",
+                    format!("must not hold a negative index (got {d})"),
+                );
             }
             for (i, d) in list.iter().enumerate() {
                 if list[..i].contains(d) {
-                    return Err(format!("gpu_devices names device {d} twice"));
+                    return bad("gpu_devices", format!("names device {d} twice"));
                 }
             }
         }
         if self.default_deadline.is_some_and(|d| d.is_zero()) {
-            return Err("default_deadline must be longer than zero".into());
+            return bad("default_deadline", "must be longer than zero".into());
         }
         if self.idle_trim_after.is_some_and(|d| d.is_zero()) {
-            return Err("idle_trim_after must be longer than zero".into());
+            return bad("idle_trim_after", "must be longer than zero".into());
         }
         Ok(())
     }
 }
+
+/// A [`RecognizerConfig`] value out of range ([`RecognizerConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvalidSetting {
+    /// The field (`"workers"`, `"gpu_devices"`, ...).
+    pub field: &'static str,
+    /// What is wrong with it (`"must be at least 1"`).
+    pub why: String,
+}
+
+impl fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.why)
+    }
+}
+
+impl std::error::Error for InvalidSetting {}
 
 /// Decides, for each attempt, whether to make it fail.
 pub type FaultFn = dyn Fn(FaultSite) -> bool + Send + Sync;
@@ -353,6 +395,14 @@ pub struct FaultSite {
     pub request: u64,
 }
 
+/// whisper.cpp's limit on decoders (beams): the most [`RecognizeOptions::beam_size`] may ask
+/// for.
+pub const MAX_BEAMS: u32 = 8;
+
+/// The candidates greedy decoding samples when the temperature fallback runs (whisper's
+/// `best_of`, as in OpenAI's whisper and whisper.cpp's CLI).
+const GREEDY_BEST_OF: i32 = 5;
+
 /// What one request asks for. The default transcribes in the spoken language (English on
 /// English-only models) with greedy decoding and whisper's temperature fallback.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -382,6 +432,12 @@ pub struct RecognizeOptions {
     /// Give up after this long, counted from submission (overrides the recognizer's
     /// `default_deadline`).
     pub deadline: Option<Duration>,
+    /// The seed of the random generators that sample when decoding runs at a temperature above
+    /// 0: the temperature fallback (when greedy decoding of a window fails whisper's checks) or
+    /// a [`temperature`](Self::temperature) above 0 (default 0). Every request starts from it,
+    /// so the same audio with the same options gives the same text on any worker of the same
+    /// backend, whatever ran there before; another seed may sample other words.
+    pub seed: u32,
 }
 
 impl RecognizeOptions {
@@ -402,32 +458,41 @@ impl RecognizeOptions {
         self
     }
 
-    /// The language asked for, as whisper's lowercase code; `None` for detection (no language,
-    /// an empty one or `auto`, in any case). The one reading of [`language`](Self::language).
-    pub(crate) fn language_code(&self) -> Option<String> {
-        let code = self.language.as_deref()?.trim().to_ascii_lowercase();
-        (!code.is_empty() && code != "auto").then_some(code)
+    /// The language asked for, as whisper's code (`"German"`, `"de"` and `"DE"` are all
+    /// `"de"`); `None` for detection (no language, an empty one or `auto`, in any case). The
+    /// one reading of [`language`](Self::language).
+    fn language_asked(&self) -> Result<Option<&'static str>, RecognizeError> {
+        let Some(code) = self.language.as_deref() else {
+            return Ok(None);
+        };
+        let code = code.trim().to_ascii_lowercase();
+        if code.is_empty() || code == "auto" {
+            return Ok(None);
+        }
+        match crate::get_lang_id(&code).and_then(crate::get_lang_str) {
+            Some(known) => Ok(Some(known)),
+            None => Err(RecognizeError::InvalidOptions(format!(
+                "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
+            ))),
+        }
     }
 
-    /// The checks that need no model: a language whisper knows (or `auto`), at most
-    /// [`MAX_BEAMS`](super::MAX_BEAMS) beams, a temperature from 0 to 1, a prompt without NUL,
-    /// a deadline longer than zero. [`Recognizer::submit`](super::Recognizer::submit) runs them
-    /// with those that need the model; a service can run them on its configured defaults at
-    /// start. The error names the option first (`beam_size must be ...`).
+    /// The checks that need no model: a language whisper knows (its code or its English name,
+    /// in any case; or `auto`), at most [`MAX_BEAMS`] beams, a temperature from 0 to 1, a
+    /// prompt without NUL, a deadline longer than zero. [`Recognizer::submit`](super::Recognizer::submit)
+    /// runs them with those that need the model; a service can run them on its configured
+    /// defaults at start. The error names the option first (`beam_size must be ...`).
+    ///
+    /// A prompt of any length is accepted: whisper conditions on at most the last
+    /// `n_text_ctx / 2 - 1` tokens of it (223 for every released model), so a longer one is
+    /// tokenized and cut to its last tokens, as whisper and OpenAI's API do.
     pub fn check(&self) -> Result<(), RecognizeError> {
         let invalid = |message: String| Err(RecognizeError::InvalidOptions(message));
-        if let Some(code) = self.language_code() {
-            if crate::get_lang_id(&code).is_none() {
-                return invalid(format!(
-                    "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
-                ));
-            }
-        }
+        self.language_asked()?;
         if let Some(beams) = self.beam_size {
-            if !(1..=super::MAX_BEAMS).contains(&beams) {
+            if !(1..=MAX_BEAMS).contains(&beams) {
                 return invalid(format!(
-                    "beam_size must be between 1 and {} (got {beams})",
-                    super::MAX_BEAMS
+                    "beam_size must be between 1 and {MAX_BEAMS} (got {beams})"
                 ));
             }
         }
@@ -447,5 +512,82 @@ impl RecognizeOptions {
             return invalid("deadline must be longer than zero".into());
         }
         Ok(())
+    }
+
+    /// The language whisper.cpp runs this request in on a model that is `multilingual` or
+    /// not: the language asked for as whisper's code (`"German"` and `"DE"` are `"de"`), or
+    /// `"auto"` to detect it; English on an English-only model, which refuses another
+    /// language and translation.
+    pub(crate) fn language_on(&self, multilingual: bool) -> Result<&'static str, RecognizeError> {
+        let language = match self.language_asked()? {
+            None if multilingual => "auto",
+            None => "en",
+            Some(code) if !multilingual && code != "en" => {
+                return Err(RecognizeError::InvalidOptions(format!(
+                    "language {code:?}: the model is English-only"
+                )));
+            }
+            Some(code) => code,
+        };
+        if self.translate && !multilingual {
+            return Err(RecognizeError::InvalidOptions(
+                "translate: the model is English-only".into(),
+            ));
+        }
+        Ok(language)
+    }
+
+    /// The encoder context for `samples` of audio on a model with `n_audio_ctx` positions:
+    /// [`audio_ctx`](Self::audio_ctx) when set, else the fitted one when the recognizer has
+    /// [`fit_audio_ctx`](RecognizerConfig::fit_audio_ctx), else `None` (the full window).
+    pub(crate) fn audio_ctx_for(&self, samples: usize, n_audio_ctx: u32, fit: bool) -> Option<u32> {
+        self.audio_ctx.or_else(|| {
+            fit.then(|| fitted_audio_ctx(samples, n_audio_ctx))
+                .flatten()
+        })
+    }
+
+    /// whisper.cpp's parameters for this request: the one place where options become
+    /// [`FullParams`](crate::FullParams), for every worker and chunk. `language` is
+    /// [`language_on`](Self::language_on)'s, `audio_ctx` [`audio_ctx_for`](Self::audio_ctx_for)'s;
+    /// callbacks are the caller's to add.
+    pub(crate) fn full_params(
+        &self,
+        language: &'static str,
+        threads: usize,
+        audio_ctx: Option<u32>,
+    ) -> crate::FullParams<'static, 'static> {
+        let strategy = match self.beam_size {
+            Some(beams) if beams > 1 => crate::SamplingStrategy::BeamSearch {
+                beam_size: beams.min(MAX_BEAMS) as i32,
+                patience: -1.0,
+            },
+            _ => crate::SamplingStrategy::Greedy {
+                best_of: GREEDY_BEST_OF,
+            },
+        };
+        let mut params = crate::FullParams::new(strategy);
+        params.set_n_threads(threads.min(i32::MAX as usize) as i32);
+        params.set_language(Some(language));
+        params.set_translate(self.translate);
+        // Requests are independent: no text of an earlier request may steer this one, and
+        // every request samples from its own seed.
+        params.set_no_context(true);
+        params.set_seed(self.seed);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_token_timestamps(self.token_timestamps);
+        if let Some(frames) = audio_ctx {
+            params.set_audio_ctx(frames.min(i32::MAX as u32) as i32);
+        }
+        if let Some(t) = self.temperature {
+            params.set_temperature(t);
+        }
+        if let Some(prompt) = &self.initial_prompt {
+            params.set_initial_prompt(prompt);
+        }
+        params
     }
 }

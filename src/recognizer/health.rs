@@ -12,9 +12,11 @@ use crate::device::{devices, DeviceInfo};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Health {
-    /// `Ok` when the recognizer runs as configured and every GPU's breaker is closed;
-    /// `Degraded` when running on the CPU in place of the GPU, without a configured GPU that
-    /// failed to start, or with a breaker not closed; `ShuttingDown` once shutdown began.
+    /// `Ok` when the recognizer runs as configured and every GPU's breaker is closed (on the
+    /// CPU of a build or machine without any GPU too, unless `require_gpu` is set);
+    /// `Degraded` when running on the CPU in place of a GPU that is there or was required,
+    /// without a configured GPU that failed to start, or with a breaker not closed;
+    /// `ShuttingDown` once shutdown began.
     pub status: HealthStatus,
     /// The backend that takes requests normally.
     pub main_backend: Backend,
@@ -101,9 +103,13 @@ pub struct LaneHealth {
 pub struct FailoverHealth {
     /// `use_gpu` from the configuration.
     pub use_gpu: bool,
+    /// `require_gpu` from the configuration.
+    pub require_gpu: bool,
     /// `fallback_to_cpu` from the configuration.
     pub fallback_to_cpu: bool,
-    /// Why the GPU is not the main backend although `use_gpu` is set; `None` otherwise.
+    /// Why the GPU is not the main backend although `use_gpu` is set (also when the build or
+    /// the machine has no GPU, which is not a degradation unless `require_gpu` is set); `None`
+    /// otherwise.
     pub gpu_unavailable: Option<String>,
     /// Configured GPUs whose context could not be created (the others run without them).
     pub unavailable_devices: Vec<UnavailableDevice>,
@@ -145,6 +151,12 @@ pub struct RequestCounters {
     pub completed: u64,
     /// Finished with a whisper.cpp failure.
     pub failed: u64,
+    /// Accepted, then refused by whisper.cpp's input checks as the caller's mistake
+    /// ([`RecognizeError::InvalidAudio`](super::RecognizeError::InvalidAudio) or
+    /// [`InvalidOptions`](super::RecognizeError::InvalidOptions)): not failures, never retried.
+    /// The checks before queueing refuse such requests at once, so this stays 0 unless they
+    /// miss a case.
+    pub invalid: u64,
     /// Finished because their deadline passed.
     pub deadline_exceeded: u64,
     /// Cancelled by their caller.
@@ -227,8 +239,8 @@ pub(super) fn assemble(shared: &Shared) -> Health {
     let c = &shared.counters;
     let status = if closed {
         HealthStatus::ShuttingDown
-    } else if shared.gpu_unavailable.is_some()
-        || !shared.unavailable_devices.is_empty()
+    } else if ((shared.gpu_unavailable.is_some() || !shared.unavailable_devices.is_empty())
+        && shared.gpu_absence_degrades)
         || lanes
             .iter()
             .any(|l| l.breaker.is_some_and(|b| b != BreakerState::Closed))
@@ -248,6 +260,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
         queue_limit: shared.config.queue_limit,
         failover: FailoverHealth {
             use_gpu: shared.config.use_gpu,
+            require_gpu: shared.config.require_gpu,
             fallback_to_cpu: shared.config.fallback_to_cpu,
             gpu_unavailable: shared.gpu_unavailable.clone(),
             unavailable_devices: shared.unavailable_devices.clone(),
@@ -270,6 +283,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
             rejected_overloaded: c.rejected.load(Ordering::Relaxed),
             completed: c.completed.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
             deadline_exceeded: c.deadline.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
         },

@@ -46,7 +46,8 @@ pub use crate::device::{devices, DeviceInfo};
 pub use breaker::BreakerState;
 pub use config::{
     default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite, GpuDevices,
-    RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_GPU_DEVICES,
+    InvalidSetting, RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_BEAMS,
+    MAX_GPU_DEVICES,
 };
 pub use error::{RecognizeError, RecognizerError};
 pub use health::{
@@ -71,9 +72,6 @@ use ticket::Slot;
 
 /// Longest audio accepted: whisper.cpp counts samples in a C `int`.
 const MAX_SAMPLES: usize = i32::MAX as usize;
-
-/// whisper.cpp's limit on decoders (beams): the most `beam_size` may ask for.
-pub const MAX_BEAMS: u32 = 8;
 
 /// A pool of worker states over one shared model, with a bounded queue, deadlines,
 /// cancellation and GPU→CPU failover. Cheap to clone: clones share the workers. The last clone
@@ -160,7 +158,8 @@ pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) audio: Vec<f32>,
     pub(crate) options: RecognizeOptions,
-    pub(crate) language: String,
+    /// The language whisper.cpp runs it in ([`RecognizeOptions::language_on`]).
+    pub(crate) language: &'static str,
     pub(crate) slot: Arc<Slot>,
     pub(crate) submitted: Instant,
     pub(crate) deadline: Option<(Instant, Duration)>,
@@ -206,6 +205,7 @@ pub(crate) struct Counters {
     pub(crate) rejected: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pub(crate) invalid: AtomicU64,
     pub(crate) deadline: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) gpu_failures: AtomicU64,
@@ -229,6 +229,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Why no GPU lane runs although `use_gpu` is set.
     pub(crate) gpu_unavailable: Option<String>,
+    /// Whether running without a GPU lane is a degradation: a GPU was required, or one is
+    /// there but could not be used (not when the build or the machine has none).
+    pub(crate) gpu_absence_degrades: bool,
     /// The configured GPUs left out because their context could not be created.
     pub(crate) unavailable_devices: Vec<UnavailableDevice>,
     pub(crate) next_id: AtomicU64,
@@ -269,16 +272,21 @@ fn load_context(
     WhisperContext::new_with_params(&config.model_path, params).map(Arc::new)
 }
 
-/// The GPU lanes that can be made, and the devices that could not, with why.
+/// The GPU lanes that can be made, the devices that could not (with why), and whether the
+/// build or the machine has no GPU at all.
 fn gpu_lanes(
     config: &RecognizerConfig,
     faults: &FaultInjection,
-) -> (Vec<Lane>, Vec<UnavailableDevice>) {
+) -> (Vec<Lane>, Vec<UnavailableDevice>, bool) {
     let found = if faults.simulate_gpu {
         faults.simulated_device_count
     } else {
         crate::device::gpu_device_count()
     };
+    let none_here = found == 0
+        && !faults.simulate_gpu
+        && !faults.fail_gpu_context
+        && faults.fail_gpu_devices.is_empty();
     let mut lanes = Vec::new();
     let mut unavailable = Vec::new();
     for device in config.gpu_devices.resolve(config.gpu_device, found) {
@@ -307,14 +315,16 @@ fn gpu_lanes(
             Err(reason) => unavailable.push(UnavailableDevice { device, reason }),
         }
     }
-    (lanes, unavailable)
+    (lanes, unavailable, none_here)
 }
 
 impl Recognizer {
     /// Loads the model, creates the worker states and starts their threads.
     pub fn new(config: RecognizerConfig) -> Result<Self, RecognizerError> {
         crate::install_abort_report();
-        config.validate().map_err(RecognizerError::InvalidConfig)?;
+        config
+            .validate()
+            .map_err(|e| RecognizerError::InvalidConfig(e.to_string()))?;
         if !config.model_path.is_file() {
             return Err(RecognizerError::ModelLoad {
                 path: config.model_path.clone(),
@@ -324,12 +334,15 @@ impl Recognizer {
         let faults = config.fault_injection.clone().unwrap_or_default();
 
         // The GPU lanes, when wanted and possible; a GPU that fails is left out if another works.
-        let (mut lanes, unavailable_devices) = if config.use_gpu {
+        let (mut lanes, unavailable_devices, no_gpu_here) = if config.use_gpu {
             gpu_lanes(&config, &faults)
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), false)
         };
         let mut gpu_unavailable = None;
+        // Without any GPU in the build or on the machine, the CPU is what `use_gpu` asks for
+        // unless a GPU was required.
+        let gpu_absence_degrades = config.require_gpu || !no_gpu_here;
         if config.use_gpu && lanes.is_empty() {
             let reason = match unavailable_devices.as_slice() {
                 [] => "no GPU device in this build or on this machine".to_owned(),
@@ -340,13 +353,20 @@ impl Recognizer {
                     .collect::<Vec<_>>()
                     .join("; "),
             };
-            if !config.fallback_to_cpu {
-                return Err(RecognizerError::GpuUnavailable { reason });
+            if gpu_absence_degrades {
+                if !config.fallback_to_cpu {
+                    return Err(RecognizerError::GpuUnavailable { reason });
+                }
+                log::warn!(
+                    target: "whisper_steady::recognizer",
+                    "use_gpu is set but the GPU is unavailable ({reason}); running on the CPU"
+                );
+            } else {
+                log::info!(
+                    target: "whisper_steady::recognizer",
+                    "running on the CPU: {reason}"
+                );
             }
-            log::warn!(
-                target: "whisper_steady::recognizer",
-                "use_gpu is set but the GPU is unavailable ({reason}); running on the CPU"
-            );
             gpu_unavailable = Some(reason);
         } else {
             for d in &unavailable_devices {
@@ -405,6 +425,7 @@ impl Recognizer {
             lanes,
             counters: Counters::default(),
             gpu_unavailable,
+            gpu_absence_degrades,
             unavailable_devices,
             next_id: AtomicU64::new(1),
             started: Instant::now(),
@@ -541,6 +562,15 @@ impl Recognizer {
         shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
         shared.ready[lane].notify_one();
         Ok(Ticket::new(id, slot))
+    }
+
+    /// The checks [`submit`](Self::submit) runs on options, without audio: those of
+    /// [`RecognizeOptions::check`] and those that need the model and the lanes (an English-only
+    /// model refuses another language and translation; `audio_ctx` within the model's window;
+    /// CPU workers for `use_gpu: Some(false)`). A service can check options it holds for many
+    /// requests (a stream's, its configured defaults) once.
+    pub fn check_options(&self, options: &RecognizeOptions) -> Result<(), RecognizeError> {
+        validate::validate_options(self.shared(), options).map(|_| ())
     }
 
     /// Submits and waits: the blocking form of [`submit`](Self::submit). Do not call it on an

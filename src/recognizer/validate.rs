@@ -1,18 +1,20 @@
 //! What a library caller can get wrong in a request, checked once before it is queued: the
-//! audio, [`RecognizeOptions::check`] (what needs no model), and what depends on the model and
-//! the lanes.
+//! audio (by the rules of `WhisperState::full`, `api/state/checks.rs`, run here so that a
+//! refusal is the caller's error and never reaches a worker), [`RecognizeOptions::check`] (what
+//! needs no model), and what depends on the model and the lanes.
 //!
-//! The raw safe API keeps its own safety net (`api/state/checks.rs`); the server turns HTTP
-//! input into [`RecognizeOptions`] and leaves these checks to this module.
+//! The server turns HTTP input into [`RecognizeOptions`] and leaves these checks to this
+//! module.
 
 use super::{RecognizeError, RecognizeOptions, Shared, MAX_SAMPLES};
+use crate::api::state::checks;
 
 /// Checks a request before it is queued; returns the language to pass to whisper.cpp.
 pub(super) fn validate(
     shared: &Shared,
     audio: &[f32],
     options: &RecognizeOptions,
-) -> Result<String, RecognizeError> {
+) -> Result<&'static str, RecognizeError> {
     if audio.is_empty() {
         return Err(RecognizeError::InvalidAudio("no samples".into()));
     }
@@ -22,29 +24,18 @@ pub(super) fn validate(
             audio.len()
         )));
     }
-    if let Some(i) = audio.iter().position(|s| !s.is_finite()) {
-        return Err(RecognizeError::InvalidAudio(format!(
-            "sample {i} is not a finite number"
-        )));
-    }
+    checks::check_audio(audio).map_err(|refusal| RecognizeError::InvalidAudio(refusal.why))?;
+    validate_options(shared, options)
+}
+
+/// Checks a request's options, what needs no model and what does; returns the language to
+/// pass to whisper.cpp.
+pub(super) fn validate_options(
+    shared: &Shared,
+    options: &RecognizeOptions,
+) -> Result<&'static str, RecognizeError> {
     options.check()?;
-    let multilingual = shared.lanes[0].ctx.is_multilingual();
-    let language = match options.language_code() {
-        None if multilingual => "auto".to_owned(),
-        None => "en".to_owned(),
-        // A language whisper knows (checked above).
-        Some(code) if !multilingual && code != "en" => {
-            return Err(RecognizeError::InvalidOptions(format!(
-                "language {code:?}: the model is English-only"
-            )));
-        }
-        Some(code) => code,
-    };
-    if options.translate && !multilingual {
-        return Err(RecognizeError::InvalidOptions(
-            "translate: the model is English-only".into(),
-        ));
-    }
+    let language = options.language_on(shared.lanes[0].ctx.is_multilingual())?;
     if let Some(frames) = options.audio_ctx {
         let max = shared.lanes[0].ctx.n_audio_ctx().max(1) as u32;
         if !(1..=max).contains(&frames) {

@@ -5,13 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::chunk::{self, Chunk, Span};
-use super::config::fitted_audio_ctx;
 use super::ticket::Outcome;
 use super::transcript::{centis, read_state};
 use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Transcript};
+use crate::api::state::checks::{self, Fault};
 use crate::{
-    FullParams, SamplingStrategy, WhisperContext, WhisperError, WhisperState, WhisperVadContext,
-    WhisperVadParams,
+    FullParams, WhisperContext, WhisperError, WhisperState, WhisperVadContext, WhisperVadParams,
 };
 
 /// Audio longer than one encoder window (30 s) is cut into chunks when the recognizer has a VAD
@@ -41,6 +40,11 @@ enum Attempt {
     Done(Transcript),
     /// whisper.cpp failed, and neither the caller nor the deadline asked it to stop.
     Failed(WhisperError),
+    /// whisper.cpp refused the request's input ([`InvalidAudio`](RecognizeError::InvalidAudio)
+    /// or [`InvalidOptions`](RecognizeError::InvalidOptions)): the caller's mistake, which the
+    /// checks before queueing should have caught. Not a failure of the lane: never retried,
+    /// the state is kept, and neither a breaker nor a failure counter hears of it.
+    Refused(RecognizeError),
     Cancelled,
     DeadlineExceeded,
 }
@@ -103,6 +107,15 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
             transcript.timings = job.timings;
             transcript.timings.total = job.submitted.elapsed();
             Ok(transcript)
+        }
+        Attempt::Refused(error) => {
+            neutral(shared, lane);
+            log::debug!(
+                target: "whisper_steady::recognizer",
+                "request {}: {error}",
+                job.id
+            );
+            Err(error)
         }
         Attempt::Cancelled => {
             neutral(shared, lane);
@@ -274,6 +287,9 @@ fn finish(shared: &Shared, mut job: Job, outcome: Outcome) {
         Ok(_) => &shared.counters.completed,
         Err(RecognizeError::Cancelled) => &shared.counters.cancelled,
         Err(RecognizeError::DeadlineExceeded { .. }) => &shared.counters.deadline,
+        Err(RecognizeError::InvalidAudio(_) | RecognizeError::InvalidOptions(_)) => {
+            &shared.counters.invalid
+        }
         Err(_) => &shared.counters.failed,
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -313,8 +329,12 @@ fn attempt(
     let deadline = job.deadline.map(|(at, _)| at);
     // Set when one chunk fails, to stop the others.
     let stop = Arc::new(AtomicBool::new(false));
+    let n_audio_ctx = shared.lanes[lane].ctx.n_audio_ctx().max(0) as u32;
     let params = |threads: usize, samples: usize| {
-        let mut params = request_params(shared, lane, job, threads, samples);
+        let audio_ctx =
+            job.options
+                .audio_ctx_for(samples, n_audio_ctx, shared.config.fit_audio_ctx);
+        let mut params = job.options.full_params(job.language, threads, audio_ctx);
         let (slot, stop) = (Arc::clone(&job.slot), Arc::clone(&stop));
         params.set_abort_callback_safe(move || {
             injected
@@ -350,7 +370,13 @@ fn attempt(
         )),
         Err(_) if job.slot.is_cancelled() => Attempt::Cancelled,
         Err(_) if deadline.is_some_and(|at| Instant::now() >= at) => Attempt::DeadlineExceeded,
-        Err(error) => Attempt::Failed(error),
+        Err(error) => match checks::fault_of(&error) {
+            Some((Fault::Audio, why)) => Attempt::Refused(RecognizeError::InvalidAudio(why.into())),
+            Some((Fault::Parameters, why)) => {
+                Attempt::Refused(RecognizeError::InvalidOptions(why.into()))
+            }
+            None => Attempt::Failed(error),
+        },
     }
 }
 
@@ -485,58 +511,11 @@ fn transcribe_chunks<'j>(
         language.get_or_insert(piece.language);
     }
     // No speech at all: the requested language (there was none to detect).
-    let language = language.unwrap_or_else(|| match job.language.as_str() {
+    let language = language.unwrap_or_else(|| match job.language {
         "auto" => "unknown".to_owned(),
         requested => requested.to_owned(),
     });
     Ok(Piece { segments, language })
-}
-
-/// whisper.cpp's parameters for the request (without the abort callback), for `samples` of
-/// audio on `threads` threads.
-fn request_params<'j>(
-    shared: &Shared,
-    lane: usize,
-    job: &'j Job,
-    threads: usize,
-    samples: usize,
-) -> FullParams<'j, 'j> {
-    let options = &job.options;
-    let strategy = match options.beam_size {
-        Some(beams) if beams > 1 => SamplingStrategy::BeamSearch {
-            beam_size: beams as i32,
-            patience: -1.0,
-        },
-        _ => SamplingStrategy::Greedy { best_of: 5 },
-    };
-    let mut params = FullParams::new(strategy);
-    params.set_n_threads(threads.min(i32::MAX as usize) as i32);
-    params.set_language(Some(&job.language));
-    params.set_translate(options.translate);
-    // Requests are independent: no text of an earlier request may steer this one.
-    params.set_no_context(true);
-    params.set_print_progress(false);
-    params.set_print_realtime(false);
-    params.set_print_special(false);
-    params.set_print_timestamps(false);
-    params.set_token_timestamps(options.token_timestamps);
-    let fitted = || {
-        let n_audio_ctx = shared.lanes[lane].ctx.n_audio_ctx().max(0) as u32;
-        fitted_audio_ctx(samples, n_audio_ctx)
-    };
-    let audio_ctx = options
-        .audio_ctx
-        .or_else(|| shared.config.fit_audio_ctx.then(fitted).flatten());
-    if let Some(frames) = audio_ctx {
-        params.set_audio_ctx(frames as i32);
-    }
-    if let Some(t) = options.temperature {
-        params.set_temperature(t);
-    }
-    if let Some(prompt) = &options.initial_prompt {
-        params.set_initial_prompt(prompt);
-    }
-    params
 }
 
 /// Runs whisper.cpp on `audio` with `state`; returns its segments, with their timestamps (in

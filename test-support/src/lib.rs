@@ -109,3 +109,64 @@ pub fn read_wav_16k_mono(path: &Path) -> Vec<f32> {
 pub fn jfk() -> Vec<f32> {
     read_wav_16k_mono(&shared_audio("jfk.wav"))
 }
+
+/// Speech by espeak-ng in `voice` (`"en-gb"`, `"fr"`, ...) at 130 words per minute, made 16 kHz
+/// mono 16-bit by sox without dither (`-D`), so that the same text gives the same bytes on
+/// every run: the WAV file's bytes. `None` (after printing why) when espeak-ng or sox is
+/// missing and inputs are not required (`apt-get install espeak-ng sox`).
+pub fn espeak_wav(voice: &str, text: &str) -> Option<Vec<u8>> {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !runs("espeak-ng") || !runs("sox") {
+        skip_or_fail(
+            "espeak-ng or sox is not installed",
+            "apt-get install espeak-ng sox",
+        );
+        return None;
+    }
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let stem = format!(
+        "whisper-steady-espeak-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let raw = std::env::temp_dir().join(format!("{stem}-raw.wav"));
+    let wav = std::env::temp_dir().join(format!("{stem}.wav"));
+    let spoke = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "130", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs");
+    assert!(spoke.success(), "espeak-ng -v {voice} failed");
+    let converted = Command::new("sox")
+        .arg("-D")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&wav)
+        .status()
+        .expect("sox runs");
+    assert!(converted.success(), "sox failed");
+    let bytes = std::fs::read(&wav).expect("sox wrote the WAV file");
+    let _ = std::fs::remove_file(raw);
+    let _ = std::fs::remove_file(wav);
+    Some(bytes)
+}
+
+/// [`espeak_wav`]'s speech as 16 kHz mono f32.
+pub fn espeak(voice: &str, text: &str) -> Option<Vec<f32>> {
+    let bytes = espeak_wav(voice, text)?;
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
+    Some(
+        reader
+            .samples::<i16>()
+            .map(|s| f32::from(s.unwrap()) / 32768.0)
+            .collect(),
+    )
+}

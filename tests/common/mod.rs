@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 pub use test_support::{
-    env_file, jfk, model_path, multilingual_model_path, read_wav_16k_mono, shared_audio,
-    vad_model_path, JFK_TEXT,
+    env_file, espeak, espeak_wav, jfk, model_path, multilingual_model_path, read_wav_16k_mono,
+    shared_audio, vad_model_path, JFK_TEXT,
 };
 pub use whisper_steady::wer::{word_error_rate as wer, words};
 use whisper_steady::{WhisperContext, WhisperContextParameters};

@@ -7,12 +7,15 @@
 //! temperature step so small that the schedule fills memory) or decode NaN. Each such value is
 //! either refused here with [`WhisperError::GenericError`] and one of the codes below, or, where
 //! whisper.cpp's own semantics give it a meaning, normalized to it. `WhisperState::full`
-//! documents the table.
+//! documents the table; [`fault_of`] tells, for any error of `full`, whether it refused the
+//! caller's input, and which part of it (the recognizer answers such a request as the client's
+//! mistake, never as a failure of its device).
 
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CStr};
 
+use crate::api::context::WhisperInnerContext;
 use crate::sys;
-use crate::WhisperError;
+use crate::{WhisperError, WhisperTokenId};
 
 /// An audio sample is NaN or infinite.
 pub(crate) const AUDIO_NOT_FINITE: c_int = -101;
@@ -33,8 +36,105 @@ pub(crate) const NEGATIVE_DURATION: c_int = -107;
 pub(crate) const UNKNOWN_LANGUAGE: c_int = -108;
 /// A prompt token (`set_tokens`) is not a token of the model.
 pub(crate) const BAD_PROMPT_TOKEN: c_int = -109;
-/// The initial prompt has a run of characters that whisper.cpp's tokenizer cannot take.
-pub(crate) const PROMPT_RUN_TOO_LONG: c_int = -110;
+/// whisper.cpp's own refusal of more than 8 decoders (`best_of` or `beam_size`).
+const TOO_MANY_DECODERS: c_int = -4;
+/// whisper.cpp's own refusal of an `audio_ctx` larger than the model's.
+const AUDIO_CTX_TOO_LARGE: c_int = -5;
+
+/// What the caller got wrong when `full` refused its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The audio: empty, not finite, or not audio at all (far beyond ±1).
+    Audio,
+    /// A parameter.
+    Parameters,
+}
+
+/// Every refusal of `full` that is the caller's mistake: its code, what it is about, and a
+/// short description.
+const REFUSALS: [(c_int, Fault, &str); 11] = [
+    (
+        AUDIO_NOT_FINITE,
+        Fault::Audio,
+        "a sample is NaN or infinite",
+    ),
+    (
+        AUDIO_OUT_OF_RANGE,
+        Fault::Audio,
+        "a sample is beyond ±1,000,000 (PCM lies within ±1)",
+    ),
+    (
+        BAD_TEMPERATURE,
+        Fault::Parameters,
+        "the temperature is NaN, infinite or negative",
+    ),
+    (
+        BAD_TEMPERATURE_INC,
+        Fault::Parameters,
+        "the temperature increment is unusable",
+    ),
+    (
+        NAN_THRESHOLD,
+        Fault::Parameters,
+        "a threshold or penalty is NaN",
+    ),
+    (NEGATIVE_OFFSET, Fault::Parameters, "the offset is negative"),
+    (
+        NEGATIVE_DURATION,
+        Fault::Parameters,
+        "the duration is negative",
+    ),
+    (
+        UNKNOWN_LANGUAGE,
+        Fault::Parameters,
+        "the language is not one whisper knows",
+    ),
+    (
+        BAD_PROMPT_TOKEN,
+        Fault::Parameters,
+        "a prompt token is not a token of the model",
+    ),
+    (
+        TOO_MANY_DECODERS,
+        Fault::Parameters,
+        "more than 8 beams or candidates",
+    ),
+    (
+        AUDIO_CTX_TOO_LARGE,
+        Fault::Parameters,
+        "audio_ctx is larger than the model's",
+    ),
+];
+
+/// Whether `error`, returned by [`WhisperState::full`](super::WhisperState::full), refused the
+/// caller's input rather than failed: what was wrong, and a description. `None` for a
+/// failure (of the device, of memory, of whisper.cpp).
+pub(crate) fn fault_of(error: &WhisperError) -> Option<(Fault, &'static str)> {
+    match error {
+        WhisperError::NoSamples => Some((Fault::Audio, "no samples")),
+        WhisperError::GenericError(code) => REFUSALS
+            .iter()
+            .find(|(c, _, _)| c == code)
+            .map(|&(_, fault, why)| (fault, why)),
+        _ => None,
+    }
+}
+
+/// A refusal: its code, and why, for the log and for a caller that checks before running.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: c_int,
+    pub(crate) why: String,
+}
+
+impl From<Refusal> for WhisperError {
+    fn from(refusal: Refusal) -> Self {
+        // The caller's mistake, not a fault of the library: at debug level, so that input
+        // cannot fill a log.
+        log::debug!(target: "whisper_steady", "whisper_full refused: {}", refusal.why);
+        WhisperError::GenericError(refusal.code)
+    }
+}
 
 /// Samples further from zero than this are refused. PCM in floating point lies within ±1;
 /// a million times full scale is not audio (integer PCM passed as floats is the usual cause),
@@ -49,16 +149,6 @@ pub(crate) const MAX_TEMPERATURES: f32 = 100.0;
 
 /// whisper.cpp's temperature schedule stops below this (`1.0f + 1e-6f`).
 const SCHEDULE_END: f32 = 1.0 + 1e-6;
-
-/// The initial prompt is cut to its last this many bytes (whisper.cpp uses only the last
-/// `n_text_ctx / 2` tokens of it, 224 for every released model: about a kilobyte of English).
-pub(crate) const MAX_PROMPT_BYTES: usize = 16 * 1024;
-
-/// The longest run of one character class (ASCII letters, ASCII digits, whitespace, anything
-/// else) accepted in the initial prompt. whisper.cpp's tokenizer (std::regex and a greedy
-/// longest match) takes time cubic in such a run and recursion as deep as it: 6,000 spaces took
-/// 7 s, 30,000 letters overflowed a 2 MiB thread stack.
-pub(crate) const MAX_PROMPT_RUN: usize = 1024;
 
 /// whisper.cpp's spectrogram reflects the first 200 samples after the first one, reading
 /// `samples[1..=200]` whatever the length: shorter input was read out of bounds.
@@ -78,16 +168,18 @@ pub(crate) fn padded_for_mel(data: &[f32]) -> std::borrow::Cow<'_, [f32]> {
 /// The audio rate whisper.cpp expects.
 const SAMPLE_RATE: i64 = 16_000;
 
-/// What `full` passes to whisper.cpp: the parameters after normalization, and a replacement
-/// prompt that they may point into (it must live until whisper.cpp returns).
+/// What `full` passes to whisper.cpp: the parameters after normalization, and the prompt's
+/// tokens that they may point at (they must live until whisper.cpp returns).
 pub(crate) struct Checked {
     pub(crate) fp: sys::whisper_full_params,
-    _prompt: Option<CString>,
+    _prompt: Option<Vec<WhisperTokenId>>,
 }
 
-fn refuse(code: c_int, why: std::fmt::Arguments<'_>) -> WhisperError {
-    log::error!(target: "whisper_steady", "whisper_full refused: {why}");
-    WhisperError::GenericError(code)
+fn refuse(code: c_int, why: std::fmt::Arguments<'_>) -> Refusal {
+    Refusal {
+        code,
+        why: why.to_string(),
+    }
 }
 
 /// Checks `data` and `fp` for a run on `ctx`; see the module documentation.
@@ -96,7 +188,7 @@ fn refuse(code: c_int, why: std::fmt::Arguments<'_>) -> WhisperError {
 /// The pointers in `fp` (language, prompt, prompt tokens) must be null or valid, as the
 /// `FullParams` that owns or borrows them guarantees.
 pub(crate) unsafe fn check(
-    ctx: *mut sys::whisper_context,
+    ctx: &WhisperInnerContext,
     mut fp: sys::whisper_full_params,
     data: &[f32],
 ) -> Result<Checked, WhisperError> {
@@ -106,12 +198,13 @@ pub(crate) unsafe fn check(
     // SAFETY: forwarded from the caller.
     unsafe {
         check_language(fp.language)?;
-        check_prompt_tokens(ctx, &fp)?;
+        check_prompt_tokens(ctx.ctx, &fp)?;
     }
     // SAFETY: forwarded from the caller.
-    let prompt = unsafe { prepare_prompt(&fp) }?;
-    if let Some(prompt) = &prompt {
-        fp.initial_prompt = prompt.as_ptr();
+    let prompt = unsafe { prompt_tokens(ctx, &fp) };
+    if let Some(tokens) = &prompt {
+        fp.prompt_tokens = tokens.as_ptr();
+        fp.prompt_n_tokens = tokens.len() as c_int;
     }
     Ok(Checked {
         fp,
@@ -119,7 +212,9 @@ pub(crate) unsafe fn check(
     })
 }
 
-fn check_audio(data: &[f32]) -> Result<(), WhisperError> {
+/// Refuses audio that is not finite or far beyond ±1 (the checks of `full` on its samples; a
+/// caller that queues audio runs them before queueing).
+pub(crate) fn check_audio(data: &[f32]) -> Result<(), Refusal> {
     // Two passes (a non-finite sample is reported before a loud one wherever each is); each
     // under a millisecond per minute of audio.
     if let Some(i) = data.iter().position(|s| !s.is_finite()) {
@@ -140,7 +235,7 @@ fn check_audio(data: &[f32]) -> Result<(), WhisperError> {
     Ok(())
 }
 
-fn check_floats(fp: &mut sys::whisper_full_params) -> Result<(), WhisperError> {
+fn check_floats(fp: &mut sys::whisper_full_params) -> Result<(), Refusal> {
     let t = fp.temperature;
     if !t.is_finite() || t < 0.0 {
         return Err(refuse(
@@ -186,7 +281,7 @@ fn check_floats(fp: &mut sys::whisper_full_params) -> Result<(), WhisperError> {
     Ok(())
 }
 
-fn check_window(fp: &mut sys::whisper_full_params, n_samples: usize) -> Result<(), WhisperError> {
+fn check_window(fp: &mut sys::whisper_full_params, n_samples: usize) -> Result<(), Refusal> {
     if fp.offset_ms < 0 {
         return Err(refuse(
             NEGATIVE_OFFSET,
@@ -214,7 +309,7 @@ fn check_window(fp: &mut sys::whisper_full_params, n_samples: usize) -> Result<(
 
 /// # Safety
 /// `language` is null or a valid NUL-terminated string.
-unsafe fn check_language(language: *const std::ffi::c_char) -> Result<(), WhisperError> {
+unsafe fn check_language(language: *const std::ffi::c_char) -> Result<(), Refusal> {
     if language.is_null() {
         return Ok(());
     }
@@ -242,7 +337,7 @@ unsafe fn check_language(language: *const std::ffi::c_char) -> Result<(), Whispe
 unsafe fn check_prompt_tokens(
     ctx: *mut sys::whisper_context,
     fp: &sys::whisper_full_params,
-) -> Result<(), WhisperError> {
+) -> Result<(), Refusal> {
     if fp.prompt_tokens.is_null() || fp.prompt_n_tokens <= 0 {
         return Ok(());
     }
@@ -264,94 +359,36 @@ unsafe fn check_prompt_tokens(
     Ok(())
 }
 
-/// The character classes of whisper.cpp's pre-tokenizer regex (in the C locale).
-fn class(b: u8) -> u8 {
-    match b {
-        b'a'..=b'z' | b'A'..=b'Z' => 0,
-        b'0'..=b'9' => 1,
-        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => 2,
-        _ => 3,
-    }
-}
-
-/// The longest run of bytes of one character class in `text`. whisper.cpp's tokenizer takes
-/// time cubic in it and recursion as deep as it, so runs over [`MAX_PROMPT_RUN`] are refused
-/// wherever text reaches the tokenizer (the initial prompt, `WhisperContext::tokenize`).
-pub(crate) fn longest_class_run(text: &[u8]) -> usize {
-    let mut run = 0usize;
-    let mut longest = 0usize;
-    for (i, &b) in text.iter().enumerate() {
-        run = if i > 0 && class(text[i - 1]) == class(b) {
-            run + 1
-        } else {
-            1
-        };
-        longest = longest.max(run);
-    }
-    longest
-}
-
-/// The initial prompt cut to its last [`MAX_PROMPT_BYTES`] (at a word boundary), or `None` when
-/// it is short enough as it is; refused when it has a run longer than [`MAX_PROMPT_RUN`].
+/// The initial prompt as the tokens whisper.cpp conditions on, or `None` when there is no
+/// prompt to tokenize (none, or prompt tokens given, which whisper.cpp then uses instead).
+///
+/// whisper.cpp tokenizes the prompt itself, in time cubic in its longest word, and then takes
+/// only its last `min(n_max_text_ctx, n_text_ctx / 2) - 1` tokens (223 for every released
+/// model; at least one). Here it is tokenized in linear time ([`Vocab`](crate::api::tokenizer::Vocab))
+/// and only those last tokens are passed: a prompt of any length and language gives what
+/// whisper.cpp's own tokenizer would have given, without its cost.
 ///
 /// # Safety
 /// `fp.initial_prompt` is null or a valid NUL-terminated string.
-unsafe fn prepare_prompt(fp: &sys::whisper_full_params) -> Result<Option<CString>, WhisperError> {
-    // whisper.cpp tokenizes the prompt only when no prompt tokens are given.
+unsafe fn prompt_tokens(
+    ctx: &WhisperInnerContext,
+    fp: &sys::whisper_full_params,
+) -> Option<Vec<WhisperTokenId>> {
     if fp.initial_prompt.is_null() || !fp.prompt_tokens.is_null() {
-        return Ok(None);
+        return None;
     }
     // SAFETY: the caller's contract.
-    let bytes = unsafe { CStr::from_ptr(fp.initial_prompt) }.to_bytes();
-    let mut start = 0;
-    if bytes.len() > MAX_PROMPT_BYTES {
-        start = bytes.len() - MAX_PROMPT_BYTES;
-        // Start at the next whitespace, so that the words kept tokenize as they did in the whole
-        // prompt; if there is none, at the next UTF-8 character.
-        start = match bytes[start..].iter().position(|&b| class(b) == 2) {
-            Some(i) => start + i,
-            None => {
-                start
-                    + bytes[start..]
-                        .iter()
-                        .position(|&b| (b as i8) >= -0x40)
-                        .unwrap_or(0)
-            }
-        };
-    }
-    let kept = &bytes[start..];
-    let longest = longest_class_run(kept);
-    if longest > MAX_PROMPT_RUN {
-        return Err(refuse(
-            PROMPT_RUN_TOO_LONG,
-            format_args!(
-                "the initial prompt has a run of {longest} bytes without a word boundary (the limit is {MAX_PROMPT_RUN})"
-            ),
-        ));
-    }
-    if start == 0 {
-        return Ok(None);
-    }
+    let text = unsafe { CStr::from_ptr(fp.initial_prompt) }.to_bytes();
+    // SAFETY: reads the model's hyperparameters.
+    let n_text_ctx = unsafe { sys::whisper_n_text_ctx(ctx.ctx) };
+    let window = fp.n_max_text_ctx.min(n_text_ctx / 2);
+    let keep = usize::try_from(window - 1).unwrap_or(0).max(1);
+    let tokens = ctx.vocab().tokenize_last(text, keep);
     log::debug!(
         target: "whisper_steady",
-        "initial prompt of {} bytes cut to its last {} (whisper.cpp uses only its last tokens)",
-        bytes.len(),
-        kept.len()
+        "initial prompt of {} bytes: its last {} tokens passed (whisper conditions on at most {keep})",
+        text.len(),
+        tokens.len()
     );
-    Ok(Some(
-        CString::new(kept).expect("a suffix of a C string has no NUL byte"),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classes_follow_the_tokenizer_regex() {
-        assert_eq!(class(b'a'), class(b'Z'));
-        assert_ne!(class(b'a'), class(b'1'));
-        assert_eq!(class(b' '), class(b'\n'));
-        assert_eq!(class(0xc3), class(b'.'));
-    }
+    Some(tokens)
 }

@@ -276,7 +276,7 @@ impl WhisperState {
     /// `data` is 16 kHz mono PCM within ±1. Audio and parameters that made whisper.cpp loop
     /// forever, read out of bounds, abort the process or compute NaN are refused before it
     /// runs, with [`WhisperError::GenericError`] and a code below (the reason is also logged
-    /// to the `log` crate, target `whisper_steady`):
+    /// to the `log` crate, target `whisper_steady`, at debug level: it is the caller's mistake):
     ///
     /// | code | refused |
     /// |---|---|
@@ -289,7 +289,6 @@ impl WhisperState {
     /// | -107 | `duration_ms` is negative |
     /// | -108 | the language is not one whisper.cpp knows (`None`, `""` and `"auto"` detect it) |
     /// | -109 | a prompt token (`set_tokens`) is outside the model's vocabulary (whisper.cpp aborted) |
-    /// | -110 | the initial prompt has a run of more than 1024 bytes of one character class (letters, digits, whitespace, other) with no word boundary: whisper.cpp's tokenizer takes cubic time and unbounded stack on it |
     ///
     /// whisper.cpp itself returns `-4` for more than 8 decoders (`best_of` or `beam_size`) and
     /// `-5` for an `audio_ctx` larger than the model's, and this method refuses an empty input
@@ -302,8 +301,11 @@ impl WhisperState {
     ///   once at `temperature`, without fallback.
     /// - `offset_ms + duration_ms` past the end of the audio: up to the end (`duration_ms` 0),
     ///   instead of decoding silence up to the requested time.
-    /// - an initial prompt longer than 16 KiB: only its last 16 KiB (from a word boundary) are
-    ///   tokenized; whisper.cpp uses only its last 224 tokens anyway.
+    /// - the initial prompt: tokenized here, in time linear in its length, into the tokens
+    ///   whisper.cpp's tokenizer gives (which takes time cubic in a long word: ~350 Chinese
+    ///   characters, which have no spaces, or a run of 1,500 spaces), and only its last
+    ///   `min(n_max_text_ctx, n_text_ctx / 2) - 1` tokens (223 for every released model) are
+    ///   passed, the ones whisper.cpp conditions on: a prompt of any length is taken.
     ///
     /// Passed through as whisper.cpp defines them: `max_len`, `max_tokens`, `n_max_text_ctx`
     /// and `audio_ctx` of 0 or less (no limit, no limit, no past text, the model's context),
@@ -318,7 +320,7 @@ impl WhisperState {
         }
         threads_arg(usize::try_from(params.fp.n_threads).unwrap_or(0))?;
         // SAFETY: the pointers in `params.fp` are null or owned/borrowed by `params`.
-        let checked = unsafe { checks::check(self.raw_ctx(), params.fp, data) }?;
+        let checked = unsafe { checks::check(&self.ctx, params.fp, data) }?;
         let data = checks::padded_for_mel(data);
         let n_samples = len_arg(data.len())?;
         let vad = checked.fp.vad;

@@ -151,9 +151,10 @@ impl Browser {
         self.eval(&js).as_str().unwrap_or_default().to_owned()
     }
 
-    /// Waits until `done` holds for the element's text (a minute at most).
+    /// Waits until `done` holds for the element's text (two minutes at most: a loaded machine
+    /// runs the live partials slowly).
     fn wait_for_text(&mut self, selector: &str, done: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + Duration::from_secs(60);
+        let until = Instant::now() + Duration::from_secs(120);
         loop {
             let text = self.text(selector);
             if done(&text) {

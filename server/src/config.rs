@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions};
+use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions, RecognizerConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -311,8 +311,8 @@ impl GpuDevicesSetting {
 pub struct DefaultParams {
     /// The spoken language, or `"auto"` (default) to detect it.
     pub language: String,
-    /// Run on the GPU (default `true`).
-    pub use_gpu: bool,
+    /// Where the workers run: `"auto"` (default), `true` or `false` ([`UseGpu`]).
+    pub use_gpu: UseGpu,
     /// Beam search width; 1 decodes greedily (default 5, as whisper.cpp's CLI).
     pub beam_size: u32,
     /// Decoding temperature (default 0.0).
@@ -323,9 +323,45 @@ impl Default for DefaultParams {
     fn default() -> Self {
         DefaultParams {
             language: "auto".into(),
-            use_gpu: true,
+            use_gpu: UseGpu::Auto,
             beam_size: 5,
             temperature: 0.0,
+        }
+    }
+}
+
+/// `recognition.default_params.use_gpu`: where the workers run.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "UseGpuValue")]
+pub enum UseGpu {
+    /// `"auto"` (the default): on a GPU when there is one. A build or machine without any
+    /// runs on the CPU, and `/health` says `ok` (with `failover.gpu_unavailable` saying why).
+    #[default]
+    Auto,
+    /// `true`: a GPU is expected. Running without one (none here, or one that cannot be used)
+    /// is `/health` `degraded`, and a start error without `fallback_to_cpu`.
+    Required,
+    /// `false`: on the CPU.
+    Off,
+}
+
+/// `use_gpu` as written: a boolean or a word.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UseGpuValue {
+    Flag(bool),
+    Word(String),
+}
+
+impl TryFrom<UseGpuValue> for UseGpu {
+    type Error = String;
+
+    fn try_from(value: UseGpuValue) -> Result<Self, String> {
+        match value {
+            UseGpuValue::Flag(true) => Ok(UseGpu::Required),
+            UseGpuValue::Flag(false) => Ok(UseGpu::Off),
+            UseGpuValue::Word(word) if word.trim().eq_ignore_ascii_case("auto") => Ok(UseGpu::Auto),
+            UseGpuValue::Word(word) => Err(format!("{word:?} is none of \"auto\", true or false")),
         }
     }
 }
@@ -491,18 +527,6 @@ impl Config {
                 return bad(&format!("recognition.default_params.{key}"), &why);
             }
         }
-        if let Some(devices) = &self.recognition.gpu_devices {
-            devices.to_library()?;
-        }
-        if self.recognition.workers == Some(0) {
-            return bad("recognition.workers", "must be at least 1");
-        }
-        if self.recognition.chunk_states == Some(0) {
-            return bad("recognition.chunk_states", "must be at least 1");
-        }
-        if self.recognition.threads_per_worker == Some(0) {
-            return bad("recognition.threads_per_worker", "must be at least 1");
-        }
         if let Some(idle) = self.recognition.idle_trim_seconds {
             if !(idle.is_finite() && idle > 0.0 && idle <= 1e9) {
                 return bad(
@@ -510,6 +534,16 @@ impl Config {
                     "must be more than 0 and at most 1e9",
                 );
             }
+        }
+        // The recognizer's settings: the library's ranges, named by their key here.
+        if let Err(e) = self.recognizer_config(PathBuf::new())?.validate() {
+            let key = match e.field {
+                "idle_trim_after" => "recognition.idle_trim_seconds".to_owned(),
+                "default_deadline" => "server.request_timeout_seconds".to_owned(),
+                "use_gpu" | "require_gpu" => "recognition.default_params.use_gpu".to_owned(),
+                field => format!("recognition.{field}"),
+            };
+            return bad(&key, &e.why);
         }
         let max_audio = self.recognition.max_audio_seconds;
         if !(max_audio.is_finite() && max_audio > 0.0) {
@@ -535,6 +569,44 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The recognizer this configuration asks for, on `model`: the one reading of the
+    /// `recognition` section (and of `server.request_timeout_seconds`, the requests' default
+    /// deadline) into the library's [`RecognizerConfig`]; its ranges are the library's
+    /// ([`RecognizerConfig::validate`], which [`validate`](Self::validate) runs). Durations must
+    /// be valid ([`validate`](Self::validate) checks them first).
+    pub fn recognizer_config(&self, model: PathBuf) -> Result<RecognizerConfig, ConfigError> {
+        let recognition = &self.recognition;
+        let mut rc = RecognizerConfig::new(model);
+        (rc.use_gpu, rc.require_gpu) = match recognition.default_params.use_gpu {
+            UseGpu::Auto => (true, false),
+            UseGpu::Required => (true, true),
+            UseGpu::Off => (false, false),
+        };
+        rc.fallback_to_cpu = recognition.fallback_to_cpu;
+        if let Some(devices) = &recognition.gpu_devices {
+            rc.gpu_devices = devices.to_library()?;
+        }
+        if let Some(workers) = recognition.workers {
+            rc.workers = workers;
+            rc.queue_limit = 4 * workers;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            rc.threads_per_worker = (cores / workers.max(1)).max(1);
+        }
+        if let Some(limit) = recognition.queue_limit {
+            rc.queue_limit = limit;
+        }
+        if let Some(threads) = recognition.threads_per_worker {
+            rc.threads_per_worker = threads;
+        }
+        rc.vad_model = recognition.vad_model.clone();
+        rc.idle_trim_after = recognition.idle_trim_seconds.map(Duration::from_secs_f64);
+        if let Some(states) = recognition.chunk_states {
+            rc.chunk_states = states;
+        }
+        rc.default_deadline = Some(self.request_timeout());
+        Ok(rc)
     }
 
     /// The request timeout.
@@ -603,7 +675,7 @@ mod tests {
         assert_eq!(c.server.port, 9000);
         assert_eq!(c.server.cors.allow_methods.items(), ["GET", "POST"]);
         assert_eq!(c.recognition.workers, Some(2));
-        assert!(!c.recognition.default_params.use_gpu);
+        assert_eq!(c.recognition.default_params.use_gpu, UseGpu::Off);
         assert_eq!(c.logging.file.as_deref(), Some(Path::new("rec.log")));
     }
 
@@ -653,6 +725,28 @@ mod tests {
                 r#"{"recognition": {"gpu_devices": {"a": 1}}}"#,
                 "recognition.gpu_devices",
             ),
+            // The recognizer's own ranges, named by their key here.
+            (r#"{"recognition": {"workers": 0}}"#, "recognition.workers"),
+            (
+                r#"{"recognition": {"threads_per_worker": 600}}"#,
+                "recognition.threads_per_worker",
+            ),
+            (
+                r#"{"recognition": {"chunk_states": 65}}"#,
+                "recognition.chunk_states",
+            ),
+            (
+                r#"{"recognition": {"gpu_devices": [0, 0]}}"#,
+                "recognition.gpu_devices",
+            ),
+            (
+                r#"{"recognition": {"default_params": {"use_gpu": "maybe"}}}"#,
+                "recognition.default_params.use_gpu",
+            ),
+            (
+                r#"{"recognition": {"default_params": {"use_gpu": 1}}}"#,
+                "recognition.default_params.use_gpu",
+            ),
         ] {
             let e = Config::from_json(json).unwrap_err().0;
             assert!(e.contains(key), "{json}: {e}");
@@ -678,5 +772,26 @@ mod tests {
         }
         let e = Config::from_json("[1]").unwrap_err().0;
         assert!(e.starts_with("config"), "{e}");
+    }
+
+    #[test]
+    fn use_gpu_is_auto_true_or_false() {
+        for (json, use_gpu, (wanted, required)) in [
+            ("{}", UseGpu::Auto, (true, false)),
+            (r#""auto""#, UseGpu::Auto, (true, false)),
+            (r#"" AUTO ""#, UseGpu::Auto, (true, false)),
+            ("true", UseGpu::Required, (true, true)),
+            ("false", UseGpu::Off, (false, false)),
+        ] {
+            let text = if json == "{}" {
+                json.to_owned()
+            } else {
+                format!(r#"{{"recognition": {{"default_params": {{"use_gpu": {json}}}}}}}"#)
+            };
+            let c = Config::from_json(&text).unwrap();
+            assert_eq!(c.recognition.default_params.use_gpu, use_gpu, "{json}");
+            let rc = c.recognizer_config(PathBuf::from("m.bin")).unwrap();
+            assert_eq!((rc.use_gpu, rc.require_gpu), (wanted, required), "{json}");
+        }
     }
 }

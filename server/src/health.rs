@@ -84,6 +84,7 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
         "queue": {"depth": h.queue_depth, "reserved": h.queue_reserved, "limit": h.queue_limit},
         "failover": {
             "use_gpu": h.failover.use_gpu,
+            "require_gpu": h.failover.require_gpu,
             "fallback_to_cpu": h.failover.fallback_to_cpu,
             "gpu_unavailable": h.failover.gpu_unavailable,
             "unavailable_devices": h.failover.unavailable_devices.iter().map(|d| json!({
@@ -103,6 +104,7 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
             "rejected_overloaded": h.requests.rejected_overloaded,
             "completed": h.requests.completed,
             "failed": h.requests.failed,
+            "invalid": h.requests.invalid,
             "deadline_exceeded": h.requests.deadline_exceeded,
             "cancelled": h.requests.cancelled,
         },

@@ -37,7 +37,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
-use whisper_steady::recognizer::{RecognizeOptions, Recognizer, RecognizerConfig};
+use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
 
 pub use config::Config;
 use metrics::Metrics;
@@ -84,35 +84,9 @@ impl AppState {
         })?;
         let model = model_file(&named)?;
         config.recognition.model_path = Some(model.clone());
-        let mut rc = RecognizerConfig::new(model);
-        rc.use_gpu = config.recognition.default_params.use_gpu;
-        rc.fallback_to_cpu = config.recognition.fallback_to_cpu;
-        if let Some(devices) = &config.recognition.gpu_devices {
-            rc.gpu_devices = devices
-                .to_library()
-                .map_err(|e| StartError(e.to_string()))?;
-        }
-        if let Some(workers) = config.recognition.workers {
-            rc.workers = workers;
-            rc.queue_limit = 4 * workers;
-            rc.threads_per_worker =
-                (std::thread::available_parallelism().map_or(1, |n| n.get()) / workers).max(1);
-        }
-        if let Some(limit) = config.recognition.queue_limit {
-            rc.queue_limit = limit;
-        }
-        if let Some(threads) = config.recognition.threads_per_worker {
-            rc.threads_per_worker = threads;
-        }
-        rc.vad_model = config.recognition.vad_model.clone();
-        rc.idle_trim_after = config
-            .recognition
-            .idle_trim_seconds
-            .map(Duration::from_secs_f64);
-        if let Some(states) = config.recognition.chunk_states {
-            rc.chunk_states = states;
-        }
-        rc.default_deadline = Some(config.request_timeout());
+        let rc = config
+            .recognizer_config(model)
+            .map_err(|e| StartError(e.to_string()))?;
         let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
         Self::with_recognizer(config, recognizer)
     }

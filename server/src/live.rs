@@ -13,7 +13,8 @@
 //!   (a pause of [`PAUSE`] s, [`MAX_UTTERANCE`] s of speech, or stop; times in seconds of the
 //!   stream), `{"type": "done"}` after stop, then a normal close. Bad input gets
 //!   `{"type": "error", "message"}` and a close with code 1007 (bad audio), 1003 (a text frame
-//!   that is not one of the two) or 1009 (a frame over the size limit).
+//!   that is not one of the two, or a language the model cannot take: the recognizer's own
+//!   check, at the start) or 1009 (a frame over the size limit).
 //!
 //! Memory per connection is bounded: the current utterance is at most [`MAX_UTTERANCE`] s plus
 //! one frame (its final is forced there as the audio arrives, however fast it comes), silence
@@ -38,7 +39,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
-use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeOptions};
+use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeError, RecognizeOptions};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
@@ -96,21 +97,41 @@ async fn send(socket: &mut Sender, value: Value) -> bool {
         .is_ok()
 }
 
+/// The options of a stream's recognitions: its language, greedy decoding.
+fn stream_options(state: &AppState, language: &Option<String>) -> RecognizeOptions {
+    let mut options = RecognizeOptions::new();
+    options.language = language.clone();
+    options.beam_size = Some(1);
+    options.deadline = Some(state.config.request_timeout());
+    options
+}
+
+/// A recognition refused or failed: the client's mistake closes with 1007 (the audio) or 1003
+/// (an option), anything else with 1011.
+fn recognition_refusal(state: &AppState, e: RecognizeError) -> Refusal {
+    let code = match e {
+        RecognizeError::InvalidAudio(_) => close_code::INVALID,
+        RecognizeError::InvalidOptions(_) => close_code::UNSUPPORTED,
+        _ => close_code::ERROR,
+    };
+    Refusal {
+        code,
+        message: recognize_error(state, e, Style::OpenAi).message,
+    }
+}
+
 /// Transcribes `audio`; whisper needs a little context, so very short audio is padded.
 async fn transcribe(
     state: &Arc<AppState>,
     audio: Vec<f32>,
     language: &Option<String>,
     fitted: bool,
-) -> Result<String, String> {
+) -> Result<String, Refusal> {
     let mut audio = audio;
     if audio.len() < samples(1.0) {
         audio.resize(samples(1.0), 0.0);
     }
-    let mut options = RecognizeOptions::new();
-    options.language = language.clone();
-    options.beam_size = Some(1);
-    options.deadline = Some(state.config.request_timeout());
+    let mut options = stream_options(state, language);
     if fitted {
         // Partials: the window fitted to the audio, about twice as fast (the final decodes
         // with whisper's full window).
@@ -120,11 +141,11 @@ async fn transcribe(
     let ticket = state
         .recognizer
         .submit(audio, options)
-        .map_err(|e| recognize_error(state, e, Style::OpenAi).message)?;
+        .map_err(|e| recognition_refusal(state, e))?;
     ticket
         .await
         .map(|t| t.text)
-        .map_err(|e| recognize_error(state, e, Style::OpenAi).message)
+        .map_err(|e| recognition_refusal(state, e))
 }
 
 /// Sends the final of the current utterance (nothing when it holds no speech).
@@ -150,12 +171,7 @@ async fn finish_utterance(
             code: close_code::POLICY,
             message: e.message,
         })?;
-    let text = transcribe(state, utterance, language, false)
-        .await
-        .map_err(|message| Refusal {
-            code: close_code::ERROR,
-            message,
-        })?;
+    let text = transcribe(state, utterance, language, false).await?;
     let message =
         json!({"type": "final", "text": text, "start": seconds(start), "end": seconds(end)});
     Ok(send(socket, message).await)
@@ -176,6 +192,7 @@ enum Step {
 /// Applies one message from the client (audio is only appended here; recognitions run once
 /// every message waiting has been applied, so that they never lag behind the stream).
 fn apply(
+    state: &AppState,
     message: Result<Message, axum::Error>,
     stream: &mut Stream,
     language: &mut Option<String>,
@@ -217,17 +234,18 @@ fn apply(
             match parsed.as_ref().and_then(|v| v["type"].as_str()) {
                 Some("stop") => Step::Stop,
                 Some("start") if first => {
+                    // The recognizer's own rules ("EN", "auto", an English-only model), once.
                     let requested = parsed.as_ref().and_then(|v| v["language"].as_str());
-                    match requested.map(str::trim) {
-                        None | Some("") | Some("auto") => Step::Go,
-                        Some(code) if whisper_steady::get_lang_id(code).is_some() => {
-                            *language = Some(code.to_owned());
+                    let requested = requested.map(str::to_owned);
+                    match state
+                        .recognizer
+                        .check_options(&stream_options(state, &requested))
+                    {
+                        Ok(()) => {
+                            *language = requested;
                             Step::Go
                         }
-                        Some(code) => refuse(
-                            close_code::UNSUPPORTED,
-                            format!("language {code:?} is not one whisper knows"),
-                        ),
+                        Err(e) => refuse(close_code::UNSUPPORTED, e.to_string()),
                     }
                 }
                 _ => refuse(
@@ -293,13 +311,13 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
         };
         let Some(message) = next else { break None };
         let received = stream.received;
-        let mut step = apply(message, &mut stream, &mut language, first);
+        let mut step = apply(&state, message, &mut stream, &mut language, first);
         first = false;
         // Apply what waits, but stop where a final is due: the utterance cap holds however
         // fast the audio comes.
         while matches!(step, Step::Go) && !stream.final_due() {
             match rx.try_recv() {
-                Ok(message) => step = apply(message, &mut stream, &mut language, false),
+                Ok(message) => step = apply(&state, message, &mut stream, &mut language, false),
                 Err(_) => break,
             }
         }
@@ -330,10 +348,7 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
                     Ok(text) => {
                         Ok(send(&mut sender, json!({"type": "partial", "text": text})).await)
                     }
-                    Err(message) => Err(Refusal {
-                        code: close_code::ERROR,
-                        message,
-                    }),
+                    Err(refusal) => Err(refusal),
                 }
             }
             Step::Go => Ok(true),

@@ -292,6 +292,7 @@ impl Collector for Report {
                 ("rejected_overloaded", r.rejected_overloaded),
                 ("completed", r.completed),
                 ("failed", r.failed),
+                ("invalid", r.invalid),
                 ("deadline_exceeded", r.deadline_exceeded),
                 ("cancelled", r.cancelled),
             ],

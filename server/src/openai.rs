@@ -1,8 +1,9 @@
 //! OpenAI's audio API, so that existing OpenAI clients work against this server:
 //! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` (multipart form with
 //! `file`, `model`, `language` (transcriptions), `prompt`, `response_format` (json, text, srt,
-//! vtt, verbose_json), `temperature`, `timestamp_granularities[]` (word, segment) and `stream`
-//! (Server-Sent Events)), and `GET /v1/models`, `GET /v1/models/{id}`.
+//! vtt, verbose_json), `temperature`, `timestamp_granularities[]` (word, segment), `stream`
+//! (Server-Sent Events) and our `seed` (where decoding samples; default 0)), and
+//! `GET /v1/models`, `GET /v1/models/{id}`.
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ struct Form {
     prompt: Option<String>,
     format: Option<String>,
     temperature: Option<String>,
+    seed: Option<String>,
     granularities: Vec<String>,
     stream: Option<String>,
 }
@@ -124,6 +126,7 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
             "prompt" => form.prompt = Some(text()?),
             "response_format" => form.format = Some(text()?),
             "temperature" => form.temperature = Some(text()?),
+            "seed" => form.seed = Some(text()?),
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 form.granularities.push(text()?)
             }
@@ -219,7 +222,17 @@ async fn run(
         // the source language is detected; the output is English
         Task::Translate => None,
     };
+    let seed = match form.seed.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(seed) => seed.parse::<u32>().map_err(|_| {
+            bad(format!(
+                "seed {seed:?} is not a whole number from 0 to {}",
+                u32::MAX
+            ))
+        })?,
+    };
     let mut options = state.options(language, None, None, temperature, form.prompt);
+    options.seed = seed;
     options.translate = task == Task::Translate;
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);

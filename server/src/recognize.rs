@@ -158,6 +158,7 @@ pub(crate) struct RecognizeRequest {
     use_gpu: Option<bool>,
     beam_size: Option<u32>,
     temperature: Option<f32>,
+    seed: Option<u32>,
 }
 
 /// `POST /api/recognize`.
@@ -177,13 +178,14 @@ pub(crate) async fn recognize(
     })
     .await
     .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
-    let options = state.options(
+    let mut options = state.options(
         request.language.as_deref(),
         request.use_gpu,
         request.beam_size,
         request.temperature,
         None,
     );
+    options.seed = request.seed.unwrap_or_default();
     let extension = extension_of(&request.audio_path);
     let (t, decoded) = transcribe(
         &state,

@@ -717,31 +717,39 @@ print(len(fams))\n";
     assert_eq!(parsed, families, "families parsed by prometheus_client");
 }
 
+/// The server's state over simulated GPUs `devices` (on the CPU, one worker of two threads
+/// each) and the CPU lane, with breakers that one failure opens for ten minutes; `fail` picks
+/// the attempts that fail.
+fn simulated_gpus(
+    config: recognizer_server::Config,
+    devices: Vec<i32>,
+    fail: Option<fn(whisper_steady::recognizer::FaultSite) -> bool>,
+) -> std::sync::Arc<recognizer_server::AppState> {
+    use whisper_steady::recognizer::{FaultInjection, GpuDevices, Recognizer, RecognizerConfig};
+    let model = config.recognition.model_path.clone().unwrap();
+    let mut rc = RecognizerConfig::new(model);
+    rc.use_gpu = true;
+    rc.gpu_devices = GpuDevices::List(devices);
+    rc.workers = 1;
+    rc.threads_per_worker = 2;
+    rc.breaker_threshold = 1;
+    rc.breaker_cooldown = std::time::Duration::from_secs(600);
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.fail_attempt = fail.map(|fail| {
+        std::sync::Arc::new(fail) as std::sync::Arc<whisper_steady::recognizer::FaultFn>
+    });
+    rc.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(rc).unwrap();
+    recognizer_server::AppState::with_recognizer(config, recognizer).unwrap()
+}
+
 #[test]
 fn health_and_metrics_are_labelled_by_device_with_simulated_gpus() {
-    use std::sync::Arc;
-    use std::time::Duration;
-    use whisper_steady::recognizer::{FaultInjection, GpuDevices, Recognizer, RecognizerConfig};
-
     // Two simulated GPUs (on the CPU) and the CPU lane; every attempt on GPU 0 fails.
     let Some(server) = TestServer::start_state(
         |c| c.recognition.default_params.beam_size = 1,
-        |config| {
-            let model = config.recognition.model_path.clone().unwrap();
-            let mut rc = RecognizerConfig::new(model);
-            rc.use_gpu = true;
-            rc.gpu_devices = GpuDevices::List(vec![0, 1]);
-            rc.workers = 1;
-            rc.threads_per_worker = 2;
-            rc.breaker_threshold = 1;
-            rc.breaker_cooldown = Duration::from_secs(600);
-            let mut faults = FaultInjection::new();
-            faults.simulate_gpu = true;
-            faults.fail_attempt = Some(Arc::new(|site| site.device == Some(0)));
-            rc.fault_injection = Some(faults);
-            let recognizer = Recognizer::new(rc).unwrap();
-            recognizer_server::AppState::with_recognizer(config, recognizer).unwrap()
-        },
+        |config| simulated_gpus(config, vec![0, 1], Some(|site| site.device == Some(0))),
     ) else {
         return;
     };
@@ -978,4 +986,234 @@ fn without_keys_a_per_address_limit_can_be_set() {
     assert!(r.header("retry-after").is_some());
     // /health is never limited.
     assert_eq!(server.get("/health").status, 200);
+}
+
+/// Sends `n` requests at once (`send(i)`, one thread each) and returns the texts of the
+/// answers.
+fn texts_at_once(n: usize, send: impl Fn(usize) -> common::Response + Sync) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let send = &send;
+        let answers: Vec<_> = (0..n).map(|i| scope.spawn(move || send(i))).collect();
+        answers
+            .into_iter()
+            .map(|answer| {
+                let r = answer.join().unwrap();
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.json()["text"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn the_same_clip_gives_one_text_on_two_workers_after_unrelated_requests() {
+    // tiny.en sampling from the first window (temperature 1), through the original API.
+    let Some(server) = TestServer::start(|c| {
+        c.recognition.workers = Some(2);
+        c.recognition.queue_limit = Some(32);
+    }) else {
+        return;
+    };
+    let id = server.upload(&jfk_wav(), "jfk.wav");
+    let ask = |seed: usize| {
+        server.post_json(
+            "/api/recognize",
+            &json!({
+                "audio_path": id, "language": "en", "beam_size": 1, "temperature": 1.0,
+                "seed": seed
+            }),
+        )
+    };
+    texts_at_once(4, |i| ask(10 + i));
+    let texts = texts_at_once(10, |_| ask(0));
+    assert!(texts.iter().all(|t| *t == texts[0]), "{texts:?}");
+    let other = texts_at_once(2, |_| ask(1));
+    assert_eq!(other[0], other[1]);
+    assert_ne!(other[0], texts[0], "the clip must sample");
+    drop(server);
+
+    // The issue's case: whisper base translating a French question (espeak-ng) with the
+    // server's defaults (beam search, whisper's temperature fallback), four ways before.
+    let Some(multilingual) = common::multilingual_model_path() else {
+        return;
+    };
+    let Some(question) = test_support::espeak_wav("fr", "Comment dit-on tuff en anglais ?") else {
+        return;
+    };
+    let Some(server) = TestServer::start(move |c| {
+        c.recognition.model_path = Some(multilingual);
+        c.recognition.workers = Some(2);
+        c.recognition.queue_limit = Some(32);
+    }) else {
+        return;
+    };
+    let translate = |seed: &str, audio: &[u8]| {
+        let (ct, multipart) = openai_multipart(
+            &[("model", "whisper-1"), ("seed", seed)],
+            Some(("question.wav", "audio/x-wav", audio)),
+        );
+        server.raw(&common::openai_request_to(
+            "/v1/audio/translations",
+            &ct,
+            &multipart,
+        ))
+    };
+    let jfk = jfk_wav();
+    texts_at_once(2, |i| {
+        if i == 0 {
+            translate("3", &question)
+        } else {
+            translate("0", &jfk)
+        }
+    });
+    let texts = texts_at_once(10, |_| translate("0", &question));
+    assert!(texts.iter().all(|t| *t == texts[0]), "{texts:?}");
+    let other = texts_at_once(1, |_| translate("2", &question));
+    assert_ne!(
+        other[0], texts[0],
+        "the translation must fall back to sampling"
+    );
+    eprintln!("seed 0: {:?}; seed 2: {:?}", texts[0], other[0]);
+}
+
+/// jfk.wav's samples as a 32-bit float WAV, with one sample far beyond ±1 (not audio).
+fn float_wav_with_a_loud_sample() -> Vec<u8> {
+    let wav = jfk_wav();
+    let samples: Vec<f32> = wav[wav_data_start(&wav)..]
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    let mut data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    data[4000..4004].copy_from_slice(&3.0e6f32.to_le_bytes());
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&64_000u32.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&32u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+#[test]
+fn client_mistakes_are_400_or_answered_and_never_device_failures() {
+    // A simulated GPU whose breaker one failure would open.
+    let Some(server) = TestServer::start_state(
+        |c| c.recognition.default_params.beam_size = 1,
+        |config| simulated_gpus(config, vec![0], None),
+    ) else {
+        return;
+    };
+    let transcribe = |fields: &[(&str, &str)], audio: &[u8]| {
+        let mut all = vec![("model", "whisper-1")];
+        all.extend_from_slice(fields);
+        let (ct, multipart) = openai_multipart(&all, Some(("a.wav", "audio/x-wav", audio)));
+        server.raw(&openai_request(&ct, &multipart))
+    };
+
+    // Not audio: 400 in both APIs, with the reason (it was a 500 "Generic whisper error -102").
+    let loud = float_wav_with_a_loud_sample();
+    let r = transcribe(&[], &loud);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("±1"),
+        "{}",
+        r.text()
+    );
+    let id = server.upload(&loud, "loud.wav");
+    let r = server.post_json("/api/recognize", &json!({"audio_path": id}));
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // Prompts whisper.cpp's tokenizer could not take (500 before): answered, cut to their
+    // last tokens; a prompt longer than whisper's window gives what its end alone gives.
+    let steer = [JFK_TEXT; 12].join(" ");
+    let prompted = |prompt: &str| {
+        let r = transcribe(&[("prompt", prompt)], &jfk_wav());
+        assert_eq!(r.status, 200, "{} bytes: {}", prompt.len(), r.text());
+        r.json()["text"].as_str().unwrap().to_owned()
+    };
+    for prompt in [
+        "a".repeat(1025),
+        "中".repeat(350),
+        format!("{} {steer}", " ".repeat(1500)),
+    ] {
+        let text = prompted(&prompt);
+        assert!(
+            wer(JFK_TEXT, &text) <= 0.2,
+            "{} bytes: {text:?}",
+            prompt.len()
+        );
+    }
+    assert_eq!(
+        prompted(&format!("{} {steer}", "a".repeat(5_000))),
+        prompted(&steer)
+    );
+
+    let health = server.get("/health").json();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["requests"]["failed"], 0, "{health}");
+    assert_eq!(health["requests"]["invalid"], 0, "{health}");
+    assert_eq!(health["failover"]["gpu_failures"], 0, "{health}");
+    assert_eq!(health["failover"]["retried_on_cpu"], 0, "{health}");
+    assert_eq!(health["failover"]["breaker"]["state"], "closed", "{health}");
+    for lane in health["workers"].as_array().unwrap() {
+        assert_eq!(lane["failed"], 0, "{health}");
+    }
+}
+
+#[test]
+fn health_is_ok_on_the_cpu_with_use_gpu_auto_and_degraded_when_a_gpu_was_asked_for() {
+    use recognizer_server::config::UseGpu;
+    if whisper_steady::recognizer::devices()
+        .iter()
+        .any(|d| d.kind != "cpu")
+    {
+        eprintln!("skipped: this build has a GPU device");
+        return;
+    }
+    // The default: "auto".
+    assert_eq!(
+        recognizer_server::Config::default()
+            .recognition
+            .default_params
+            .use_gpu,
+        UseGpu::Auto
+    );
+    for (use_gpu, status) in [
+        (UseGpu::Auto, "ok"),
+        (UseGpu::Required, "degraded"),
+        (UseGpu::Off, "ok"),
+    ] {
+        let Some(server) =
+            TestServer::start(move |c| c.recognition.default_params.use_gpu = use_gpu)
+        else {
+            return;
+        };
+        let health = server.get("/health").json();
+        assert_eq!(health["status"], status, "{use_gpu:?}: {health}");
+        assert_eq!(health["backend"], "cpu", "{health}");
+        let why = &health["failover"]["gpu_unavailable"];
+        match use_gpu {
+            UseGpu::Off => assert!(why.is_null(), "{health}"),
+            _ => assert!(
+                why.as_str().unwrap().contains("no GPU device"),
+                "{use_gpu:?}: {health}"
+            ),
+        }
+        assert_eq!(
+            health["failover"]["require_gpu"],
+            use_gpu == UseGpu::Required,
+            "{health}"
+        );
+    }
 }

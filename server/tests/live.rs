@@ -203,6 +203,14 @@ fn bad_frames_close_the_connection_cleanly() {
         r#"{"type": "start", "language": "xx"}"#.into(),
     ));
     assert!(closed_with(&got, CloseCode::Unsupported), "{got:?}");
+    // A language the model cannot take (tiny.en is English-only), by the recognizer's rules:
+    // said at the start, not at the first final.
+    let got = close_of(Message::Text(
+        r#"{"type": "start", "language": "de"}"#.into(),
+    ));
+    assert!(closed_with(&got, CloseCode::Unsupported), "{got:?}");
+    let (_, error) = close_and_error(&got);
+    assert!(error.contains("English-only"), "{error}");
     // Over a second of audio in one frame: 1009.
     for bytes in [40_000, 200_000] {
         let got = close_of(Message::Binary(vec![0u8; bytes].into()));
@@ -210,6 +218,48 @@ fn bad_frames_close_the_connection_cleanly() {
     }
     // The server still serves.
     assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn the_language_follows_the_recognizers_rules() {
+    let _heavy = heavy();
+    let Some(server) = TestServer::start(|_| {}) else {
+        return;
+    };
+    // Any case, or the English name: the recognizer's reading of a language, as over HTTP.
+    for language in ["EN", "English"] {
+        let mut socket = connect(&server).unwrap();
+        socket
+            .send(Message::Text(
+                format!(r#"{{"type": "start", "language": "{language}"}}"#).into(),
+            ))
+            .unwrap();
+        for second in jfk_pcm().chunks(16_000) {
+            let bytes: Vec<u8> = second.iter().flat_map(|s| s.to_le_bytes()).collect();
+            socket.send(Message::Binary(bytes.into())).unwrap();
+        }
+        socket
+            .send(Message::Text(r#"{"type": "stop"}"#.into()))
+            .unwrap();
+        let mut got = Vec::new();
+        drain(&mut socket, Instant::now(), &mut got, true);
+        let text: Vec<&str> = got
+            .iter()
+            .filter_map(|g| match g {
+                Got::Json(_, v) if v["type"] == "final" => v["text"].as_str(),
+                _ => None,
+            })
+            .collect();
+        let text = text.join(" ");
+        assert!(
+            wer(JFK_TEXT, &text) <= 0.2,
+            "{language}: {text:?} ({got:?})"
+        );
+        assert!(
+            matches!(got.last(), Some(Got::Closed(Some(CloseCode::Normal)))),
+            "{language}: {got:?}"
+        );
+    }
 }
 
 #[test]

@@ -65,7 +65,7 @@ impl TestServer {
         config.server.host = "127.0.0.1".into();
         config.server.port = 0;
         config.recognition.model_path = Some(model);
-        config.recognition.default_params.use_gpu = false;
+        config.recognition.default_params.use_gpu = recognizer_server::config::UseGpu::Off;
         config.storage.dir = dir.path().join("storage");
         tune(&mut config);
         config.validate().unwrap();

@@ -6,11 +6,6 @@ use std::time::Duration;
 
 use whisper_steady::recognizer::subtitle_timestamp;
 
-/// whisper.cpp's centiseconds as a duration; negative times become zero.
-pub fn centis(centis: i64) -> Duration {
-    Duration::from_millis(u64::try_from(centis).unwrap_or(0).saturating_mul(10))
-}
-
 /// One line of the transcript as printed on stdout: `[start --> end] text`, or the text alone
 /// without timestamps. The text is trimmed.
 pub fn console_line(start: Duration, end: Duration, text: &str, timestamps: bool) -> String {
@@ -29,6 +24,10 @@ pub fn console_line(start: Duration, end: Duration, text: &str, timestamps: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn centis(centis: u64) -> Duration {
+        Duration::from_millis(centis * 10)
+    }
 
     #[test]
     fn console_lines() {
@@ -51,7 +50,7 @@ mod tests {
             "And so my fellow Americans"
         );
         assert_eq!(
-            console_line(centis(-20), centis(366_150), "x", true),
+            console_line(centis(0), centis(366_150), "x", true),
             "[00:00:00.000 --> 01:01:01.500] x"
         );
     }

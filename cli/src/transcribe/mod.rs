@@ -1,9 +1,13 @@
 //! `whisper-steady transcribe`: speech in a WAV file → transcript on stdout, and optionally
 //! text, SRT, WebVTT and JSON files.
 //!
-//! The checks run cheapest first, so that a mistake shows before the model loads: the
-//! language, the model file's presence, the output folder, then the audio; then the model
-//! loads and the transcription runs. Every failure is one `error:` line (printed by `main`).
+//! The transcription goes through the library's [`Recognizer`] (one worker), as the server's
+//! requests do: the same options become the same whisper.cpp parameters, so the same audio
+//! gives the same text here and there; long audio is cut at pauses with `--vad-model`.
+//!
+//! The checks run cheapest first, so that a mistake shows before the model loads: the options,
+//! the model file's presence, the output folder, then the audio; then the model loads and the
+//! transcription runs. Every failure is one `error:` line (printed by `main`).
 
 mod format;
 
@@ -16,13 +20,12 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use whisper_steady::{
-    FullParams, SamplingStrategy, SegmentCallbackData, WhisperContext, WhisperContextParameters,
-    WhisperError,
-};
+use whisper_steady::WhisperError;
 
 use whisper_steady::audio::{self, Decoded};
-use whisper_steady::recognizer::{Backend, Transcript};
+use whisper_steady::recognizer::{
+    DecodedSegment, RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
+};
 
 /// Arguments of `transcribe`.
 #[derive(Debug, Args)]
@@ -34,19 +37,35 @@ pub struct TranscribeArgs {
     /// channels (averaged) and any sample rate (resampled to 16 kHz); the server's decoder.
     #[arg(value_name = "AUDIO")]
     pub audio: PathBuf,
-    /// The spoken language: a code such as `en` or `de`, or `auto` to detect it (multilingual
-    /// models only; English-only models always transcribe English).
+    /// The spoken language: a code such as `en` or `de` (or its English name), or `auto` to
+    /// detect it (multilingual models; an English-only model takes English, or `auto`, only).
     #[arg(long, short = 'l', default_value = "en", value_name = "LANG")]
     pub language: String,
     /// CPU threads [default: the available parallelism, at most 4].
-    #[arg(long, short = 't', value_name = "N", value_parser = clap::value_parser!(i32).range(1..=1024))]
-    pub threads: Option<i32>,
-    /// Beam search with N beams (at most 8); 0 decodes greedily.
-    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=8))]
-    pub beam_size: i32,
+    #[arg(long, short = 't', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub threads: Option<u16>,
+    /// Beam search with N beams (at most 8); 0 or 1 decodes greedily (with whisper's
+    /// temperature fallback).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=8))]
+    pub beam_size: u32,
     /// Translate the speech into English (multilingual models only).
     #[arg(long)]
     pub translate: bool,
+    /// The first decoding temperature (0 to 1); above 0 samples.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub temperature: f32,
+    /// Text that precedes the audio, to steer spelling and style (whisper uses its last 223
+    /// tokens).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// The seed of sampling (the temperature fallback, or `--temperature` above 0): the same
+    /// audio and options give the same text, here and on the server.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u32,
+    /// A Silero VAD model in ggml format (`scripts/fetch-vad-model.sh`, or `convert-silero`):
+    /// audio longer than 30 s is then transcribed as its speech, in chunks cut at pauses.
+    #[arg(long, value_name = "MODEL")]
+    pub vad_model: Option<PathBuf>,
     /// Write the transcript as plain text, one segment a line (`STEM.txt`).
     #[arg(long)]
     pub output_txt: bool,
@@ -106,22 +125,31 @@ fn fail(message: String) -> Box<dyn Error> {
     message.into()
 }
 
+/// The request, as the server would make it from the same options.
+fn request_options(args: &TranscribeArgs, with_tokens: bool) -> RecognizeOptions {
+    let mut options = RecognizeOptions::new().language(args.language.clone());
+    options.translate = args.translate;
+    options.beam_size = Some(args.beam_size.max(1));
+    options.temperature = Some(args.temperature);
+    options.initial_prompt = args.prompt.clone();
+    options.seed = args.seed;
+    options.token_timestamps = with_tokens;
+    options
+}
+
 /// Runs the transcription: prints the transcript on stdout, writes the requested files.
 pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
     if !args.verbose {
         // Without a logging backend this drops whisper.cpp's and ggml's log lines.
         whisper_steady::install_logging_hooks();
     }
-    let language = args.language.trim().to_ascii_lowercase();
-    if language != "auto" && whisper_steady::get_lang_id(&language).is_none() {
-        return Err(fail(format!(
-            "unknown language `{}` (use a code such as `en`, `de`, `fr`, or `auto`)",
-            args.language
-        )));
-    }
+    let outputs = plan_outputs_kinds(args);
+    let with_tokens = outputs.contains(&OutputKind::Json);
+    let options = request_options(args, with_tokens);
+    options.check().map_err(|e| fail(e.to_string()))?;
     check_model_file(&args.model)?;
-    let outputs = plan_outputs(args)?;
-    let audio = load_audio(&args.audio)?;
+    let outputs = plan_outputs(args, &outputs)?;
+    let mut audio = load_audio(&args.audio)?;
     if audio.truncated {
         eprintln!(
             "warning: `{}` ends before its header says; transcribing what it holds",
@@ -132,46 +160,27 @@ pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
         describe_audio(&audio);
     }
 
-    let ctx = load_model(args)?;
-    let (language, translate) = effective_language(&ctx, &language, args.translate);
-    let mut state = ctx
-        .create_state()
-        .map_err(|e| fail(format!("cannot set up a transcription: {e}")))?;
-
-    let with_tokens = outputs.iter().any(|(kind, _)| *kind == OutputKind::Json);
+    let recognizer = load_model(args)?;
     let bar = (!args.no_progress && io::stderr().is_terminal()).then(progress_bar);
+    let write_error = Arc::new(Mutex::new(None));
     let printer = Printer {
         timestamps: !args.no_timestamps,
         bar: bar.clone(),
-        error: Arc::new(Mutex::new(None)),
+        seconds: audio.seconds,
+        error: Arc::clone(&write_error),
     };
-    let params = full_params(
-        args,
-        &language,
-        translate,
-        with_tokens,
-        &printer,
-        bar.as_ref(),
-    );
-    let result = state.full(params, &audio.samples);
+    let samples = std::mem::take(&mut audio.samples);
+    let ticket =
+        recognizer.submit_streaming(samples, options, move |segment| printer.print(&segment));
+    let result = ticket.and_then(|ticket| ticket.wait());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    result.map_err(|e| fail(format!("transcription failed: {e}")))?;
-
-    let backend = if args.no_gpu
-        || !whisper_steady::device::devices()
-            .iter()
-            .any(|d| d.kind != "cpu")
-    {
-        Backend::Cpu
-    } else {
-        Backend::Gpu
-    };
-    let mut transcript = Transcript::from_state(&state, backend);
-    if transcript.language == "unknown" {
-        transcript.language = language.clone();
-    }
+    let transcript = result.map_err(|e| match e {
+        // The request's own mistake (another language on an English-only model, say).
+        RecognizeError::InvalidOptions(_) | RecognizeError::InvalidAudio(_) => fail(e.to_string()),
+        other => fail(format!("transcription failed: {other}")),
+    })?;
     for (kind, path) in &outputs {
         let contents = match kind {
             OutputKind::Txt => transcript.to_text(),
@@ -184,7 +193,7 @@ pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
         eprintln!("wrote {}", path.display());
     }
     // Reported last: the files are written even when stdout is closed early (`| head`).
-    match printer.take_error() {
+    match write_error.lock().ok().and_then(|mut e| e.take()) {
         Some(err) => Err(fail(format!("cannot write to stdout: {err}"))),
         None => Ok(()),
     }
@@ -205,10 +214,9 @@ fn check_model_file(path: &Path) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// The output files to write, named after the audio file's stem, in the output folder
-/// (created here, so that a bad folder fails before the transcription).
-fn plan_outputs(args: &TranscribeArgs) -> Result<Vec<(OutputKind, PathBuf)>, Box<dyn Error>> {
-    let kinds: Vec<OutputKind> = [
+/// The output files asked for.
+fn plan_outputs_kinds(args: &TranscribeArgs) -> Vec<OutputKind> {
+    [
         (args.output_txt, OutputKind::Txt),
         (args.output_srt, OutputKind::Srt),
         (args.output_vtt, OutputKind::Vtt),
@@ -216,7 +224,15 @@ fn plan_outputs(args: &TranscribeArgs) -> Result<Vec<(OutputKind, PathBuf)>, Box
     ]
     .into_iter()
     .filter_map(|(wanted, kind)| wanted.then_some(kind))
-    .collect();
+    .collect()
+}
+
+/// The output files to write, named after the audio file's stem, in the output folder
+/// (created here, so that a bad folder fails before the transcription).
+fn plan_outputs(
+    args: &TranscribeArgs,
+    kinds: &[OutputKind],
+) -> Result<Vec<(OutputKind, PathBuf)>, Box<dyn Error>> {
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
@@ -239,8 +255,8 @@ fn plan_outputs(args: &TranscribeArgs) -> Result<Vec<(OutputKind, PathBuf)>, Box
         .map_or_else(|| OsString::from("transcript"), OsString::from);
     let audio = fs::canonicalize(&args.audio).ok();
     kinds
-        .into_iter()
-        .map(|kind| {
+        .iter()
+        .map(|&kind| {
             let mut name = stem.clone();
             name.push(".");
             name.push(kind.extension());
@@ -297,42 +313,46 @@ fn describe_audio(audio: &Decoded) {
     );
 }
 
-/// Loads the model.
-fn load_model(args: &TranscribeArgs) -> Result<WhisperContext, Box<dyn Error>> {
-    let mut params = WhisperContextParameters::default();
-    if args.no_gpu {
-        params.use_gpu(false);
-    }
-    WhisperContext::new_with_params(&args.model, params).map_err(|e| {
-        let reason = match e {
-            WhisperError::InitError => "not a whisper.cpp model file, or a damaged one".to_owned(),
-            other => other.to_string(),
-        };
+/// Loads the model into a recognizer of one worker: on the GPU when the build and the machine
+/// have one (unless `--no-gpu`), else on the CPU.
+fn load_model(args: &TranscribeArgs) -> Result<Recognizer, Box<dyn Error>> {
+    let mut config = RecognizerConfig::new(&args.model);
+    config.use_gpu = !args.no_gpu;
+    // One copy of the model: a GPU that is there but fails is an error here, not a second
+    // load into host memory.
+    config.fallback_to_cpu = false;
+    config.workers = 1;
+    config.threads_per_worker = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        usize::from,
+    );
+    config.queue_limit = 1;
+    config.vad_model = args.vad_model.clone();
+    Recognizer::new(config).map_err(|e| {
         let hint = if args.verbose {
             ""
         } else {
             " (--verbose shows whisper.cpp's log)"
         };
-        fail(format!(
-            "cannot load model `{}`: {reason}{hint}",
-            args.model.display()
-        ))
+        match e {
+            RecognizerError::ModelLoad { path, error } => {
+                let reason = match error {
+                    WhisperError::InitError => {
+                        "not a whisper.cpp model file, or a damaged one".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                fail(format!(
+                    "cannot load model `{}`: {reason}{hint}",
+                    path.display()
+                ))
+            }
+            RecognizerError::GpuUnavailable { reason } => fail(format!(
+                "the GPU cannot be used ({reason}); --no-gpu runs on the CPU{hint}"
+            )),
+            other => fail(format!("{other}{hint}")),
+        }
     })
-}
-
-/// The language and translation the model can do: English-only models transcribe English
-/// whatever was asked (with a warning when something else was asked).
-fn effective_language(ctx: &WhisperContext, language: &str, translate: bool) -> (String, bool) {
-    if ctx.is_multilingual() {
-        return (language.to_owned(), translate);
-    }
-    if language != "en" && language != "auto" {
-        eprintln!("warning: the model is English-only; transcribing as English, not `{language}`");
-    }
-    if translate {
-        eprintln!("warning: the model is English-only; --translate has no effect");
-    }
-    ("en".to_owned(), false)
 }
 
 /// The progress bar on stderr, in percent.
@@ -346,32 +366,33 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Prints segments on stdout as whisper.cpp finishes them, around the progress bar.
-#[derive(Clone)]
+/// Prints segments on stdout as whisper.cpp finishes them, around the progress bar, which
+/// follows the end of the last segment through the audio.
 struct Printer {
     /// Whether lines start with `[start --> end]`.
     timestamps: bool,
     /// The progress bar to hide while printing.
     bar: Option<ProgressBar>,
+    /// The audio's length.
+    seconds: f64,
     /// The first write error; later segments are not printed.
     error: Arc<Mutex<Option<io::Error>>>,
 }
 
 impl Printer {
     /// Prints one segment, unless an earlier one failed to print.
-    fn print(&self, segment: &SegmentCallbackData) {
+    fn print(&self, segment: &DecodedSegment) {
+        if let Some(bar) = &self.bar {
+            let done = segment.end.as_secs_f64() / self.seconds.max(1e-3);
+            bar.set_position((done * 100.0).clamp(0.0, 100.0) as u64);
+        }
         let Ok(mut error) = self.error.lock() else {
             return;
         };
         if error.is_some() {
             return;
         }
-        let line = format::console_line(
-            format::centis(segment.start_timestamp),
-            format::centis(segment.end_timestamp),
-            &segment.text,
-            self.timestamps,
-        );
+        let line = format::console_line(segment.start, segment.end, &segment.text, self.timestamps);
         let write = || {
             let mut out = io::stdout().lock();
             writeln!(out, "{line}")?;
@@ -385,52 +406,4 @@ impl Printer {
             *error = Some(err);
         }
     }
-
-    /// The write error, if any.
-    fn take_error(&self) -> Option<io::Error> {
-        self.error.lock().ok().and_then(|mut e| e.take())
-    }
-}
-
-/// The decoding parameters.
-fn full_params<'a>(
-    args: &TranscribeArgs,
-    language: &'a str,
-    translate: bool,
-    token_timestamps: bool,
-    printer: &Printer,
-    bar: Option<&ProgressBar>,
-) -> FullParams<'a, 'static> {
-    let strategy = if args.beam_size == 0 {
-        SamplingStrategy::Greedy { best_of: 5 }
-    } else {
-        SamplingStrategy::BeamSearch {
-            beam_size: args.beam_size,
-            patience: -1.0,
-        }
-    };
-    let mut params = FullParams::new(strategy);
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as i32)
-    });
-    params.set_n_threads(threads);
-    // "auto" asks whisper.cpp to detect the language.
-    params.set_language(Some(language));
-    params.set_translate(translate);
-    params.set_token_timestamps(token_timestamps);
-    params.set_print_progress(false);
-    params.set_print_realtime(false);
-    params.set_print_timestamps(false);
-    params.set_print_special(false);
-    let printer = printer.clone();
-    params.set_segment_callback_safe_lossy(move |segment: SegmentCallbackData| {
-        printer.print(&segment)
-    });
-    if let Some(bar) = bar {
-        let bar = bar.clone();
-        params.set_progress_callback_safe(move |percent: i32| {
-            bar.set_position(u64::try_from(percent.clamp(0, 100)).unwrap_or(0))
-        });
-    }
-    params
 }

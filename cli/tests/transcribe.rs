@@ -468,3 +468,30 @@ fn the_command_and_the_server_give_the_same_text_for_the_same_options() {
         "the translation must fall back to sampling"
     );
 }
+
+#[test]
+fn long_audio_with_a_vad_model_is_transcribed_in_chunks() {
+    let Some(model) = model() else { return };
+    let Some(vad) = test_support::vad_model_path() else {
+        return;
+    };
+    // 33 s (jfk.wav three times): over whisper's 30 s window, so the recognizer cuts the
+    // speech into chunks at its pauses, as the server does with recognition.vad_model.
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("jfk3.wav");
+    std::fs::write(&audio, server::jfk_repeated(3)).unwrap();
+    let output = transcribe([
+        OsStr::new("-m"),
+        model.as_os_str(),
+        audio.as_os_str(),
+        OsStr::new("--vad-model"),
+        vad.as_os_str(),
+        OsStr::new("--no-timestamps"),
+        OsStr::new("--no-progress"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let reference = [test_support::JFK_TEXT; 3].join(" ");
+    let wer = whisper_steady::wer::word_error_rate(&reference, &text);
+    assert!(wer <= 0.15, "WER {wer:.2}: {text}");
+}

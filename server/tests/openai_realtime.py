@@ -73,7 +73,10 @@ async def server_vad(client, pcm16k):
         def last_turn(event):
             if event.type == "conversation.item.input_audio_transcription.completed":
                 completed.append(event.transcript)
-                return sender.done() and "country" in event.transcript.lower()
+                # jfk.wav ends "... ask what you can do for your country": the last turn
+                # (a turn may also end at "... what your country can do for you").
+                words = event.transcript.lower().strip().rstrip(".!?,")
+                return sender.done() and words.endswith("for your country")
             return False
 
         await collect(conn, last_turn, seen, started)

@@ -184,6 +184,25 @@ fn sigterm(child: &std::process::Child) {
         .success());
 }
 
+/// Starts the binary on a loopback port with `model` and the configuration `json`, in `dir`.
+fn spawn_with_config(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    json: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let config = dir.join("config.json");
+    std::fs::write(&config, json).unwrap();
+    common::spawn_listening(
+        Command::new(BIN)
+            .arg("--model")
+            .arg(model)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir),
+    )
+}
+
 /// A WAV header of 8-bit mono PCM at `rate` Hz declaring and holding `frames` frames.
 fn crafted_wav(rate: u32, frames: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(44 + frames);
@@ -236,20 +255,10 @@ fn crafted_wav_headers_get_400_within_bounded_memory_and_cpu() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
+    let (mut child, addr) = spawn_with_config(
+        &model,
+        dir.path(),
         r#"{"recognition": {"workers": 1, "threads_per_worker": 1}}"#,
-    )
-    .unwrap();
-    let (mut child, addr) = common::spawn_listening(
-        Command::new(BIN)
-            .arg("--model")
-            .arg(&model)
-            .arg("--config")
-            .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .current_dir(dir.path()),
     );
     let pid = child.id();
     let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
@@ -327,23 +336,13 @@ fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
+    let (mut child, addr) = spawn_with_config(
+        &model,
+        dir.path(),
         r#"{"server": {"header_timeout_seconds": 1, "idle_timeout_seconds": 2,
                        "body_timeout_seconds": 10, "min_body_bytes_per_second": 2000,
                        "max_connections": 64, "max_upload_bytes": 2000000},
             "recognition": {"workers": 1, "threads_per_worker": 1}}"#,
-    )
-    .unwrap();
-    let (mut child, addr) = common::spawn_listening(
-        Command::new(BIN)
-            .arg("--model")
-            .arg(&model)
-            .arg("--config")
-            .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .current_dir(dir.path()),
     );
     let pid = child.id();
     let health = || {

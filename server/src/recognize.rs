@@ -201,6 +201,7 @@ pub(crate) async fn recognize(
         "text": t.text,
         "confidence": t.confidence(),
         "language": t.language,
+        "language_probability": t.language_probability,
         "duration": decoded.seconds,
         "warnings": decoded.warnings,
         "processing_time_ms": t.timings.processing.as_millis() as u64,

@@ -186,6 +186,14 @@ impl WhisperContext {
         unsafe { sys::whisper_is_multilingual(self.raw()) != 0 }
     }
 
+    /// The number of languages the model's vocabulary has a token for: ids 0 to n - 1 (99 for
+    /// models before large-v3, 100 for large-v3, which added `yue`), 1 (English) for an
+    /// English-only model (patch 0017).
+    pub fn model_n_langs(&self) -> c_int {
+        // SAFETY: reads the loaded model's vocabulary.
+        unsafe { sys::whisper_model_n_langs(self.raw()) }
+    }
+
     /// Get model_n_vocab.
     pub fn model_n_vocab(&self) -> c_int {
         // SAFETY: reads the loaded model's hyperparameters.

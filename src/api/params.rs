@@ -49,6 +49,7 @@ pub struct FullParams<'a, 'b> {
     language: Option<CString>,
     initial_prompt: Option<CString>,
     vad_model_path: Option<CString>,
+    detect_languages: Option<Arc<[c_int]>>,
     grammar: Option<Grammar>,
     progress: Option<Shared<ProgressFn>>,
     abort: Option<Shared<AbortFn>>,
@@ -100,6 +101,7 @@ impl<'a, 'b> FullParams<'a, 'b> {
             language: None,
             initial_prompt: None,
             vad_model_path: None,
+            detect_languages: None,
             grammar: None,
             progress: None,
             abort: None,
@@ -243,6 +245,25 @@ impl<'a, 'b> FullParams<'a, 'b> {
     /// Set `detect_language`. Has the same effect as setting the language to "auto" or None.
     pub fn set_detect_language(&mut self, detect_language: bool) {
         self.fp.detect_language = detect_language;
+    }
+
+    /// Restrict language detection (a language of `None`, `""` or `"auto"`) to these language
+    /// ids ([`get_lang_id`](crate::get_lang_id)): the most probable of them is chosen, while
+    /// [`WhisperState::full_lang_probs`](crate::WhisperState::full_lang_probs) still reports the
+    /// probabilities over every language the model knows. Ids the model has no token for are
+    /// skipped; an empty list (the default) detects among all languages.
+    pub fn set_detect_languages(&mut self, lang_ids: &[c_int]) {
+        self.detect_languages = (!lang_ids.is_empty()).then(|| Arc::from(lang_ids));
+        match &self.detect_languages {
+            Some(ids) => {
+                self.fp.detect_lang_ids = ids.as_ptr();
+                self.fp.n_detect_langs = c_int::try_from(ids.len()).unwrap_or(c_int::MAX);
+            }
+            None => {
+                self.fp.detect_lang_ids = std::ptr::null();
+                self.fp.n_detect_langs = 0;
+            }
+        }
     }
 
     /// Set suppress_blank. Defaults to true.
@@ -595,6 +616,8 @@ impl Clone for FullParams<'_, '_> {
             language: self.language.clone(),
             initial_prompt: self.initial_prompt.clone(),
             vad_model_path: self.vad_model_path.clone(),
+            // Shared and never written: the copy's pointer may stay ours.
+            detect_languages: self.detect_languages.clone(),
             grammar: self.grammar.clone(),
             progress: self.progress.clone(),
             abort: self.abort.clone(),
@@ -624,6 +647,7 @@ impl Debug for FullParams<'_, '_> {
             .field("language", &self.language)
             .field("initial_prompt", &self.initial_prompt)
             .field("vad_model_path", &self.vad_model_path)
+            .field("detect_languages", &self.detect_languages)
             .field("grammar", &self.grammar)
             .field("progress_callback_safe", &self.progress.is_some())
             .field("abort_callback_safe", &self.abort.is_some())

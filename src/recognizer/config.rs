@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::language::RunLanguage;
 use super::RecognizeError;
 
 /// Where a transcription runs.
@@ -129,6 +130,13 @@ pub struct RecognizerConfig {
     pub breaker_cooldown: Duration,
     /// Failures on demand, for testing failover. Leave `None` in production.
     pub fault_injection: Option<FaultInjection>,
+    /// The languages detection may choose (whisper's codes or English names, e.g.
+    /// `["zh", "en"]`; default empty: every language the model has). A request without a
+    /// language gets the most probable of them; one that asks for a language outside the list is
+    /// refused with [`RecognizeError::InvalidOptions`](super::RecognizeError::InvalidOptions).
+    /// Every one must be a language the model has a token for
+    /// ([`Recognizer::new`](super::Recognizer::new) refuses the configuration otherwise).
+    pub detect_languages: Vec<String>,
 }
 
 impl fmt::Debug for RecognizerConfig {
@@ -153,6 +161,7 @@ impl fmt::Debug for RecognizerConfig {
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("fault_injection", &self.fault_injection.is_some())
+            .field("detect_languages", &self.detect_languages)
             .finish()
     }
 }
@@ -242,6 +251,7 @@ impl RecognizerConfig {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(30),
             fault_injection: None,
+            detect_languages: Vec::new(),
         }
     }
 
@@ -316,6 +326,14 @@ impl RecognizerConfig {
         }
         if self.idle_trim_after.is_some_and(|d| d.is_zero()) {
             return bad("idle_trim_after", "must be longer than zero".into());
+        }
+        for name in &self.detect_languages {
+            if !matches!(super::language::parse_language(name), Ok(Some(_))) {
+                return bad(
+                    "detect_languages",
+                    format!("{name:?} is not a language whisper knows (use codes such as \"en\")"),
+                );
+            }
         }
         Ok(())
     }
@@ -458,25 +476,6 @@ impl RecognizeOptions {
         self
     }
 
-    /// The language asked for, as whisper's code (`"German"`, `"de"` and `"DE"` are all
-    /// `"de"`); `None` for detection (no language, an empty one or `auto`, in any case). The
-    /// one reading of [`language`](Self::language).
-    fn language_asked(&self) -> Result<Option<&'static str>, RecognizeError> {
-        let Some(code) = self.language.as_deref() else {
-            return Ok(None);
-        };
-        let code = code.trim().to_ascii_lowercase();
-        if code.is_empty() || code == "auto" {
-            return Ok(None);
-        }
-        match crate::get_lang_id(&code).and_then(crate::get_lang_str) {
-            Some(known) => Ok(Some(known)),
-            None => Err(RecognizeError::InvalidOptions(format!(
-                "language {code:?} is not one whisper knows (use a code such as \"en\", or \"auto\")"
-            ))),
-        }
-    }
-
     /// The checks that need no model: a language whisper knows (its code or its English name,
     /// in any case; or `auto`), at most [`MAX_BEAMS`] beams, a temperature from 0 to 1, a
     /// prompt without NUL, a deadline longer than zero. [`Recognizer::submit`](super::Recognizer::submit)
@@ -514,29 +513,6 @@ impl RecognizeOptions {
         Ok(())
     }
 
-    /// The language whisper.cpp runs this request in on a model that is `multilingual` or
-    /// not: the language asked for as whisper's code (`"German"` and `"DE"` are `"de"`), or
-    /// `"auto"` to detect it; English on an English-only model, which refuses another
-    /// language and translation.
-    pub(crate) fn language_on(&self, multilingual: bool) -> Result<&'static str, RecognizeError> {
-        let language = match self.language_asked()? {
-            None if multilingual => "auto",
-            None => "en",
-            Some(code) if !multilingual && code != "en" => {
-                return Err(RecognizeError::InvalidOptions(format!(
-                    "language {code:?}: the model is English-only"
-                )));
-            }
-            Some(code) => code,
-        };
-        if self.translate && !multilingual {
-            return Err(RecognizeError::InvalidOptions(
-                "translate: the model is English-only".into(),
-            ));
-        }
-        Ok(language)
-    }
-
     /// The encoder context for `samples` of audio on a model with `n_audio_ctx` positions:
     /// [`audio_ctx`](Self::audio_ctx) when set, else the fitted one when the recognizer has
     /// [`fit_audio_ctx`](RecognizerConfig::fit_audio_ctx), else `None` (the full window).
@@ -553,7 +529,7 @@ impl RecognizeOptions {
     /// callbacks are the caller's to add.
     pub(crate) fn full_params(
         &self,
-        language: &'static str,
+        language: RunLanguage,
         threads: usize,
         audio_ctx: Option<u32>,
     ) -> crate::FullParams<'static, 'static> {
@@ -568,7 +544,8 @@ impl RecognizeOptions {
         };
         let mut params = crate::FullParams::new(strategy);
         params.set_n_threads(threads.min(i32::MAX as usize) as i32);
-        params.set_language(Some(language));
+        params.set_language(Some(language.code));
+        params.set_detect_languages(&language.detect_ids());
         params.set_translate(self.translate);
         // Requests are independent: no text of an earlier request may steer this one, and
         // every request samples from its own seed.

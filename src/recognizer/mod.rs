@@ -33,6 +33,7 @@ mod chunk;
 mod config;
 mod error;
 mod health;
+mod language;
 mod render;
 mod reservation;
 mod stream;
@@ -58,7 +59,7 @@ pub use render::{seconds, subtitle_timestamp};
 pub use reservation::Reservation;
 pub use stream::{DecodedSegment, SegmentFn};
 pub use ticket::Ticket;
-pub use transcript::{Segment, Timings, Token, Transcript};
+pub use transcript::{Segment, Timings, Token, Transcript, Word};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -159,7 +160,7 @@ pub(crate) struct Job {
     pub(crate) audio: Vec<f32>,
     pub(crate) options: RecognizeOptions,
     /// The language whisper.cpp runs it in ([`RecognizeOptions::language_on`]).
-    pub(crate) language: &'static str,
+    pub(crate) language: language::RunLanguage,
     pub(crate) slot: Arc<Slot>,
     pub(crate) submitted: Instant,
     pub(crate) deadline: Option<(Instant, Duration)>,
@@ -220,6 +221,8 @@ pub(crate) struct Counters {
 /// Everything the workers and the handles share.
 pub(crate) struct Shared {
     pub(crate) config: RecognizerConfig,
+    /// The languages of the model and the allow-list of detection, read once at start.
+    pub(crate) languages: language::LanguageRules,
     /// The GPU lanes in the order of `gpu_devices`, then the CPU lane when there is one (the
     /// first lane is the main one).
     pub(crate) lanes: Vec<Lane>,
@@ -392,6 +395,10 @@ impl Recognizer {
             lanes.push(Lane::new(LaneKind::Cpu, ctx, workers, None));
         }
 
+        // The allow-list of detected languages names languages the model has.
+        let languages = language::LanguageRules::new(&lanes[0].ctx, &config.detect_languages)
+            .map_err(|why| RecognizerError::InvalidConfig(format!("detect_languages: {why}")))?;
+
         // Every state is created before any thread starts, so a failure leaves nothing behind.
         let mut states = Vec::new();
         for (index, lane) in lanes.iter().enumerate() {
@@ -415,6 +422,7 @@ impl Recognizer {
 
         let shared = Arc::new(Shared {
             config,
+            languages,
             queues: Mutex::new(Queues {
                 lanes: lanes.iter().map(|_| VecDeque::new()).collect(),
                 closed: false,

@@ -216,14 +216,22 @@ mod tests {
         }
     }
 
+    fn spoken(code: &str) -> crate::recognizer::transcript::Spoken {
+        crate::recognizer::transcript::Spoken {
+            code: code.to_owned(),
+            probability: None,
+        }
+    }
+
     fn transcript(segments: Vec<Segment>) -> Transcript {
-        Transcript::assemble(segments, "en".to_owned(), Backend::Cpu)
+        Transcript::assemble(segments, spoken("en"), Backend::Cpu)
     }
 
     fn token(id: i32, text: &str, p: f32, start_ms: u64, end_ms: u64, special: bool) -> Token {
         Token {
             id,
             text: text.to_owned(),
+            bytes: text.as_bytes().to_vec(),
             p,
             plog: p.ln(),
             start: ms(start_ms),
@@ -346,7 +354,7 @@ mod tests {
 
     #[test]
     fn json_of_nothing() {
-        let t = Transcript::assemble(Vec::new(), "de".to_owned(), Backend::Cpu);
+        let t = Transcript::assemble(Vec::new(), spoken("de"), Backend::Cpu);
         let value: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
         assert_eq!(
             value,

@@ -6,6 +6,7 @@
 //! The server turns HTTP input into [`RecognizeOptions`] and leaves these checks to this
 //! module.
 
+use super::language::RunLanguage;
 use super::{RecognizeError, RecognizeOptions, Shared, MAX_SAMPLES};
 use crate::api::state::checks;
 
@@ -14,7 +15,7 @@ pub(super) fn validate(
     shared: &Shared,
     audio: &[f32],
     options: &RecognizeOptions,
-) -> Result<&'static str, RecognizeError> {
+) -> Result<RunLanguage, RecognizeError> {
     if audio.is_empty() {
         return Err(RecognizeError::InvalidAudio("no samples".into()));
     }
@@ -33,9 +34,9 @@ pub(super) fn validate(
 pub(super) fn validate_options(
     shared: &Shared,
     options: &RecognizeOptions,
-) -> Result<&'static str, RecognizeError> {
+) -> Result<RunLanguage, RecognizeError> {
     options.check()?;
-    let language = options.language_on(shared.lanes[0].ctx.is_multilingual())?;
+    let language = options.language_on(&shared.languages)?;
     if let Some(frames) = options.audio_ctx {
         let max = shared.lanes[0].ctx.n_audio_ctx().max(1) as u32;
         if !(1..=max).contains(&frames) {

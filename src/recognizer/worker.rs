@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::chunk::{self, Chunk, Span};
 use super::ticket::Outcome;
-use super::transcript::{centis, read_state};
+use super::transcript::{centis, read_state, Spoken};
 use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Transcript};
 use crate::api::state::checks::{self, Fault};
 use crate::{
@@ -299,7 +299,7 @@ fn finish(shared: &Shared, mut job: Job, outcome: Outcome) {
 /// What one run of whisper.cpp gave: segments in the recording's time, and the language.
 struct Piece {
     segments: Vec<Segment>,
-    language: String,
+    language: Spoken,
 }
 
 /// One attempt at a request on this worker's states: the whole audio at once, or, for long
@@ -511,9 +511,12 @@ fn transcribe_chunks<'j>(
         language.get_or_insert(piece.language);
     }
     // No speech at all: the requested language (there was none to detect).
-    let language = language.unwrap_or_else(|| match job.language {
-        "auto" => "unknown".to_owned(),
-        requested => requested.to_owned(),
+    let language = language.unwrap_or_else(|| Spoken {
+        code: match job.language.code {
+            "auto" => "unknown".to_owned(),
+            requested => requested.to_owned(),
+        },
+        probability: None,
     });
     Ok(Piece { segments, language })
 }

@@ -38,9 +38,10 @@ pub struct TranscribeArgs {
     #[arg(value_name = "AUDIO")]
     pub audio: PathBuf,
     /// The spoken language: a code such as `en` or `de` (or its English name), or `auto` to
-    /// detect it (multilingual models; an English-only model takes English, or `auto`, only).
-    #[arg(long, short = 'l', default_value = "en", value_name = "LANG")]
-    pub language: String,
+    /// detect it [default: the model's: `auto` for multilingual models, which then print the
+    /// language detected on stderr (`detected: zh (0.97)`), `en` for English-only ones].
+    #[arg(long, short = 'l', value_name = "LANG")]
+    pub language: Option<String>,
     /// CPU threads [default: the available parallelism, at most 4].
     #[arg(long, short = 't', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub threads: Option<u16>,
@@ -127,7 +128,8 @@ fn fail(message: String) -> Box<dyn Error> {
 
 /// The request, as the server would make it from the same options.
 fn request_options(args: &TranscribeArgs, with_tokens: bool) -> RecognizeOptions {
-    let mut options = RecognizeOptions::new().language(args.language.clone());
+    let mut options = RecognizeOptions::new();
+    options.language = args.language.clone();
     options.translate = args.translate;
     options.beam_size = Some(args.beam_size.max(1));
     options.temperature = Some(args.temperature);
@@ -181,6 +183,10 @@ pub fn run(args: &TranscribeArgs) -> Result<(), Box<dyn Error>> {
         RecognizeError::InvalidOptions(_) | RecognizeError::InvalidAudio(_) => fail(e.to_string()),
         other => fail(format!("transcription failed: {other}")),
     })?;
+    if let Some(p) = transcript.language_probability {
+        // On stderr: stdout holds only the transcript.
+        eprintln!("detected: {} ({p:.2})", transcript.language);
+    }
     for (kind, path) in &outputs {
         let contents = match kind {
             OutputKind::Txt => transcript.to_text(),

@@ -373,6 +373,26 @@ impl WhisperState {
         unsafe { sys::whisper_full_lang_id_from_state(self.ptr) }
     }
 
+    /// The probability of every language (indexed by language id, 0 for languages the model has
+    /// no token for) that the last [`full`](Self::full) run's language detection computed;
+    /// `None` when that run was given a language and did not detect (patch 0017).
+    pub fn full_lang_probs(&self) -> Option<Vec<f32>> {
+        let mut probs = vec![0.0f32; crate::get_lang_max_id() as usize + 1];
+        // SAFETY: copies whisper_lang_max_id() + 1 values into `probs`, which has room for
+        // them, under the state's lock.
+        let ret = unsafe { sys::whisper_full_lang_probs_from_state(self.ptr, probs.as_mut_ptr()) };
+        (ret == 0).then_some(probs)
+    }
+
+    /// The probability that the last [`full`](Self::full) run's language detection gave the
+    /// language it chose ([`full_lang_id_from_state`](Self::full_lang_id_from_state)); `None`
+    /// when that run was given a language.
+    pub fn full_lang_probability(&self) -> Option<f32> {
+        let probs = self.full_lang_probs()?;
+        let id = usize::try_from(self.full_lang_id_from_state()).ok()?;
+        probs.get(id).copied()
+    }
+
     /// Get a [`WhisperSegment`] object for the specified segment index, or `None` if out of
     /// bounds.
     pub fn get_segment(&self, segment: c_int) -> Option<WhisperSegment<'_>> {

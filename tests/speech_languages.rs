@@ -161,7 +161,7 @@ fn languages_the_model_lacks_or_the_list_leaves_out_are_refused() {
 
     let mut config = config_for(path.clone());
     config.detect_languages = vec!["zh".into(), "yue".into()];
-    let e = Recognizer::new(config).err().expect("yue refused");
+    let e = Recognizer::new(config).expect_err("yue refused");
     assert!(e.to_string().contains("detect_languages"), "{e}");
 
     let mut config = config_for(path);

@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use whisper_steady::model::catalog::VadChoice;
 use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions, RecognizerConfig};
 
 /// The whole file.
@@ -250,9 +251,13 @@ pub struct RecognitionConfig {
     pub threads_per_worker: Option<usize>,
     /// Longest audio accepted, in seconds after decoding (default 3 hours).
     pub max_audio_seconds: f64,
-    /// A Silero VAD model in ggml format (default none): audio over 30 s is then transcribed
-    /// as its speech, in chunks cut at pauses (the recognizer's `vad_model`).
-    pub vad_model: Option<PathBuf>,
+    /// The speech detector (the recognizer's `vad_model`): `"silero"` (the default: Silero VAD
+    /// 6.2.0 from the model cache, fetched there at start when missing; a server that cannot
+    /// get it says so loudly and runs without), `"off"`, or the path of a ggml VAD model. With
+    /// it, audio without speech is answered with no words (without whisper), and audio over
+    /// 30 s is transcribed as its speech, in chunks cut at pauses.
+    #[serde(deserialize_with = "vad_choice")]
+    pub vad_model: VadChoice,
     /// States one request's chunks may use at once (default 1; the recognizer's
     /// `chunk_states`).
     pub chunk_states: Option<usize>,
@@ -278,12 +283,18 @@ impl Default for RecognitionConfig {
             queue_limit: None,
             threads_per_worker: None,
             max_audio_seconds: 3.0 * 3600.0,
-            vad_model: None,
+            vad_model: VadChoice::Silero,
             chunk_states: None,
             idle_trim_seconds: None,
             detect_languages: Vec::new(),
         }
     }
+}
+
+/// `recognition.vad_model` as written: `"silero"`, `"off"` or a path.
+fn vad_choice<'de, D: Deserializer<'de>>(d: D) -> Result<VadChoice, D::Error> {
+    let written = String::deserialize(d)?;
+    Ok(written.parse().unwrap_or_else(|never| match never {}))
 }
 
 /// `recognition.gpu_devices`: `[0, 1]` or `"all"`.
@@ -606,7 +617,12 @@ impl Config {
         if let Some(threads) = recognition.threads_per_worker {
             rc.threads_per_worker = threads;
         }
-        rc.vad_model = recognition.vad_model.clone();
+        // No network here: `AppState::new` fetched the named model into the cache first.
+        rc.vad_model = match &recognition.vad_model {
+            VadChoice::Silero => whisper_steady::model::catalog::cached_vad(),
+            VadChoice::Off => None,
+            VadChoice::File(path) => Some(path.clone()),
+        };
         rc.idle_trim_after = recognition.idle_trim_seconds.map(Duration::from_secs_f64);
         rc.detect_languages = recognition.detect_languages.clone();
         if let Some(states) = recognition.chunk_states {
@@ -763,9 +779,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.recognition.vad_model.as_deref(),
-            Some(Path::new("ggml-silero.bin"))
+            c.recognition.vad_model,
+            VadChoice::File("ggml-silero.bin".into())
         );
+        assert_eq!(Config::default().recognition.vad_model, VadChoice::Silero);
+        for (json, choice) in [
+            (r#""silero""#, VadChoice::Silero),
+            (r#""off""#, VadChoice::Off),
+        ] {
+            let c = Config::from_json(&format!(r#"{{"recognition": {{"vad_model": {json}}}}}"#))
+                .unwrap();
+            assert_eq!(c.recognition.vad_model, choice);
+        }
         assert_eq!(c.recognition.chunk_states, Some(2));
         for (json, devices) in [
             (r#"[0, 1]"#, GpuDevices::List(vec![0, 1])),

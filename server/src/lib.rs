@@ -37,6 +37,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use whisper_steady::model::catalog::VadChoice;
 use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
 
 pub use config::Config;
@@ -84,9 +85,14 @@ impl AppState {
         })?;
         let model = model_file(&named)?;
         config.recognition.model_path = Some(model.clone());
+        fetch_vad(&config.recognition.vad_model);
         let rc = config
             .recognizer_config(model)
             .map_err(|e| StartError(e.to_string()))?;
+        match &rc.vad_model {
+            Some(vad) => log::info!("speech detection: {}", vad.display()),
+            None => log::info!("speech detection: off"),
+        }
         let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
         Self::with_recognizer(config, recognizer)
     }
@@ -202,6 +208,25 @@ fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError>
                 Err(e) => Err(StartError(format!("cannot fetch the model {name}: {e}"))),
             }
         }
+    }
+}
+
+/// The named VAD model (`recognition.vad_model` `"silero"`, the default) into the model cache
+/// when it is not there. A server that cannot get it runs without speech detection and says so
+/// loudly, with what to do.
+fn fetch_vad(choice: &VadChoice) {
+    use whisper_steady::model::catalog;
+    if *choice == VadChoice::Silero && catalog::cached_vad().is_none() {
+        log::info!(
+            "fetching the speech detector (Silero VAD {}) into the model cache",
+            catalog::SILERO_VAD.version
+        );
+    }
+    if let Err(e) = choice.fetch() {
+        log::warn!(
+            "cannot get the Silero VAD model ({e}); {}",
+            catalog::VAD_UNAVAILABLE
+        );
     }
 }
 

@@ -179,6 +179,10 @@ async fn finish_utterance(
             message: e.message,
         })?;
     let t = transcribe(state, utterance, language, false).await?;
+    if t.no_speech {
+        // The speech guard found none: no final, and no language learnt from it.
+        return Ok(true);
+    }
     if t.language_probability.is_some_and(|p| p >= CONFIDENT) {
         *language = Some(t.language.clone());
     }

@@ -67,10 +67,17 @@ fn load_config(args: &Args) -> Result<Config, String> {
 }
 
 /// Logs go to `logging.file` (appended) or stderr, at `logging.level` (`RUST_LOG` overrides).
-/// The `log` records of the library (the recognizer's messages) are captured too.
+/// The `log` records of the library (the recognizer's messages) are captured too, and so are
+/// whisper.cpp's and ggml's own messages (target `whisper_cpp`), at `warn` and above unless
+/// `logging.level` is `debug` or `trace`: their information lines (the model's shape at load,
+/// ten lines of speech detection per request) would otherwise fill the log.
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+    let level = &config.logging.level;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| match level.as_str() {
+        "debug" | "trace" => EnvFilter::new(level),
+        _ => EnvFilter::new(format!("{level},whisper_cpp=warn")),
+    });
+    whisper_steady::install_logging_hooks();
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match &config.logging.file {
         Some(path) => {

@@ -2,7 +2,9 @@
 //! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` (multipart form with
 //! `file`, `model`, `language` (transcriptions), `prompt`, `response_format` (json, text, srt,
 //! vtt, verbose_json), `temperature`, `timestamp_granularities[]` (word, segment), `stream`
-//! (Server-Sent Events) and our `seed` (where decoding samples; default 0)), and
+//! (Server-Sent Events), our `seed` (where decoding samples; default 0) and our `sound_tags`
+//! (`true` keeps whisper's sound descriptions and transcribes audio without detected speech)),
+//! and
 //! `GET /v1/models`, `GET /v1/models/{id}`.
 
 use std::sync::Arc;
@@ -55,6 +57,7 @@ struct Form {
     format: Option<String>,
     temperature: Option<String>,
     seed: Option<String>,
+    sound_tags: Option<String>,
     granularities: Vec<String>,
     stream: Option<String>,
 }
@@ -127,6 +130,7 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
             "response_format" => form.format = Some(text()?),
             "temperature" => form.temperature = Some(text()?),
             "seed" => form.seed = Some(text()?),
+            "sound_tags" => form.sound_tags = Some(text()?),
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 form.granularities.push(text()?)
             }
@@ -231,8 +235,18 @@ async fn run(
             ))
         })?,
     };
+    let sound_tags = match form.sound_tags.as_deref().map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "sound_tags {other:?} is neither true nor false"
+            )))
+        }
+    };
     let mut options = state.options(language, None, None, temperature, form.prompt);
     options.seed = seed;
+    options.sound_tags = sound_tags;
     options.translate = task == Task::Translate;
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);
@@ -418,6 +432,8 @@ fn render_body(format: Format, t: &Transcript, decoded: &Decoded, request: Reque
             if let Some(p) = t.language_probability {
                 body["language_probability"] = json!(p);
             }
+            // Our extra field: true when the audio held no speech (the text is then empty).
+            body["no_speech"] = json!(t.no_speech);
             if request.granularity.segments {
                 body["segments"] = segments_json(t, request.temperature);
             }

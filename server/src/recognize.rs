@@ -159,6 +159,9 @@ pub(crate) struct RecognizeRequest {
     beam_size: Option<u32>,
     temperature: Option<f32>,
     seed: Option<u32>,
+    /// Keep whisper's sound descriptions and transcribe audio without detected speech.
+    #[serde(default)]
+    sound_tags: bool,
 }
 
 /// `POST /api/recognize`.
@@ -186,6 +189,7 @@ pub(crate) async fn recognize(
         None,
     );
     options.seed = request.seed.unwrap_or_default();
+    options.sound_tags = request.sound_tags;
     let extension = extension_of(&request.audio_path);
     let (t, decoded) = transcribe(
         &state,
@@ -202,6 +206,7 @@ pub(crate) async fn recognize(
         "confidence": t.confidence(),
         "language": t.language,
         "language_probability": t.language_probability,
+        "no_speech": t.no_speech,
         "duration": decoded.seconds,
         "warnings": decoded.warnings,
         "processing_time_ms": t.timings.processing.as_millis() as u64,

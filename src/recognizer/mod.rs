@@ -36,6 +36,7 @@ mod health;
 mod language;
 mod render;
 mod reservation;
+pub mod speech;
 mod stream;
 mod ticket;
 mod transcript;

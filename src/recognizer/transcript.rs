@@ -24,6 +24,10 @@ pub struct Transcript {
     pub backend: Backend,
     /// The GPU it ran on (ggml's index); `None` on the CPU.
     pub device: Option<i32>,
+    /// Whether the audio held no speech: the speech detector found none, or whisper wrote
+    /// nothing but sound descriptions or what it calls silence (see [`speech`](super::speech)).
+    /// The text is then empty.
+    pub no_speech: bool,
     /// Whether a GPU attempt failed and the request was retried on the CPU.
     pub retried_on_cpu: bool,
     /// How long each step took.
@@ -47,6 +51,7 @@ impl Transcript {
             language_probability: language.probability,
             backend,
             device: None,
+            no_speech: false,
             retried_on_cpu: false,
             timings: Timings::default(),
         }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::chunk::{self, Chunk, Span};
+use super::speech;
 use super::ticket::Outcome;
 use super::transcript::{centis, read_state, Spoken};
 use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Transcript};
@@ -345,29 +346,67 @@ fn attempt(
         params
     };
 
-    let result = match speech_chunks(work, &job.audio) {
+    // The speech guard (speech.rs), unless the request keeps sound descriptions.
+    let guard = !job.options.sound_tags;
+    let speech = speech_spans(work, &job.audio);
+    if guard && speech.as_ref().is_some_and(Vec::is_empty) {
+        let mut transcript = Transcript::assemble(
+            Vec::new(),
+            language_without_speech(job.language.code),
+            backend,
+        );
+        transcript.no_speech = true;
+        return Attempt::Done(transcript);
+    }
+    let chunks = speech
+        .as_deref()
+        .filter(|_| job.audio.len() > CHUNK_AFTER_SAMPLES)
+        .map(|speech| {
+            chunk::plan(
+                speech,
+                job.audio.len(),
+                CHUNK_MAX_SAMPLES,
+                CHUNK_PAD_SAMPLES,
+            )
+        });
+    let result = match chunks {
         Some(chunks) => transcribe_chunks(shared, lane, work, job, &chunks, &params, &stop),
         None => {
             let threads = shared.config.threads_per_worker;
             let mut params = params(threads, job.audio.len());
             if let Some(segments) = &job.segments {
                 let segments = Arc::clone(segments);
+                let speech = speech.clone().filter(|_| guard);
                 let mut seen = 0;
                 params.set_segment_callback_safe_lossy(move |s: crate::SegmentCallbackData| {
                     let (start, end) = (centis(s.start_timestamp), centis(s.end_timestamp));
-                    lock(&segments).offer(seen, start, end, s.text);
-                    seen += 1;
+                    // What the guard will drop is not streamed either (whisper's own
+                    // no-speech rule needs the whole segment and applies to the result only).
+                    let dropped = guard
+                        && (speech::is_sound_tag(&s.text)
+                            || speech
+                                .as_deref()
+                                .is_some_and(|sp| speech::outside_speech(start, end, sp)));
+                    if !dropped {
+                        lock(&segments).offer(seen, start, end, s.text);
+                        seen += 1;
+                    }
                 });
             }
             transcribe(&mut work.state, params, &job.audio, &|cs| cs)
         }
     };
     match result {
-        Ok(piece) => Attempt::Done(Transcript::assemble(
-            piece.segments,
-            piece.language,
-            backend,
-        )),
+        Ok(piece) => {
+            let segments = if guard {
+                speech::keep_speech(piece.segments, speech.as_deref())
+            } else {
+                piece.segments
+            };
+            let mut transcript = Transcript::assemble(segments, piece.language, backend);
+            transcript.no_speech = guard && transcript.segments.is_empty();
+            Attempt::Done(transcript)
+        }
         Err(_) if job.slot.is_cancelled() => Attempt::Cancelled,
         Err(_) if deadline.is_some_and(|at| Instant::now() >= at) => Attempt::DeadlineExceeded,
         Err(error) => match checks::fault_of(&error) {
@@ -380,12 +419,9 @@ fn attempt(
     }
 }
 
-/// The chunks of a long recording's speech, or `None` to transcribe it whole: short audio, no
-/// VAD model, or a VAD failure (logged; the audio is then transcribed as it is).
-fn speech_chunks(work: &mut Workspace, audio: &[f32]) -> Option<Vec<Chunk>> {
-    if audio.len() <= CHUNK_AFTER_SAMPLES {
-        return None;
-    }
+/// The stretches of speech the VAD finds in `audio`, or `None` without a VAD model or when it
+/// fails (logged; the audio is then transcribed as it is, unguarded by the detector).
+fn speech_spans(work: &mut Workspace, audio: &[f32]) -> Option<Vec<Span>> {
     let vad = work.vad.as_mut()?;
     let segments = match vad.segments_from_samples(WhisperVadParams::new(), audio) {
         Ok(segments) => segments,
@@ -399,19 +435,27 @@ fn speech_chunks(work: &mut Workspace, audio: &[f32]) -> Option<Vec<Chunk>> {
     };
     // Centiseconds to samples.
     let at = |cs: f32| ((cs.max(0.0) * 160.0) as usize).min(audio.len());
-    let speech: Vec<Span> = segments
-        .map(|s| Span {
-            start: at(s.start),
-            end: at(s.end),
-        })
-        .filter(|s| s.end > s.start)
-        .collect();
-    Some(chunk::plan(
-        &speech,
-        audio.len(),
-        CHUNK_MAX_SAMPLES,
-        CHUNK_PAD_SAMPLES,
-    ))
+    Some(
+        segments
+            .map(|s| Span {
+                start: at(s.start),
+                end: at(s.end),
+            })
+            .filter(|s| s.end > s.start)
+            .collect(),
+    )
+}
+
+/// The language of a transcript without speech: the one requested, `unknown` when it was to be
+/// detected (there was nothing to detect it from).
+fn language_without_speech(requested: &str) -> Spoken {
+    Spoken {
+        code: match requested {
+            "auto" => "unknown".to_owned(),
+            requested => requested.to_owned(),
+        },
+        probability: None,
+    }
 }
 
 /// Transcribes `chunks` of the request's audio on up to `chunk_states` states at once, the
@@ -465,7 +509,11 @@ fn transcribe_chunks<'j>(
         let to_recording = |cs: i64| chunk.recording_centis(cs);
         let params = params(threads, audio.len());
         match transcribe(state, params, &audio, &to_recording) {
-            Ok(piece) => {
+            Ok(mut piece) => {
+                // A chunk is speech only: the guard's other rules, before it is streamed.
+                if !job.options.sound_tags {
+                    piece.segments = speech::keep_speech(piece.segments, None);
+                }
                 let mut results = lock(&results);
                 results[i] = Some(piece);
                 if let Some(segments) = &job.segments {
@@ -511,13 +559,7 @@ fn transcribe_chunks<'j>(
         language.get_or_insert(piece.language);
     }
     // No speech at all: the requested language (there was none to detect).
-    let language = language.unwrap_or_else(|| Spoken {
-        code: match job.language.code {
-            "auto" => "unknown".to_owned(),
-            requested => requested.to_owned(),
-        },
-        probability: None,
-    });
+    let language = language.unwrap_or_else(|| language_without_speech(job.language.code));
     Ok(Piece { segments, language })
 }
 

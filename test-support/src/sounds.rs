@@ -85,6 +85,25 @@ pub fn tones(seconds: f32, notes: &[f32], level: f32) -> Vec<f32> {
         .collect()
 }
 
+/// `samples` as a 16 kHz mono 16-bit PCM WAV file.
+pub fn wav_bytes(samples: &[f32]) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).expect("a WAV writer");
+    for s in samples {
+        writer
+            .write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("a sample");
+    }
+    writer.finalize().expect("a WAV file");
+    out.into_inner()
+}
+
 fn normalize(mut samples: Vec<f32>, level: f32) -> Vec<f32> {
     let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
     if peak > 0.0 {

@@ -23,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use whisper_steady::WhisperError;
 
 use whisper_steady::audio::{self, Decoded};
+use whisper_steady::model::catalog::VadChoice;
 use whisper_steady::recognizer::{
     DecodedSegment, RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
 };
@@ -63,10 +64,15 @@ pub struct TranscribeArgs {
     /// audio and options give the same text, here and on the server.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub seed: u32,
-    /// A Silero VAD model in ggml format (`scripts/fetch-vad-model.sh`, or `convert-silero`):
-    /// audio longer than 30 s is then transcribed as its speech, in chunks cut at pauses.
-    #[arg(long, value_name = "MODEL")]
-    pub vad_model: Option<PathBuf>,
+    /// The speech detector: `silero` (Silero VAD 6.2.0 from the model cache, fetched there
+    /// when missing), `off`, or a ggml VAD model file. With it, audio without speech gives no
+    /// words and audio longer than 30 s is transcribed as its speech, in chunks cut at pauses.
+    #[arg(long, value_name = "silero|off|MODEL", default_value = "silero")]
+    pub vad_model: VadChoice,
+    /// Keep whisper's sound descriptions (`[Music]`, `(wind howling)`) and transcribe audio
+    /// without detected speech, as whisper alone would.
+    #[arg(long)]
+    pub sound_tags: bool,
     /// Write the transcript as plain text, one segment a line (`STEM.txt`).
     #[arg(long)]
     pub output_txt: bool,
@@ -135,6 +141,7 @@ fn request_options(args: &TranscribeArgs, with_tokens: bool) -> RecognizeOptions
     options.temperature = Some(args.temperature);
     options.initial_prompt = args.prompt.clone();
     options.seed = args.seed;
+    options.sound_tags = args.sound_tags;
     options.token_timestamps = with_tokens;
     options
 }
@@ -333,7 +340,13 @@ fn load_model(args: &TranscribeArgs) -> Result<Recognizer, Box<dyn Error>> {
         usize::from,
     );
     config.queue_limit = 1;
-    config.vad_model = args.vad_model.clone();
+    config.vad_model = args.vad_model.fetch().unwrap_or_else(|e| {
+        eprintln!(
+            "warning: cannot get the Silero VAD model ({e}); {}",
+            whisper_steady::model::catalog::VAD_UNAVAILABLE
+        );
+        None
+    });
     Recognizer::new(config).map_err(|e| {
         let hint = if args.verbose {
             ""

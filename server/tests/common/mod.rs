@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use recognizer_server::{serve_all, AppState, Config};
 
-pub use test_support::{model_path, multilingual_model_path, shared_audio, JFK_TEXT};
+pub use test_support::{
+    model_path, multilingual_model_path, shared_audio, vad_model_path, JFK_TEXT,
+};
 pub use whisper_steady::wer::word_error_rate as wer;
 
 /// Starts the server binary as `command` says and waits for its first line, `listening on

@@ -102,6 +102,28 @@ fn the_guard_costs_no_words_of_speech() {
 }
 
 #[test]
+fn a_word_alone_is_speech() {
+    let (Some(model), Some(vad)) = (model_path(), vad_model_path()) else {
+        return;
+    };
+    let recognizer = recognizer(model, Some(vad));
+    // "Go." at 200 words per minute is voiced for less than the detector's default 250 ms.
+    for word in ["Go", "Yes", "Stop"] {
+        let Some(wav) = test_support::espeak_wav_at("en-us", 200, &format!("{word}.")) else {
+            return;
+        };
+        let mut audio = sounds::silence(0.5);
+        audio.extend(test_support::samples_of(&wav));
+        audio.extend(sounds::silence(0.5));
+        let t = recognizer
+            .transcribe(audio, RecognizeOptions::new())
+            .unwrap();
+        assert!(!t.no_speech, "{word:?} taken for no speech");
+        assert!(t.text.contains(word), "{word:?}: {:?}", t.text);
+    }
+}
+
+#[test]
 fn sound_tags_keeps_whispers_descriptions_and_no_vad_still_drops_them() {
     let Some(model) = model_path() else {
         return;

@@ -85,10 +85,7 @@ impl InputFormat {
                 "audio/pcm is 16-bit: an even number of bytes (got {})",
                 bytes.len()
             )),
-            InputFormat::Pcm(_) => Ok(bytes
-                .chunks_exact(2)
-                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
-                .collect()),
+            InputFormat::Pcm(_) => Ok(whisper_steady::audio::pcm16_to_f32(bytes)),
             InputFormat::Pcmu => Ok(bytes.iter().map(|&b| ulaw(b)).collect()),
             InputFormat::Pcma => Ok(bytes.iter().map(|&b| alaw(b)).collect()),
         }

@@ -140,11 +140,7 @@ impl Stream {
 
     /// Appends 16-bit PCM (little-endian).
     pub(crate) fn push(&mut self, pcm: &[u8]) {
-        let samples: Vec<f32> = pcm
-            .chunks_exact(2)
-            .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
-            .collect();
-        self.push_samples(&samples);
+        self.push_samples(&whisper_steady::audio::pcm16_to_f32(pcm));
     }
 
     /// Appends 16 kHz samples.

@@ -211,14 +211,7 @@ impl Format {
                 pcm.len()
             ));
         }
-        let sample = |b: &[u8]| -> f32 {
-            match b.len() {
-                1 => (f32::from(b[0]) - 128.0) / 128.0,
-                2 => f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0,
-                3 => (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0,
-                _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0,
-            }
-        };
+        let sample = whisper_steady::audio::pcm_sample;
         let scale = 1.0 / self.channels as f32;
         out.extend(
             pcm.chunks_exact(frame)

@@ -492,32 +492,18 @@ fn spawn_offline(
     cache: &std::path::Path,
     log: &std::path::Path,
 ) -> (std::process::Child, std::net::SocketAddr) {
-    let mut command = Command::new(BIN);
-    command
-        .arg("--model")
-        .arg(model)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .current_dir(dir)
-        .env("WHISPER_STEADY_MODEL_CACHE", cache)
-        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-        .env("PIP_FIND_LINKS", "")
-        .env("RUST_LOG", "info");
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+    common::spawn_listening_logged(
+        Command::new(BIN)
+            .arg("--model")
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir)
+            .env("WHISPER_STEADY_MODEL_CACHE", cache)
+            .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+            .env("PIP_FIND_LINKS", "")
+            .env("RUST_LOG", "info"),
+        Stdio::from(std::fs::File::create(log).unwrap()),
+    )
 }
 
 /// Speech detection is on by default: from the model cache without any network, and when it

@@ -9,6 +9,9 @@
 //! takes fewer windows: 2 instead of 3 for a 79 s talk with pauses of 1-3 s
 //! (bench/RESULTS.md, "Long audio").
 
+/// Samples in whisper's time unit, the centisecond.
+pub(crate) const SAMPLES_PER_CENTISECOND: usize = crate::audio::WHISPER_SAMPLE_RATE as usize / 100;
+
 /// A stretch of a recording, in samples: `start..end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Span {
@@ -42,18 +45,19 @@ impl Chunk {
     /// A time in the chunk, in centiseconds, as a time in the recording (a time past the end is
     /// the end of the last piece).
     pub(crate) fn recording_centis(&self, chunk_centis: i64) -> i64 {
-        // 160 samples to the centisecond.
         let mut at = usize::try_from(chunk_centis)
             .unwrap_or(0)
-            .saturating_mul(160);
+            .saturating_mul(SAMPLES_PER_CENTISECOND);
         for piece in &self.pieces {
             let len = piece.end - piece.start;
             if at < len {
-                return ((piece.start + at) / 160) as i64;
+                return ((piece.start + at) / SAMPLES_PER_CENTISECOND) as i64;
             }
             at -= len;
         }
-        self.pieces.last().map_or(0, |p| (p.end / 160) as i64)
+        self.pieces
+            .last()
+            .map_or(0, |p| (p.end / SAMPLES_PER_CENTISECOND) as i64)
     }
 }
 
@@ -140,7 +144,7 @@ pub(crate) fn plan(speech: &[Span], len: usize, max: usize, pad: usize) -> Vec<C
 mod tests {
     use super::*;
 
-    const S: usize = 16_000;
+    const S: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
 
     fn span(a: f64, b: f64) -> Span {
         Span {

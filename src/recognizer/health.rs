@@ -251,7 +251,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
     };
     Health {
         status,
-        main_backend: shared.lanes[0].kind.backend(),
+        main_backend: shared.main_lane().kind.backend(),
         devices: devices(),
         pool: crate::cuda::pool_stats(),
         queue_depth: queued.iter().sum(),

@@ -155,6 +155,13 @@ pub(crate) struct Lane {
     pub(crate) breaker: Option<Mutex<Breaker>>,
 }
 
+impl Lane {
+    /// Whether it runs on a GPU (its kind says so; the breaker follows from it).
+    pub(crate) fn is_gpu(&self) -> bool {
+        self.kind.backend() == Backend::Gpu
+    }
+}
+
 /// A request on its way through the queue.
 pub(crate) struct Job {
     pub(crate) id: u64,
@@ -603,12 +610,12 @@ impl Recognizer {
 
     /// The backend of the main workers.
     pub fn main_backend(&self) -> Backend {
-        self.shared().lanes[0].kind.backend()
+        self.shared().main_lane().kind.backend()
     }
 
     /// The shared model of the main workers (to query its vocabulary, say).
     pub fn context(&self) -> &Arc<WhisperContext> {
-        &self.shared().lanes[0].ctx
+        &self.shared().main_lane().ctx
     }
 
     /// The configuration it was built with.
@@ -649,7 +656,7 @@ impl std::fmt::Debug for Recognizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shared = self.shared();
         f.debug_struct("Recognizer")
-            .field("main_backend", &shared.lanes[0].kind.backend())
+            .field("main_backend", &shared.main_lane().kind.backend())
             .field("lanes", &shared.lanes.len())
             .field("config", &shared.config)
             .finish()
@@ -681,6 +688,12 @@ impl Lane {
 }
 
 impl Shared {
+    /// The main lane: the first GPU's, or the CPU's on a machine without one (`lanes[0]`, the
+    /// one place that says so). It answers for the model (its context) and the main backend.
+    pub(crate) fn main_lane(&self) -> &Lane {
+        &self.lanes[0]
+    }
+
     /// The index of the lane that runs on the CPU, if any.
     pub(crate) fn cpu_lane(&self) -> Option<usize> {
         self.lanes.iter().position(|l| l.kind == LaneKind::Cpu)
@@ -716,7 +729,7 @@ impl Shared {
     /// or running per worker), in configured order among equals.
     pub(crate) fn gpu_lanes_by_load(&self, queues: &Queues, tried: u64) -> Vec<usize> {
         let mut lanes: Vec<usize> = (0..self.lanes.len())
-            .filter(|&i| self.lanes[i].breaker.is_some() && tried & (1 << i) == 0)
+            .filter(|&i| self.lanes[i].is_gpu() && tried & (1 << i) == 0)
             .collect();
         let load = |i: usize| self.lanes[i].load(queues.lanes[i].len());
         // a/wa < b/wb without division; a stable sort keeps the configured order on ties.

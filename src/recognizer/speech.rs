@@ -58,18 +58,7 @@ pub fn is_sound_tag(text: &str) -> bool {
 
 /// The mean log-probability of a segment's text tokens (special tokens left out); 0 without any.
 pub fn mean_log_probability(segment: &Segment) -> f32 {
-    let (sum, n) = segment
-        .tokens
-        .iter()
-        .filter(|t| !t.special)
-        .fold((0.0f64, 0usize), |(sum, n), t| {
-            (sum + f64::from(t.plog), n + 1)
-        });
-    if n == 0 {
-        0.0
-    } else {
-        (sum / n as f64) as f32
-    }
+    super::transcript::text_token_mean(segment.tokens.iter(), |t| t.plog)
 }
 
 /// Whether whisper itself calls `segment` silence: no-speech probability over

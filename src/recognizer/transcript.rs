@@ -71,19 +71,24 @@ impl Transcript {
     /// The mean probability of the text tokens (special tokens such as timestamps left out),
     /// between 0 and 1; 0 when there are none. A rough confidence score.
     pub fn confidence(&self) -> f32 {
-        let (sum, n) = self
-            .segments
-            .iter()
-            .flat_map(|s| &s.tokens)
-            .filter(|t| !t.special)
-            .fold((0.0f64, 0usize), |(sum, n), t| {
-                (sum + f64::from(t.p), n + 1)
-            });
-        if n == 0 {
-            0.0
-        } else {
-            (sum / n as f64) as f32
-        }
+        text_token_mean(self.segments.iter().flat_map(|s| &s.tokens), |t| t.p)
+    }
+}
+
+/// The mean of `value` over the text tokens of `tokens` (special tokens left out); 0 without any.
+pub(crate) fn text_token_mean<'t>(
+    tokens: impl Iterator<Item = &'t Token>,
+    value: impl Fn(&Token) -> f32,
+) -> f32 {
+    let (sum, n) = tokens
+        .filter(|t| !t.special)
+        .fold((0.0f64, 0usize), |(sum, n), t| {
+            (sum + f64::from(value(t)), n + 1)
+        });
+    if n == 0 {
+        0.0
+    } else {
+        (sum / n as f64) as f32
     }
 }
 

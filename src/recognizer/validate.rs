@@ -38,7 +38,7 @@ pub(super) fn validate_options(
     options.check()?;
     let language = options.language_on(&shared.languages)?;
     if let Some(frames) = options.audio_ctx {
-        let max = shared.lanes[0].ctx.n_audio_ctx().max(1) as u32;
+        let max = shared.main_lane().ctx.n_audio_ctx().max(1) as u32;
         if !(1..=max).contains(&frames) {
             return Err(RecognizeError::InvalidOptions(format!(
                 "audio_ctx must be between 1 and {max} frames (got {frames})"

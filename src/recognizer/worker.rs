@@ -14,13 +14,21 @@ use crate::{
     FullParams, WhisperContext, WhisperError, WhisperState, WhisperVadContext, WhisperVadParams,
 };
 
+/// The shortest speech the guard looks for when the detector's default minimum (250 ms) finds
+/// none: a word alone, such as "Go.", is voiced for less (espeak-ng's "Go." at 200 words per
+/// minute was missed at 250 ms).
+const SHORTEST_SPEECH_MS: i32 = 64;
+
+/// Whisper's samples per second.
+const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
+
 /// Audio longer than one encoder window (30 s) is cut into chunks when the recognizer has a VAD
 /// model.
-const CHUNK_AFTER_SAMPLES: usize = 30 * 16_000;
+const CHUNK_AFTER_SAMPLES: usize = 30 * RATE;
 
 /// The longest chunk: 28 s, under the encoder's 30 s so that whisper.cpp decodes it in one
 /// window.
-const CHUNK_MAX_SAMPLES: usize = 28 * 16_000;
+const CHUNK_MAX_SAMPLES: usize = 28 * RATE;
 
 /// The silence kept on either side of each stretch of speech, so that a pause between two is
 /// at most 0.6 s: 0.3 s. Chosen on the `long-tune` recordings of bench/wer_set.py (word errors
@@ -204,7 +212,7 @@ fn next_job(shared: &Shared, lane: usize) -> Option<Job> {
 fn retry_possible(shared: &Shared, lane: usize, queues: &super::Queues) -> bool {
     shared.lanes.iter().enumerate().any(|(other, l)| {
         other != lane
-            && l.breaker.is_some()
+            && l.is_gpu()
             && (!queues.lanes[other].is_empty() || l.busy.load(Ordering::Relaxed) > 0)
     })
 }
@@ -423,27 +431,40 @@ fn attempt(
 /// fails (logged; the audio is then transcribed as it is, unguarded by the detector).
 fn speech_spans(work: &mut Workspace, audio: &[f32]) -> Option<Vec<Span>> {
     let vad = work.vad.as_mut()?;
-    let segments = match vad.segments_from_samples(WhisperVadParams::new(), audio) {
-        Ok(segments) => segments,
-        Err(e) => {
-            log::warn!(
-                target: "whisper_steady::recognizer",
-                "voice activity detection failed ({e}); transcribing the audio whole"
-            );
-            return None;
-        }
+    let failed = |e: WhisperError| {
+        log::warn!(
+            target: "whisper_steady::recognizer",
+            "voice activity detection failed ({e}); transcribing the audio whole"
+        );
     };
+    if let Err(e) = vad.detect_speech(audio) {
+        failed(e);
+        return None;
+    }
     // Centiseconds to samples.
-    let at = |cs: f32| ((cs.max(0.0) * 160.0) as usize).min(audio.len());
-    Some(
-        segments
+    let at =
+        |cs: f32| ((cs.max(0.0) * chunk::SAMPLES_PER_CENTISECOND as f32) as usize).min(audio.len());
+    let mut spans = |params: WhisperVadParams| -> Result<Vec<Span>, WhisperError> {
+        Ok(vad
+            .segments_from_probabilities(params)?
             .map(|s| Span {
                 start: at(s.start),
                 end: at(s.end),
             })
             .filter(|s| s.end > s.start)
-            .collect(),
-    )
+            .collect())
+    };
+    let found = spans(WhisperVadParams::new()).and_then(|found| {
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        // A word alone ("Go.") can be shorter than the detector's 250 ms minimum: look again
+        // with a shorter one before calling the audio silent.
+        let mut short = WhisperVadParams::new();
+        short.set_min_speech_duration(SHORTEST_SPEECH_MS);
+        spans(short)
+    });
+    found.map_err(failed).ok()
 }
 
 /// The language of a transcript without speech: the one requested, `unknown` when it was to be

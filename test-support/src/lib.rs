@@ -116,6 +116,11 @@ pub fn jfk() -> Vec<f32> {
 /// every run: the WAV file's bytes. `None` (after printing why) when espeak-ng or sox is
 /// missing and inputs are not required (`apt-get install espeak-ng sox`).
 pub fn espeak_wav(voice: &str, text: &str) -> Option<Vec<u8>> {
+    espeak_wav_at(voice, 130, text)
+}
+
+/// [`espeak_wav`] at `words_per_minute`.
+pub fn espeak_wav_at(voice: &str, words_per_minute: u32, text: &str) -> Option<Vec<u8>> {
     use std::process::Command;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let runs = |tool: &str| {
@@ -140,7 +145,7 @@ pub fn espeak_wav(voice: &str, text: &str) -> Option<Vec<u8>> {
     let raw = std::env::temp_dir().join(format!("{stem}-raw.wav"));
     let wav = std::env::temp_dir().join(format!("{stem}.wav"));
     let spoke = Command::new("espeak-ng")
-        .args(["-v", voice, "-s", "130", "-w"])
+        .args(["-v", voice, "-s", &words_per_minute.to_string(), "-w"])
         .arg(&raw)
         .arg(text)
         .status()
@@ -162,12 +167,14 @@ pub fn espeak_wav(voice: &str, text: &str) -> Option<Vec<u8>> {
 
 /// [`espeak_wav`]'s speech as 16 kHz mono f32.
 pub fn espeak(voice: &str, text: &str) -> Option<Vec<f32>> {
-    let bytes = espeak_wav(voice, text)?;
-    let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
-    Some(
-        reader
-            .samples::<i16>()
-            .map(|s| f32::from(s.unwrap()) / 32768.0)
-            .collect(),
-    )
+    Some(samples_of(&espeak_wav(voice, text)?))
+}
+
+/// The samples of a 16-bit WAV file's bytes (as [`espeak_wav`] makes) as f32.
+pub fn samples_of(wav: &[u8]) -> Vec<f32> {
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a WAV file");
+    reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect()
 }

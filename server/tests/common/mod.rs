@@ -18,10 +18,18 @@ pub use whisper_steady::wer::word_error_rate as wer;
 /// Starts the server binary as `command` says and waits for its first line, `listening on
 /// http://ADDR`; returns the process and the address.
 pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Child, SocketAddr) {
+    spawn_listening_logged(command, std::process::Stdio::null())
+}
+
+/// [`spawn_listening`] with the server's stderr (its log) going to `stderr`.
+pub fn spawn_listening_logged(
+    command: &mut std::process::Command,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
     let mut child = command
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -227,6 +227,14 @@ fn the_page_transcribes_an_upload_and_the_microphone() {
         links.as_str().unwrap().contains("/health") && links.as_str().unwrap().contains("/metrics")
     );
 
+    // The language choice: auto-detect unless the user picks one.
+    let choice = browser.eval(
+        "const l = document.querySelector('#language'); \
+         l.value + ' ' + l.options[l.selectedIndex].text + ' ' + l.options.length",
+    );
+    let choice = choice.as_str().unwrap();
+    assert!(choice.starts_with("auto auto-detect "), "{choice}");
+
     // Upload: the file input gets jfk.wav, as a user choosing it would.
     let root = browser.call("DOM.getDocument", json!({}))["root"]["nodeId"].clone();
     let input = browser.call(
@@ -249,6 +257,9 @@ fn the_page_transcribes_an_upload_and_the_microphone() {
     );
     browser.eval("document.querySelector('#transcribe').click()");
     let transcript = browser.wait_for_text("#transcript", |t| t.contains("country"));
+    // The language the answer names is shown (tiny.en: English, taken rather than detected).
+    let status = browser.wait_for_text("#status", |t| t.starts_with("done"));
+    assert!(status.ends_with("language english"), "{status}");
     assert!(transcript.starts_with("0.00 → "), "{transcript}");
     assert!(
         wer(JFK_TEXT, &transcript.replace('→', " ")) <= 0.4,

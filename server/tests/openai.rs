@@ -469,3 +469,280 @@ fn the_official_realtime_client_transcribes_in_a_transcription_session() {
     );
     assert_eq!(seen["bad"]["still_open"], true);
 }
+
+/// Languages over the OpenAI API on the multilingual test model (whisper base,
+/// `WHISPER_STEADY_TEST_MODEL_MULTILINGUAL`) with speech spoken by espeak-ng: detection
+/// (`language` omitted and `auto`) with its probability (patch 0017), a forced language,
+/// translation into English, prompts in Chinese and in mixed scripts, Chinese subtitles and
+/// words, and the allow-list (`recognition.detect_languages`). One server on base for the
+/// binary, greedy, without the speech detector; short clips. The 400 for a translation with
+/// an English-only model is `verbose_json_words_segments_models_and_translations`'s.
+mod languages {
+    use std::sync::{Mutex, MutexGuard, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use serde_json::{json, Value};
+    use whisper_steady::model::catalog::VadChoice;
+
+    use super::common::{self, openai_multipart, openai_request_to, wer, Response, TestServer};
+
+    /// Sentences base transcribes well when espeak-ng speaks them (checked by hand).
+    const ENGLISH: (&str, &str) = (
+        "en-gb",
+        "The weather is nice today, so we are going to the park.",
+    );
+    const GERMAN: (&str, &str) = ("de", "Guten Morgen, wie geht es Ihnen heute?");
+    const GERMAN_LONGER: (&str, &str) = (
+        "de",
+        "Ich habe keine Zeit, ich muss jetzt nach Hause gehen.",
+    );
+    const GERMAN_IN_ENGLISH: &str = "I have no time, I have to go home now.";
+    const SPANISH: (&str, &str) = ("es", "Hoy hace buen tiempo, así que vamos al parque.");
+    /// "I love Beijing", spoken from pinyin (espeak-ng's `cmn` voice spells Han characters
+    /// out); base writes Han characters for it (not all the right ones).
+    const MANDARIN: (&str, &str) = ("cmn-latn-pinyin", "wo3 ai4 bei3 jing1.");
+
+    fn tune(c: &mut recognizer_server::Config, model: std::path::PathBuf) {
+        c.recognition.model_path = Some(model);
+        c.recognition.workers = Some(1);
+        c.recognition.vad_model = VadChoice::Off;
+        c.recognition.default_params.beam_size = 1;
+    }
+
+    /// One test at a time on the shared server (its one worker), so that a request's time is
+    /// its own.
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        static ONE: Mutex<()> = Mutex::new(());
+        ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The binary's server on base (loaded once).
+    fn server() -> Option<&'static TestServer> {
+        static SERVER: OnceLock<Option<TestServer>> = OnceLock::new();
+        SERVER
+            .get_or_init(|| {
+                let model = common::multilingual_model_path()?;
+                TestServer::start(move |c| tune(c, model))
+            })
+            .as_ref()
+    }
+
+    fn speech((voice, text): (&str, &str)) -> Option<Vec<u8>> {
+        test_support::espeak_wav(voice, text)
+    }
+
+    fn ask(server: &TestServer, path: &str, wav: &[u8], fields: &[(&str, &str)]) -> Response {
+        let (ct, body) = openai_multipart(fields, Some(("clip.wav", "audio/x-wav", wav)));
+        server.raw(&openai_request_to(path, &ct, &body))
+    }
+
+    fn verbose(server: &TestServer, wav: &[u8], fields: &[(&str, &str)]) -> Value {
+        let mut fields = fields.to_vec();
+        fields.push(("response_format", "verbose_json"));
+        let r = ask(server, "/v1/audio/transcriptions", wav, &fields);
+        assert_eq!(r.status, 200, "{fields:?}: {}", r.text());
+        r.json()
+    }
+
+    fn is_han(c: char) -> bool {
+        matches!(c, '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}')
+    }
+
+    #[test]
+    fn languages_detected_forced_and_translated() {
+        let _one = one_at_a_time();
+        let Some(server) = server() else { return };
+        // German with `auto`, Spanish with the language omitted (English and the three ways
+        // for each language are tests/speech_languages.rs's); WER measured 0 for both.
+        for (clip, fields, name) in [
+            (GERMAN, vec![("language", "auto")], "german"),
+            (SPANISH, vec![], "spanish"),
+        ] {
+            let Some(wav) = speech(clip) else { return };
+            let body = verbose(server, &wav, &fields);
+            eprintln!("{} {fields:?}: {body}", clip.0);
+            assert_eq!(body["language"], name, "{fields:?}: {body}");
+            let p = body["language_probability"].as_f64().unwrap_or(-1.0);
+            assert!(p > 0.1 && p <= 1.0, "{body}");
+            assert!(
+                wer(clip.1, body["text"].as_str().unwrap()) <= 0.35,
+                "{body}"
+            );
+        }
+        // the original API: the code and the probability
+        let Some(wav) = speech(ENGLISH) else { return };
+        let id = server.upload(&wav, "clip.wav");
+        let r = server.post_json("/api/recognize", &json!({"audio_path": id, "beam_size": 1}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        eprintln!("original API: {body}");
+        assert_eq!(body["language"], "en", "{body}");
+        let p = body["language_probability"].as_f64().unwrap_or(-1.0);
+        assert!(p > 0.5 && p <= 1.0, "{body}");
+        // measured 0.25 ("but wherever is ice today")
+        assert!(
+            wer(ENGLISH.1, body["text"].as_str().unwrap()) <= 0.5,
+            "{body}"
+        );
+
+        // forced: taken as given, no probability
+        let Some(wav) = speech(GERMAN_LONGER) else {
+            return;
+        };
+        let body = verbose(server, &wav, &[("language", "de")]);
+        eprintln!("forced: {body}");
+        assert_eq!(body["language"], "german");
+        assert!(body.get("language_probability").is_none(), "{body}");
+        assert!(
+            wer(GERMAN_LONGER.1, body["text"].as_str().unwrap()) <= 0.35,
+            "{body}"
+        );
+
+        // translated into English (measured: WER 0 against the English sentence)
+        let r = ask(
+            server,
+            "/v1/audio/translations",
+            &wav,
+            &[("model", "whisper-1"), ("response_format", "verbose_json")],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        eprintln!("translated: {body}");
+        assert_eq!(body["task"], "translate");
+        assert_eq!(body["language"], "english");
+        let text = body["text"].as_str().unwrap();
+        assert!(wer(GERMAN_IN_ENGLISH, text) <= 0.4, "{body}");
+    }
+
+    /// Prompts of any script and length are answered: a Chinese prompt with English names and
+    /// one of 2,000 Han characters (far over the 223 tokens whisper keeps: cut to its last ones),
+    /// quickly.
+    #[test]
+    fn languages_prompts_in_chinese_and_mixed_scripts_are_answered() {
+        let _one = one_at_a_time();
+        let Some(server) = server() else { return };
+        let Some(wav) = speech(ENGLISH) else { return };
+        let timed = |prompt: &str| {
+            let fields = [("language", "en"), ("prompt", prompt)];
+            let started = Instant::now();
+            let r = ask(server, "/v1/audio/transcriptions", &wav, &fields);
+            let took = started.elapsed();
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(!r.json()["text"].as_str().unwrap().trim().is_empty());
+            took
+        };
+        let mixed =
+            timed("请把会议记录发给 Alice 和 Bob，谢谢。Meeting notes for Project Phoenix.");
+        let long: String = "今天天气很好我们去公园散步吧"
+            .chars()
+            .cycle()
+            .take(2000)
+            .collect();
+        let took = timed(&long);
+        eprintln!("prompt of 2,000 Han characters: {took:?} (a short mixed one: {mixed:?})");
+        // Both are cut to at most 223 tokens, so decoding costs about the same: what the long
+        // one adds is tokenizing 2,000 characters (milliseconds).
+        assert!(
+            took < mixed * 2 + Duration::from_secs(5),
+            "{took:?} vs {mixed:?}"
+        );
+    }
+
+    /// Chinese in subtitles and words: SRT, WebVTT and verbose_json carry Han characters as UTF-8
+    /// (never U+FFFD for a character split across tokens), and verbose_json `words` has one
+    /// word per Han character, not the whole segment.
+    #[test]
+    fn languages_chinese_subtitles_and_words() {
+        let _one = one_at_a_time();
+        let Some(server) = server() else { return };
+        let Some(wav) = speech(MANDARIN) else { return };
+        let mut texts = Vec::new();
+        for format in ["srt", "vtt"] {
+            let r = ask(
+                server,
+                "/v1/audio/transcriptions",
+                &wav,
+                &[("language", "zh"), ("response_format", format)],
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            let text = String::from_utf8(r.body.clone()).expect("UTF-8");
+            eprintln!("{format}: {text:?}");
+            assert!(!text.contains('\u{FFFD}'), "{text:?}");
+            assert!(text.chars().any(is_han), "{format}: {text:?}");
+            texts.push(text);
+        }
+        assert!(
+            texts[0].starts_with("1\n00:00:00,000 --> "),
+            "{:?}",
+            texts[0]
+        );
+        assert!(texts[1].starts_with("WEBVTT"), "{:?}", texts[1]);
+
+        let body = verbose(
+            server,
+            &wav,
+            &[("language", "zh"), ("timestamp_granularities[]", "word")],
+        );
+        eprintln!("words: {body}");
+        let han: Vec<char> = body["text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .filter(|c| is_han(*c))
+            .collect();
+        let words: Vec<&str> = body["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["word"].as_str().unwrap())
+            .collect();
+        assert!(!han.is_empty(), "{body}");
+        for w in &words {
+            assert!(!w.contains('\u{FFFD}'), "{body}");
+            assert!(
+                !w.chars().any(is_han) || w.chars().count() == 1,
+                "{w:?} in {body}"
+            );
+        }
+        let han_words: Vec<char> = words
+            .iter()
+            .filter_map(|w| w.chars().next().filter(|c| is_han(*c)))
+            .collect();
+        assert_eq!(han_words, han, "{body}");
+    }
+
+    /// `recognition.detect_languages`: German speech with only English and French allowed is
+    /// detected as one of those; a request naming a language outside the list is a 400.
+    #[test]
+    fn languages_the_allow_list_decides_and_refuses() {
+        let Some(model) = common::multilingual_model_path() else {
+            return;
+        };
+        let Some(wav) = speech(GERMAN) else { return };
+        let Some(server) = TestServer::start(move |c| {
+            tune(c, model);
+            c.recognition.detect_languages = vec!["en".into(), "fr".into()];
+        }) else {
+            return;
+        };
+        let body = verbose(&server, &wav, &[]);
+        eprintln!("de among en, fr: {body}");
+        assert!(
+            ["english", "french"].contains(&body["language"].as_str().unwrap()),
+            "{body}"
+        );
+        assert!(body["language_probability"].as_f64().is_some(), "{body}");
+        let r = ask(
+            &server,
+            "/v1/audio/transcriptions",
+            &wav,
+            &[("language", "de")],
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("not among") && message.contains("en, fr"),
+            "{message}"
+        );
+    }
+}

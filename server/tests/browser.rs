@@ -160,7 +160,10 @@ impl Browser {
             if done(&text) {
                 return text;
             }
-            assert!(Instant::now() < until, "{selector}: {text:?}");
+            if Instant::now() >= until {
+                let more = self.text("#live-status") + " | " + &self.text("#live-partial");
+                panic!("{selector}: {text:?} ({more})");
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }

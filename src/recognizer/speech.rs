@@ -85,12 +85,19 @@ pub(crate) fn outside_speech(start: Duration, end: Duration, speech: &[Span]) ->
 pub(crate) fn keep_speech(segments: Vec<Segment>, speech: Option<&[Span]>) -> Vec<Segment> {
     segments
         .into_iter()
-        .filter(|s| {
-            !is_sound_tag(&s.text)
-                && !whisper_says_no_speech(s)
-                && !speech.is_some_and(|speech| outside_speech(s.start, s.end, speech))
-        })
+        .filter(|s| !not_words(&s.text, s.start, s.end, speech) && !whisper_says_no_speech(s))
         .collect()
+}
+
+/// The rules that need only a segment's text and times (what a streamed segment has): a sound
+/// description, or, when the detector ran (`speech`), wholly outside the speech it found.
+pub(crate) fn not_words(
+    text: &str,
+    start: Duration,
+    end: Duration,
+    speech: Option<&[Span]>,
+) -> bool {
+    is_sound_tag(text) || speech.is_some_and(|speech| outside_speech(start, end, speech))
 }
 
 #[cfg(test)]

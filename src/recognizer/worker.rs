@@ -390,11 +390,8 @@ fn attempt(
                     let (start, end) = (centis(s.start_timestamp), centis(s.end_timestamp));
                     // What the guard will drop is not streamed either (whisper's own
                     // no-speech rule needs the whole segment and applies to the result only).
-                    let dropped = guard
-                        && (speech::is_sound_tag(&s.text)
-                            || speech
-                                .as_deref()
-                                .is_some_and(|sp| speech::outside_speech(start, end, sp)));
+                    let dropped =
+                        guard && speech::not_words(&s.text, start, end, speech.as_deref());
                     if !dropped {
                         lock(&segments).offer(seen, start, end, s.text);
                         seen += 1;

@@ -1,5 +1,5 @@
 //! Which CPU instruction sets ggml is compiled for: the decision, as a pure function of the
-//! build's inputs (no environment access here, so `tests/build_cpu.rs` runs it directly).
+//! build's inputs (no environment access here, so `tests/build/build_cpu.rs` runs it directly).
 //!
 //! A plain `cargo build --release` must be as fast as whisper-rs, which builds ggml for the
 //! build machine. Measured on a 2-core AVX2 machine (issue 14, bench/RESULTS.md): the portable

@@ -10,7 +10,7 @@
 //!    writes a stamp. When the destination already carries the stamp of this very source, series
 //!    and table, nothing is copied or applied again.
 //!
-//! This file is shared by the build script and by `tests/pipeline.rs`, so it depends only on
+//! This file is shared by the build script and by `tests/build/pipeline.rs`, so it depends only on
 //! `std`, `diffy` and `sha2`.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speech timestamps and probabilities of the silero-vad package, for tests/vad_model.rs.
+"""Speech timestamps and probabilities of the silero-vad package, for tests/model/vad_model.rs.
 
 Usage: silero-reference.py UNPACKED_WHEEL_DIR AUDIO.wav
 

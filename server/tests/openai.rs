@@ -553,7 +553,7 @@ mod languages {
         let _one = one_at_a_time();
         let Some(server) = server() else { return };
         // German with `auto`, Spanish with the language omitted (English and the three ways
-        // for each language are tests/speech_languages.rs's); WER measured 0 for both.
+        // for each language are tests/speech/speech_languages.rs's); WER measured 0 for both.
         for (clip, fields, name) in [
             (GERMAN, vec![("language", "auto")], "german"),
             (SPANISH, vec![], "spanish"),

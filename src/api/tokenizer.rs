@@ -7,7 +7,7 @@
 //! characters, which have no spaces, are one word of ~1 KB). This module gives the same tokens:
 //! the same word boundaries found by one scan, and each word cut by walking a byte trie of the
 //! vocabulary, so a token costs at most the length of the longest entry. `WhisperContext::tokenize`
-//! and the initial prompt of `WhisperState::full` both use it; `tests/model_api.rs` compares it
+//! and the initial prompt of `WhisperState::full` both use it; `tests/model/model_api.rs` compares it
 //! with whisper.cpp's own on every vocabulary entry and on mixed texts.
 
 use std::collections::HashMap;

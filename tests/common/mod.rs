@@ -27,3 +27,13 @@ pub fn context() -> Option<Arc<WhisperContext>> {
         })
         .clone()
 }
+
+/// The name libtest gives test `name` of the module `module_path` (as `module_path!()` spells
+/// it: the binary's crate, then the module), for running that one test again in a child
+/// process with `--exact`.
+pub fn exact(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_crate, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
+}

@@ -6,15 +6,13 @@
 
 #![cfg(feature = "download")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use whisper_steady::model::catalog::{self, PypiSource, BASE_PYPI, PYPI_SOURCES, TINY_EN_PYPI};
 
-/// The tests here point `WHISPER_STEADY_MODEL_CACHE` at caches of their own, one at a time.
-static CACHE_VAR: Mutex<()> = Mutex::new(());
+use crate::CACHE_VAR;
 
 /// Each PyPI source and the fetch script that makes the same model.
 const SCRIPTS: [(&PypiSource, &str); 2] = [

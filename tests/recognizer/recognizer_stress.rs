@@ -2,7 +2,7 @@
 //! equals the one its clip gets alone, overload errors come only from a deliberately small
 //! queue, and resident memory stays flat after warm-up.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! Needs `WHISPER_STEADY_TEST_MODEL` and `WHISPER_STEADY_TEST_VAD_MODEL`; without them these
 //! tests print why and pass, unless `WHISPER_STEADY_REQUIRE_MODEL=1`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

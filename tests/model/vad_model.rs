@@ -7,7 +7,7 @@
 //! test also needs `WHISPER_STEADY_TEST_MODEL`. `WHISPER_STEADY_TEST_VAD_ONNX`, when set, names
 //! the package's `silero_vad.onnx` and adds a check that converting it gives the pinned file.
 
-mod common;
+use crate::common;
 
 use common::{context, env_file, jfk, vad_model_path, wer, JFK_TEXT};
 use whisper_steady::{

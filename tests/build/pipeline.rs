@@ -1,7 +1,7 @@
 //! The patch pipeline of the build script (`build/patches.rs`), run against the pinned tree.
 
 #[allow(dead_code)]
-#[path = "../build/patches.rs"]
+#[path = "../../build/patches.rs"]
 mod patches;
 
 use std::fs;

@@ -8,9 +8,9 @@
 //! thread's `whisper_full(ctx)` replaced the default state's results and the merge appended the
 //! workers' segments to them; and a run without VAD restored the VAD table of an earlier run.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/shared_context_race.rs"]
+#[path = "../../examples/shared_context_race.rs"]
 #[allow(dead_code)]
 mod race;
 
@@ -98,7 +98,10 @@ fn callbacks_on_the_workers_may_use_the_context_forms() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_full_parallel_with_a_reentrant_callback",
+            &common::exact(
+                module_path!(),
+                "child_full_parallel_with_a_reentrant_callback",
+            ),
             "--ignored",
             "--nocapture",
         ])

@@ -2,7 +2,7 @@
 //! quantized files load in whisper.cpp, announce the quantized weight type, are smaller, and
 //! transcribe jfk.wav as well as the f16 model; malformed inputs are refused with a message.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

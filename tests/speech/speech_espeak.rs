@@ -4,7 +4,7 @@
 //! espeak-ng + sox (Debian packages); skips without them unless
 //! `WHISPER_STEADY_REQUIRE_MODEL=1`.
 
-mod common;
+use crate::common;
 
 use common::{context, wer};
 use whisper_steady::{FullParams, SamplingStrategy};

@@ -1,7 +1,7 @@
 //! The safe API on the real model and real speech (jfk.wav). Skips without the model, see
 //! `tests/common/mod.rs`.
 
-mod common;
+use crate::common;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -14,7 +14,7 @@
 //! with whisper's full 30 s audio context, as the server and the CLI do: fitted to the clip,
 //! base takes espeak-ng's German for Latin.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

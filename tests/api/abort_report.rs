@@ -4,6 +4,7 @@
 //! The child's output goes to a file, not a pipe: ggml's backtrace printer forks gdb, which
 //! would hold a pipe open (it is turned off here with `GGML_NO_BACKTRACE` anyway).
 
+use crate::common;
 use std::fs::File;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ fn run_child(mode: &str) -> (std::process::ExitStatus, String) {
     let out = File::create(&path).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "child_process",
+            &common::exact(module_path!(), "child_process"),
             "--exact",
             "--nocapture",
             "--include-ignored",

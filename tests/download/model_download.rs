@@ -193,7 +193,8 @@ fn a_wrong_hash_deletes_the_download_and_a_missing_file_is_an_http_error() {
 
 #[test]
 fn a_name_is_fetched_into_the_cache_then_resolved_there() {
-    // The only test here that sets the environment (the others never read it).
+    // The only test of this module that sets the environment (the others never read it).
+    let _env = crate::CACHE_VAR.lock().unwrap_or_else(|e| e.into_inner());
     let model = catalog::find("tiny.en-q5_1").unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The published file's size, with bytes that cannot have its sha256.

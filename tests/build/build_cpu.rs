@@ -1,7 +1,7 @@
 //! The CPU-flag decision of the build script (`build/cpu.rs`, included here as it is), and what
 //! the build that runs these tests actually got.
 
-#[path = "../build/cpu.rs"]
+#[path = "../../build/cpu.rs"]
 #[allow(dead_code)]
 mod cpu;
 

@@ -7,7 +7,7 @@
 //! killing the whole run. The child's output goes to a file (ggml's abort handler forks gdb,
 //! which would hold a pipe open).
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::process::Command;
@@ -33,7 +33,8 @@ fn bounded(name: &str, limit: Duration, body: fn(&WhisperContext)) {
     let log_path = dir.path().join("child.log");
     let log = File::create(&log_path).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--include-ignored"])
+        .args([&common::exact(module_path!(), name), "--exact"])
+        .args(["--nocapture", "--include-ignored"])
         .args(["--test-threads", "1"])
         .env(CHILD, name)
         .env("GGML_NO_BACKTRACE", "1")

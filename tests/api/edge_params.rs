@@ -1,6 +1,6 @@
 //! Parameters that used to abort the process through the safe API.
 
-mod common;
+use crate::common;
 
 use whisper_steady::{FullParams, SamplingStrategy, WhisperError};
 

@@ -2,7 +2,7 @@
 //! errors the safe API gives for them, the real model when present, and the regression inputs
 //! found by fuzzing (`fuzz/`).
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

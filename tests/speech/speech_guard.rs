@@ -7,7 +7,7 @@
 //! `WHISPER_STEADY_TEST_VAD_MODEL`), and the multilingual base for its own test
 //! (`WHISPER_STEADY_TEST_MODEL_MULTILINGUAL`); skips without them (see tests/common).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

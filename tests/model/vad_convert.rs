@@ -3,7 +3,7 @@
 //!
 //! The synthetic models are protobuf messages built here by hand with the Silero tensors'
 //! names and shapes and pseudo-random weights; the real model's tests are in
-//! `tests/vad_model.rs`.
+//! `tests/model/vad_model.rs`.
 
 use std::io::Cursor;
 

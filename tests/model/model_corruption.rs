@@ -10,7 +10,7 @@
 //! `WHISPER_STEADY_CORRUPTION_VARIANTS` naming their variants; `ulimit -v` through `sh` sets the
 //! limit. Skips without the model (see `tests/common`).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -364,7 +364,7 @@ fn corrupted_models_never_crash() {
                     .arg(format!("ulimit -v {LIMIT_KIB} && exec \"$0\" \"$@\""))
                     .arg(&exe)
                     .args([
-                        "corruption_child",
+                        &common::exact(module_path!(), "corruption_child"),
                         "--exact",
                         "--nocapture",
                         "--test-threads=1",

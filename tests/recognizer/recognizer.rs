@@ -1,7 +1,7 @@
 //! The Recognizer on the real model: results, failover, deadlines, cancellation, validation,
 //! shutdown and async use.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ fn jfk() -> Vec<f32> {
 }
 
 /// "ask what you can do for your country" (jfk.wav from 8 s), with a short encoder window so
-/// that tests needing many runs stay quick (see tests/recognizer_stress.rs).
+/// that tests needing many runs stay quick (see tests/recognizer/recognizer_stress.rs).
 fn short_clip() -> (Vec<f32>, RecognizeOptions) {
     let clip = jfk()[8 * 16_000..11 * 16_000].to_vec();
     let mut options = RecognizeOptions::new();

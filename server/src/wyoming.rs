@@ -440,7 +440,18 @@ async fn transcribe<W: tokio::io::AsyncWrite + Unpin>(
     })
     .await
     .unwrap_or_default();
-    let options = state.options(language.as_deref(), None, None, None, None);
+    let mut options = state.options(language.as_deref(), None, None, None, None);
+    // Measured on English commands only (bench/RESULTS.md): other languages, and a language
+    // still to be detected, keep whisper's full window.
+    let english = !state.recognizer.context().is_multilingual()
+        || options
+            .language
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case("en"));
+    if english && seconds < state.config.wyoming.fit_window_below_seconds {
+        let positions = state.recognizer.context().n_audio_ctx().max(0) as u32;
+        options.audio_ctx = whisper_steady::recognizer::fitted_audio_ctx(samples.len(), positions);
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
     let ticket = match admitted.submit_streaming(samples, options, move |segment| {
         let _ = tx.send(segment);

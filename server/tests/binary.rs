@@ -15,26 +15,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_recognizer-server");
 fn bad_configuration_is_refused_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
-    std::fs::write(&config, r#"{"server": {"port": 8080, "hots": "x"}}"#).unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.hots"), "{err}");
-
-    std::fs::write(&config, r#"{"recognition": {"workers": "four"}}"#).unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.code() == Some(2) && err.contains("recognition.workers"),
-        "{err}"
+    let refused = |json: &str, key: &str| {
+        std::fs::write(&config, json).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(key), "{err}");
+    };
+    refused(r#"{"server": {"port": 8080, "hots": "x"}}"#, "server.hots");
+    refused(
+        r#"{"recognition": {"workers": "four"}}"#,
+        "recognition.workers",
+    );
+    refused(
+        r#"{"wyoming": {"fit_window_below_seconds": -1}}"#,
+        "wyoming.fit_window_below_seconds",
     );
 
     // No model anywhere: a clear message, not a crash.

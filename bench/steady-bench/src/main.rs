@@ -13,7 +13,8 @@
 //!   threads, and by the pattern of the user's original server: one context, one state, one
 //!   global mutex, TOTAL_THREADS threads per call. Prints requests per minute for both;
 //! - `steady-bench window MODEL THREADS SET.tsv RULE...`: every clip of the word-error set
-//!   (bench/wer_set.py) through a one-worker `Recognizer`, once per encoder-window rule: `full`
+//!   (bench/wer_set.py, or bench/commands/make_set.py's; whisper is given the language of the
+//!   clip's espeak-ng voice) through a one-worker `Recognizer`, once per encoder-window rule: `full`
 //!   (whisper's 30 s window), `fit` (the Recognizer's default), or `M` / `M/F` (the clip plus M
 //!   positions of 20 ms, at least F positions). One JSON line per clip and rule;
 //! - `steady-bench signals MODEL VAD_MODEL THREADS SET.tsv`: for every clip of the no-speech set
@@ -266,12 +267,15 @@ fn window_mode(a: &[String]) {
     let (model, threads, set) = (&a[0], a[1].parse().expect("THREADS"), &a[2]);
     let rules: Vec<(&String, WindowRule)> =
         a[3..].iter().map(|r| (r, WindowRule::parse(r))).collect();
-    let clips: Vec<(String, String)> = std::fs::read_to_string(set)
+    // The language is the voice's (espeak-ng's `de`, `es-419`, `en-gb+f2`: its first two
+    // letters), given to whisper as Home Assistant gives its pipeline's.
+    let clips: Vec<(String, String, String)> = std::fs::read_to_string(set)
         .expect("SET.tsv")
         .lines()
         .map(|line| {
             let fields: Vec<&str> = line.split('\t').collect();
-            (fields[0].to_string(), fields[1].to_string())
+            let language = fields[2].get(..2).unwrap_or("en").to_string();
+            (fields[0].to_string(), fields[1].to_string(), language)
         })
         .collect();
     let recognizer_for = |fit: bool| {
@@ -283,11 +287,11 @@ fn window_mode(a: &[String]) {
         Recognizer::new(config).expect("the recognizer starts")
     };
     let (fitting, plain) = (recognizer_for(true), recognizer_for(false));
-    for (path, split) in &clips {
+    for (path, split, language) in &clips {
         let samples = compat::read_wav(path);
         for (name, rule) in &rules {
             let (fit, audio_ctx) = rule.options(samples.len());
-            let mut options = RecognizeOptions::new().language("en");
+            let mut options = RecognizeOptions::new().language(language);
             options.audio_ctx = audio_ctx;
             let recognizer = if fit { &fitting } else { &plain };
             let start = Instant::now();

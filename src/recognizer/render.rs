@@ -144,14 +144,22 @@ impl Transcript {
     }
 
     /// The transcript as a JSON document, indented, ending with a newline:
-    /// `{"text", "language", "segments": [{"id", "start", "end", "text", "tokens": [{"id",
-    /// "text", "p", "t0", "t1"}]}]}`. `text` is [`text`](Self::text); each segment's text is
-    /// trimmed; times are in seconds; only text tokens are listed (special ones such as
-    /// timestamps left out), with their text as decoded.
+    /// `{"text", "language", "language_probability", "no_speech", "segments": [{"id", "start",
+    /// "end", "text", "tokens": [{"id", "text", "p", "t0", "t1"}]}]}`. `text` is
+    /// [`text`](Self::text); `language_probability` is
+    /// [`language_probability`](Self::language_probability) (`null` when the language was given),
+    /// `no_speech` [`no_speech`](Self::no_speech); each segment's text is trimmed; times are in
+    /// seconds; only text tokens are listed (special ones such as timestamps left out), with
+    /// their text as decoded.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\n");
         let _ = writeln!(out, "  \"text\": {},", json_string(&self.text));
         let _ = writeln!(out, "  \"language\": {},", json_string(&self.language));
+        let probability = self
+            .language_probability
+            .map_or_else(|| "null".to_owned(), json_number);
+        let _ = writeln!(out, "  \"language_probability\": {probability},");
+        let _ = writeln!(out, "  \"no_speech\": {},", self.no_speech);
         if self.segments.is_empty() {
             out.push_str("  \"segments\": []\n}\n");
             return out;
@@ -329,6 +337,8 @@ mod tests {
 
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["language"], "en");
+        assert_eq!(value["language_probability"], serde_json::Value::Null);
+        assert_eq!(value["no_speech"], false);
         assert_eq!(value["text"], format!("{} Second.", tricky.trim()));
         let segs = value["segments"].as_array().unwrap();
         assert_eq!(segs.len(), 2);
@@ -354,11 +364,14 @@ mod tests {
 
     #[test]
     fn json_of_nothing() {
-        let t = Transcript::assemble(Vec::new(), spoken("de"), Backend::Cpu);
+        let mut t = Transcript::assemble(Vec::new(), spoken("de"), Backend::Cpu);
+        t.language_probability = Some(0.68);
+        t.no_speech = true;
         let value: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"text": "", "language": "de", "segments": []})
+            serde_json::json!({"text": "", "language": "de", "language_probability": 0.68,
+                               "no_speech": true, "segments": []})
         );
     }
 }

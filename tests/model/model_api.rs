@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{context, jfk, wer, JFK_TEXT};
+use whisper_steady::convert::f16_to_f32;
 use whisper_steady::sys;
 use whisper_steady::{
     DtwMode, DtwModelPreset, DtwParameters, FullParams, SamplingStrategy, SegmentCallbackData,
@@ -90,7 +91,7 @@ fn widened_to_f32(model: &[u8]) -> Vec<u8> {
                 head[8..12].copy_from_slice(&0i32.to_le_bytes());
                 out.extend_from_slice(&head);
                 for half in model[at..at + 2 * values].chunks_exact(2) {
-                    let wide = half_to_f32(u16::from_le_bytes([half[0], half[1]]));
+                    let wide = f16_to_f32(u16::from_le_bytes([half[0], half[1]]));
                     out.extend_from_slice(&wide.to_le_bytes());
                 }
                 at += 2 * values;
@@ -99,27 +100,6 @@ fn widened_to_f32(model: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// IEEE half to single precision.
-fn half_to_f32(h: u16) -> f32 {
-    let (sign, exp, frac) = (
-        (h >> 15) as u32,
-        ((h >> 10) & 0x1f) as u32,
-        (h & 0x3ff) as u32,
-    );
-    let bits = match (exp, frac) {
-        (0, 0) => sign << 31,
-        (0, _) => {
-            // Subnormal: normalize.
-            let shift = frac.leading_zeros() - 21;
-            let frac = (frac << shift) & 0x3ff;
-            (sign << 31) | ((113 - shift) << 23) | (frac << 13)
-        }
-        (0x1f, _) => (sign << 31) | (0xff << 23) | (frac << 13),
-        _ => (sign << 31) | ((exp + 112) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// Patch 0019: an all-f32 model (f32 convolution weights) transcribes instead of aborting in

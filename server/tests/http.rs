@@ -971,8 +971,12 @@ fn api_keys_admin_keys_and_per_key_limits() {
 
     // Per-key figures in /metrics.
     let metrics = server.get("/metrics").text();
+    let alice_requests = format!(
+        r#"recognizer_api_key_requests_total{{key="alice"}} {}"#,
+        1 + allowed
+    );
     for line in [
-        r#"recognizer_api_key_requests_total{key="alice"} 3"#,
+        alice_requests.as_str(),
         r#"recognizer_api_key_rejected_total{key="alice",limit="requests_per_minute"} 1"#,
         r#"recognizer_api_key_rejected_total{key="bob",limit="audio_seconds_per_hour"} 1"#,
         r#"recognizer_api_key_rejected_total{key="carol",limit="max_concurrent"} 1"#,

@@ -28,6 +28,7 @@
 
 mod api;
 pub mod audio;
+pub mod catalog;
 pub mod convert;
 pub mod cuda;
 pub mod device;

@@ -50,4 +50,4 @@ fn print_report(out: &Path, r: &ConvertReport) {
 }
 
 /// The SHA-256 of a file, in hex (the library's, which verifies downloads).
-pub(crate) use whisper_steady::model::catalog::sha256_file;
+pub(crate) use whisper_steady::catalog::sha256_file;

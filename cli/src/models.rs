@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use whisper_steady::model::catalog::{self, KnownModel, Progress};
+use whisper_steady::catalog::{self, KnownModel, Progress};
 
 /// Arguments of `models`.
 #[derive(Debug, Args)]

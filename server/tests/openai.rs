@@ -482,7 +482,7 @@ mod languages {
     use std::time::{Duration, Instant};
 
     use serde_json::{json, Value};
-    use whisper_steady::model::catalog::VadChoice;
+    use whisper_steady::catalog::VadChoice;
 
     use super::common::{self, openai_multipart, openai_request_to, wer, Response, TestServer};
 

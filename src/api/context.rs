@@ -60,11 +60,11 @@ impl std::fmt::Debug for WhisperInnerContext {
 /// Maps a validation result to the safe API's error: a file that cannot be opened or read
 /// stays `InitError`, as in whisper-rs; a defective model is `InvalidModel`.
 fn check_model(
-    checked: Result<crate::model::ModelInfo, crate::model::ModelDefect>,
+    checked: Result<crate::model::ModelInfo, crate::ggml::ModelDefect>,
 ) -> Result<(), WhisperError> {
     match checked {
         Ok(_) => Ok(()),
-        Err(d) if matches!(d.kind(), crate::model::DefectKind::Io(_)) => {
+        Err(d) if matches!(d.kind(), crate::ggml::DefectKind::Io(_)) => {
             Err(WhisperError::InitError)
         }
         Err(d) => Err(WhisperError::InvalidModel(d)),

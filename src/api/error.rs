@@ -3,7 +3,7 @@
 use std::ffi::{c_int, NulError};
 use std::str::Utf8Error;
 
-use crate::model::ModelDefect;
+use crate::ggml::ModelDefect;
 
 /// Everything the safe API can fail with. The variants and their messages are whisper-rs's, so
 /// code that matches on them keeps working.

@@ -1,8 +1,9 @@
 //! The ggml model file that whisper.cpp's `whisper_model_load` reads, in one place: the magic,
 //! the hyperparameters with named fields and their accepted ranges, the ggml type table, the
 //! tensor table whisper.cpp builds, the defects a file can have, a streaming reader and the
-//! writer. The validator ([`crate::model`]), the quantizer and the converter
-//! ([`crate::convert`]) are all built on it.
+//! writer. It is the lowest layer of the model code and imports none above it: the validator
+//! (`model`), the converter and quantizer (`convert`) and the catalog (`catalog`) are built on
+//! it, and this module is the one path to [`Hparams`], [`MAGIC`] and the defect types.
 //!
 //! Layout (little-endian `i32`s unless said otherwise): the magic `0x67676d6c`; the
 //! hyperparameters `n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer,
@@ -12,14 +13,12 @@
 //! name's length, the ggml type, the dimensions innermost first, the name, and the data.
 
 mod defect;
-mod file;
 pub(crate) mod layout;
 pub(crate) mod reader;
 pub(crate) mod source;
 pub(crate) mod writer;
 
 pub use defect::{DefectKind, Field, ModelDefect, ShapeFormula, DEFECT_NAME_CAPACITY};
-pub use file::{ModelFile, TensorData};
 pub(crate) use writer::{GgmlType, GgmlWriter};
 
 /// The file magic, `"ggml"` as a little-endian `u32`.

@@ -21,7 +21,7 @@
 //! - the vocabulary: a count between 0 and `n_vocab` (whisper.cpp names the rest itself), each
 //!   token at most [`MAX_TOKEN_LEN`] bytes and inside the file;
 //! - the tensor table, until the end of the file: a dimension count of 1 to 4, a name length
-//!   of 1 to [`MAX_TENSOR_NAME_LEN`], a name whisper.cpp creates for these layer counts, the
+//!   of 1 to [`MAX_TENSOR_NAME_LEN`](crate::ggml::MAX_TENSOR_NAME_LEN), a name whisper.cpp creates for these layer counts, the
 //!   dimensions it allocates (compared as its loader does: the first three equal, the element
 //!   counts equal), exactly the ggml type it allocates (f32 vectors, biases and positional
 //!   embeddings; f16 convolutions, f32 in f32 models; the `ftype`'s weight type for the
@@ -46,16 +46,13 @@
 //! so checking a model costs a small fraction of loading it. A file can still change between
 //! the check and whisper.cpp's read; load models from storage nobody else writes to.
 
-pub mod catalog;
+mod file;
+
+pub use file::{ModelFile, TensorData};
 
 use std::path::Path;
 
-/// The file magic, `"ggml"` as a little-endian `u32` (also [`crate::ggml::MAGIC`]).
-pub use crate::ggml::MAGIC as GGML_MAGIC;
-pub use crate::ggml::{
-    DefectKind, Field, Hparams, ModelDefect, ShapeFormula, DEFECT_NAME_CAPACITY,
-    MAX_TENSOR_NAME_LEN, MAX_TOKEN_LEN, MEL_N_FFT,
-};
+use crate::ggml::{DefectKind, Field, Hparams, ModelDefect, MAGIC, MAX_TOKEN_LEN, MEL_N_FFT};
 
 use crate::ggml::layout::{
     expected_tensors, ftype_to_type, index_by_name, static_type_name, type_layout,
@@ -194,7 +191,7 @@ fn validate(src: impl Source) -> Result<ModelInfo, ModelDefect> {
     let mut src = Reader::new(src);
     let file_size = src.len();
     let magic = src.magic()?;
-    if magic != GGML_MAGIC {
+    if magic != MAGIC {
         return Err(ModelDefect::field(
             DefectKind::BadMagic { found: magic },
             0,

@@ -81,7 +81,7 @@ pub struct RecognizerConfig {
     /// than about one word in a hundred.
     pub fit_audio_ctx: bool,
     /// A Silero VAD model in whisper.cpp's ggml format (default none: the library does no
-    /// network I/O; `Some(whisper_steady::model::catalog::download_vad()?)` with the `download`
+    /// network I/O; `Some(whisper_steady::catalog::download_vad()?)` with the `download`
     /// feature fetches the named model `silero` into the cache, as the server and the CLI do by
     /// default; `scripts/fetch-vad-model.sh` and `whisper-steady convert-silero` make the file
     /// too). With it, every request first goes through the speech detector: audio in which it

@@ -587,7 +587,7 @@ fn errors(e: WhisperError, bytes: &[u8]) {
         }
         // Added by whisper-steady (see COMPAT.md): a model refused before whisper.cpp reads it.
         WhisperError::InvalidModel(defect) => {
-            let _: whisper_steady::model::ModelDefect = defect;
+            let _: whisper_steady::ggml::ModelDefect = defect;
         }
     }
 }

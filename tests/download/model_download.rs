@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use whisper_steady::model::catalog::{self, download_file, DownloadError, Progress};
+use whisper_steady::catalog::{self, download_file, DownloadError, Progress};
 
 /// How the test server answers one request.
 #[derive(Clone, Copy)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use whisper_steady::model::catalog::{
+use whisper_steady::catalog::{
     self, DownloadError, PypiSource, BASE_PYPI, PYPI_SOURCES, SILERO_VAD, TINY_EN_PYPI,
 };
 

@@ -14,7 +14,7 @@ use whisper_steady::convert::{
     gpt2_byte, mel_filterbank, parse_vocabulary_json, parse_vocabulary_txt, ConvertError,
     ConvertReport, Hparams, WHISPER_N_FFT, WHISPER_SAMPLE_RATE,
 };
-use whisper_steady::ggml::{ModelFile, TensorData};
+use whisper_steady::model::{ModelFile, TensorData};
 use whisper_steady::sys;
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ use crate::common;
 use std::time::Instant;
 
 use test_support::synthetic_model::{Synth, Tensor};
-use whisper_steady::model::{validate_bytes, validate_file, DefectKind, ModelDefect};
+use whisper_steady::ggml::{DefectKind, ModelDefect};
+use whisper_steady::model::{validate_bytes, validate_file};
 use whisper_steady::{WhisperContext, WhisperContextParameters, WhisperError};
 
 fn cpu() -> WhisperContextParameters<'static> {
@@ -386,7 +387,7 @@ fn invalid_model_error_is_copy_and_displays_the_defect() {
     let d = defect(&long);
     assert!(d.subject().starts_with("decoder.ln.bias\\xff"), "{d}");
     assert!(d.subject().ends_with("..."));
-    assert!(d.subject().len() <= whisper_steady::model::DEFECT_NAME_CAPACITY);
+    assert!(d.subject().len() <= whisper_steady::ggml::DEFECT_NAME_CAPACITY);
 }
 
 /// The real model validates, and validation costs a small fraction of loading it.

@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use whisper_steady::WhisperError;
 
 use whisper_steady::audio::{self, Decoded};
-use whisper_steady::model::catalog::VadChoice;
+use whisper_steady::catalog::VadChoice;
 use whisper_steady::recognizer::{
     DecodedSegment, RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
 };
@@ -343,7 +343,7 @@ fn load_model(args: &TranscribeArgs) -> Result<Recognizer, Box<dyn Error>> {
     config.vad_model = args.vad_model.fetch().unwrap_or_else(|e| {
         eprintln!(
             "warning: cannot get the Silero VAD model ({e}); {}",
-            whisper_steady::model::catalog::VAD_UNAVAILABLE
+            whisper_steady::catalog::VAD_UNAVAILABLE
         );
         None
     });

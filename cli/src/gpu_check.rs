@@ -40,9 +40,7 @@ use whisper_steady::recognizer::{
 use whisper_steady::wer::{word_error_rate as wer, words};
 use whisper_steady::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
-#[path = "../../examples/shared_context_race.rs"]
-#[allow(dead_code)]
-mod race;
+use crate::race;
 
 /// Arguments of `gpu-check`.
 #[derive(Debug, Args)]
@@ -113,12 +111,12 @@ const CHILD_MARK: &str = "GPU_CHECK_CHILD ";
 
 /// Runs the check.
 pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
-    let audio = race::read_wav(&args.audio)?;
+    let audio = crate::transcribe::load_audio(&args.audio)?.samples;
     if args.child_pool {
         return child_pool(args, &audio);
     }
     let started = Instant::now();
-    let audio_seconds = audio.len() as f64 / 16_000.0;
+    let audio_seconds = audio.len() as f64 / f64::from(whisper_steady::audio::WHISPER_SAMPLE_RATE);
     let gpu = devices().into_iter().find(|d| d.kind == "gpu");
     if gpu.is_none() && !args.allow_no_gpu {
         return Err(format!(
@@ -341,7 +339,10 @@ fn child_pool(args: &GpuCheckArgs, audio: &[f32]) -> Result<(), Box<dyn Error>> 
     let rtf = match load(&args.model, true) {
         Ok(ctx) => {
             let (_, time) = best_of(3, || transcribe(&ctx, audio, 1));
-            Some(time.as_secs_f64() / (audio.len() as f64 / 16_000.0))
+            Some(
+                time.as_secs_f64()
+                    / (audio.len() as f64 / f64::from(whisper_steady::audio::WHISPER_SAMPLE_RATE)),
+            )
         }
         Err(_) => None,
     };

@@ -11,6 +11,7 @@ mod convert_silero;
 mod gpu_check;
 mod models;
 mod quantize;
+mod race;
 mod transcribe;
 
 /// whisper.cpp speech recognition tools.

@@ -47,7 +47,7 @@ use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeError, RecognizeOpti
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::recognize::recognize_error;
+use crate::pipeline::recognize_error;
 use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
 
@@ -397,7 +397,7 @@ mod tests {
 
     /// A tone whose loudness rises and falls three times a second, as syllables do.
     fn speech_like(i: usize) -> f32 {
-        let t = i as f32 / 16_000.0;
+        let t = i as f32 / whisper_steady::audio::WHISPER_SAMPLE_RATE as f32;
         let envelope = 0.2 + 0.8 * (std::f32::consts::PI * 3.0 * t).sin().abs();
         0.3 * envelope * (i as f32 * 0.05).sin()
     }

@@ -22,7 +22,7 @@ use whisper_steady::recognizer::{seconds, DecodedSegment, RecognizeOptions, Tran
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::recognize::{admit, decode, extension_of, recognize_error, transcribe, Admission};
+use crate::pipeline::{admit, decode, extension_of, recognize_error, transcribe, Admission};
 use crate::AppState;
 use whisper_steady::audio::Decoded;
 
@@ -457,22 +457,15 @@ fn segments_json(t: &Transcript, temperature: f32) -> serde_json::Value {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let text_tokens: Vec<_> = s.tokens.iter().filter(|k| !k.special).collect();
-            let avg_logprob = if text_tokens.is_empty() {
-                0.0
-            } else {
-                text_tokens.iter().map(|k| f64::from(k.plog)).sum::<f64>()
-                    / text_tokens.len() as f64
-            };
             json!({
                 "id": i,
                 "seek": s.start.as_millis() / 10,
                 "start": seconds(s.start),
                 "end": seconds(s.end),
                 "text": s.text,
-                "tokens": text_tokens.iter().map(|k| k.id).collect::<Vec<_>>(),
+                "tokens": s.text_tokens().map(|k| k.id).collect::<Vec<_>>(),
                 "temperature": temperature,
-                "avg_logprob": avg_logprob,
+                "avg_logprob": s.avg_logprob(),
                 "compression_ratio": compression_ratio(&s.text),
                 "no_speech_prob": s.no_speech_probability,
             })

@@ -32,7 +32,7 @@ use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::recognize::recognize_error;
+use crate::pipeline::recognize_error;
 use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
 

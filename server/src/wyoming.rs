@@ -34,7 +34,7 @@ use whisper_steady::audio::{resample, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, WHISPER_
 use whisper_steady::recognizer::DecodedSegment;
 
 use crate::error::Style;
-use crate::recognize::recognize_error;
+use crate::pipeline::recognize_error;
 use crate::AppState;
 
 /// The longest JSON header line.

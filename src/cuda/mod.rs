@@ -4,9 +4,6 @@
 //! build without the `cuda` feature there is no pool: [`set_pool_policy`] only records the
 //! choice, and [`pool_stats`] says that CUDA is not available.
 
-#[doc(hidden)]
-pub mod host;
-
 #[cfg(not(feature = "cuda"))]
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -24,8 +21,8 @@ pub enum PoolPolicy {
 }
 
 impl PoolPolicy {
-    /// The value of `enum ggml_cuda_pool_policy` (patch 0002).
-    pub(crate) fn to_raw(self) -> u8 {
+    /// The value of `enum ggml_cuda_pool_policy` (patch 0002), as the C API takes it.
+    pub fn to_raw(self) -> u8 {
         match self {
             PoolPolicy::Auto => 0,
             PoolPolicy::Vmm => 1,

@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::faults::{FaultInjection, FaultSite};
 use super::language::RunLanguage;
 use super::RecognizeError;
 
@@ -134,7 +134,8 @@ pub struct RecognizerConfig {
     pub breaker_threshold: u32,
     /// How long the breaker stays open before one request probes the GPU again (default 30 s).
     pub breaker_cooldown: Duration,
-    /// Failures on demand, for testing failover. Leave `None` in production.
+    /// Failures on demand, for testing failover (feature `fault-injection`, for tests only).
+    #[cfg(feature = "fault-injection")]
     pub fault_injection: Option<FaultInjection>,
     /// The languages detection may choose (whisper's codes or English names, e.g.
     /// `["zh", "en"]`; default empty: every language the model has). A request without a
@@ -166,7 +167,6 @@ impl fmt::Debug for RecognizerConfig {
             .field("idle_trim_after", &self.idle_trim_after)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
-            .field("fault_injection", &self.fault_injection.is_some())
             .field("detect_languages", &self.detect_languages)
             .finish()
     }
@@ -234,6 +234,29 @@ pub fn default_workers() -> usize {
 }
 
 impl RecognizerConfig {
+    /// The faults to inject: none without feature `fault-injection`.
+    pub(crate) fn faults(&self) -> FaultInjection {
+        #[cfg(feature = "fault-injection")]
+        if let Some(faults) = &self.fault_injection {
+            return faults.clone();
+        }
+        FaultInjection::new()
+    }
+
+    /// Whether the attempt at `site` is to fail (never without feature `fault-injection`).
+    pub(crate) fn fail_attempt(&self, site: FaultSite) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if let Some(fail) = self
+            .fault_injection
+            .as_ref()
+            .and_then(|f| f.fail_attempt.as_ref())
+        {
+            return fail(site);
+        }
+        let _ = site;
+        false
+    }
+
     /// The defaults, for a model file.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         let workers = default_workers();
@@ -256,6 +279,7 @@ impl RecognizerConfig {
             idle_trim_after: None,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(30),
+            #[cfg(feature = "fault-injection")]
             fault_injection: None,
             detect_languages: Vec::new(),
         }
@@ -362,62 +386,6 @@ impl fmt::Display for InvalidSetting {
 }
 
 impl std::error::Error for InvalidSetting {}
-
-/// Decides, for each attempt, whether to make it fail.
-pub type FaultFn = dyn Fn(FaultSite) -> bool + Send + Sync;
-
-/// Failure injection for tests of failover. A failing attempt is really run and really fails:
-/// whisper.cpp's abort callback stops it at once, and whisper.cpp returns its error code.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct FaultInjection {
-    /// Treat the main backend as a GPU even when it is the CPU, so that a build without a GPU
-    /// can exercise GPU→CPU failover. The "GPU" workers run on the CPU, one lane per
-    /// simulated device of `gpu_devices`.
-    pub simulate_gpu: bool,
-    /// Fail the creation of the GPU context, as a missing device or driver would.
-    pub fail_gpu_context: bool,
-    /// Fail the creation of the GPU context on these devices only (by index), as a device
-    /// that is missing or out of memory would.
-    pub fail_gpu_devices: Vec<i32>,
-    /// Pretend that ggml found this many GPUs, for [`GpuDevices::All`] with `simulate_gpu`.
-    pub simulated_device_count: usize,
-    /// Called before each attempt; `true` makes that attempt fail.
-    pub fail_attempt: Option<Arc<FaultFn>>,
-}
-
-impl FaultInjection {
-    /// No faults and no simulation; set the fields you need.
-    pub fn new() -> Self {
-        FaultInjection {
-            simulate_gpu: false,
-            fail_gpu_context: false,
-            fail_gpu_devices: Vec::new(),
-            simulated_device_count: 0,
-            fail_attempt: None,
-        }
-    }
-}
-
-impl Default for FaultInjection {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Where an attempt is about to run, for [`FaultInjection::fail_attempt`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FaultSite {
-    /// The backend of the worker.
-    pub backend: Backend,
-    /// The GPU's index for a GPU worker; `None` on the CPU.
-    pub device: Option<i32>,
-    /// The worker's index in its lane (on that device, or on the CPU).
-    pub worker: usize,
-    /// The request's id.
-    pub request: u64,
-}
 
 /// whisper.cpp's limit on decoders (beams): the most [`RecognizeOptions::beam_size`] may ask
 /// for.

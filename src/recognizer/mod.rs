@@ -32,7 +32,9 @@ mod breaker;
 mod chunk;
 mod config;
 mod error;
+mod faults;
 mod health;
+mod lanes;
 mod language;
 mod render;
 mod reservation;
@@ -40,6 +42,7 @@ pub mod speech;
 mod stream;
 mod ticket;
 mod transcript;
+mod trim;
 mod validate;
 mod worker;
 
@@ -47,11 +50,12 @@ mod worker;
 pub use crate::device::{devices, DeviceInfo};
 pub use breaker::BreakerState;
 pub use config::{
-    default_workers, fitted_audio_ctx, Backend, FaultFn, FaultInjection, FaultSite, GpuDevices,
-    InvalidSetting, RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_BEAMS,
-    MAX_GPU_DEVICES,
+    default_workers, fitted_audio_ctx, Backend, GpuDevices, InvalidSetting, RecognizeOptions,
+    RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_BEAMS, MAX_GPU_DEVICES,
 };
 pub use error::{RecognizeError, RecognizerError};
+#[cfg(feature = "fault-injection")]
+pub use faults::{FaultFn, FaultInjection, FaultSite};
 pub use health::{
     CleanupHealth, FailoverHealth, Health, HealthStatus, LaneHealth, RequestCounters,
     UnavailableDevice,
@@ -63,13 +67,13 @@ pub use ticket::Ticket;
 pub use transcript::{Segment, Timings, Token, Transcript, Word};
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{WhisperContext, WhisperContextParameters, WhisperError};
-use breaker::Breaker;
+use crate::{WhisperContext, WhisperError};
+use lanes::{gpu_lanes, load_context, Lane, LaneKind};
 use ticket::Slot;
 
 /// Longest audio accepted: whisper.cpp counts samples in a C `int`.
@@ -103,62 +107,6 @@ impl Owner {
             // A worker that panicked has already failed its request; nothing more to do.
             let _ = thread.join();
         }
-    }
-}
-
-/// What a lane runs on: named, so that no code reads meaning into a lane's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LaneKind {
-    /// Workers on one GPU (with `simulate_gpu`, a simulated one that runs on the CPU).
-    Gpu {
-        /// ggml's index of the GPU.
-        device: i32,
-    },
-    /// Workers on the CPU: the only lane without a GPU, or the fallback lane beside the GPUs.
-    Cpu,
-}
-
-impl LaneKind {
-    pub(crate) fn backend(self) -> Backend {
-        match self {
-            LaneKind::Gpu { .. } => Backend::Gpu,
-            LaneKind::Cpu => Backend::Cpu,
-        }
-    }
-
-    pub(crate) fn device(self) -> Option<i32> {
-        match self {
-            LaneKind::Gpu { device } => Some(device),
-            LaneKind::Cpu => None,
-        }
-    }
-}
-
-impl std::fmt::Display for LaneKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LaneKind::Gpu { device } => write!(f, "gpu{device}"),
-            LaneKind::Cpu => f.write_str("cpu"),
-        }
-    }
-}
-
-/// A group of workers on one device, sharing one copy of the model.
-pub(crate) struct Lane {
-    pub(crate) kind: LaneKind,
-    pub(crate) ctx: Arc<WhisperContext>,
-    pub(crate) workers: usize,
-    pub(crate) busy: AtomicUsize,
-    pub(crate) succeeded: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    /// This GPU's circuit breaker; `None` on the CPU.
-    pub(crate) breaker: Option<Mutex<Breaker>>,
-}
-
-impl Lane {
-    /// Whether it runs on a GPU (its kind says so; the breaker follows from it).
-    pub(crate) fn is_gpu(&self) -> bool {
-        self.kind.backend() == Backend::Gpu
     }
 }
 
@@ -271,64 +219,6 @@ fn load_vad(path: &std::path::Path) -> Result<crate::WhisperVadContext, Recogniz
     crate::WhisperVadContext::new(text, params).map_err(error)
 }
 
-/// The model on `device`, or on the CPU for `None`.
-fn load_context(
-    config: &RecognizerConfig,
-    device: Option<i32>,
-) -> Result<Arc<WhisperContext>, WhisperError> {
-    let mut params = WhisperContextParameters::default();
-    params.use_gpu(device.is_some());
-    params.gpu_device(device.unwrap_or(config.gpu_device));
-    params.flash_attn(config.flash_attn);
-    WhisperContext::new_with_params(&config.model_path, params).map(Arc::new)
-}
-
-/// The GPU lanes that can be made, the devices that could not (with why), and whether the
-/// build or the machine has no GPU at all.
-fn gpu_lanes(
-    config: &RecognizerConfig,
-    faults: &FaultInjection,
-) -> (Vec<Lane>, Vec<UnavailableDevice>, bool) {
-    let found = if faults.simulate_gpu {
-        faults.simulated_device_count
-    } else {
-        crate::device::gpu_device_count()
-    };
-    let none_here = found == 0
-        && !faults.simulate_gpu
-        && !faults.fail_gpu_context
-        && faults.fail_gpu_devices.is_empty();
-    let mut lanes = Vec::new();
-    let mut unavailable = Vec::new();
-    for device in config.gpu_devices.resolve(config.gpu_device, found) {
-        let attempt = if faults.fail_gpu_context || faults.fail_gpu_devices.contains(&device) {
-            Err("GPU context creation failed (injected fault)".to_owned())
-        } else if faults.simulate_gpu {
-            // A simulated GPU runs on the CPU.
-            load_context(config, None).map_err(|e| e.to_string())
-        } else if found == 0 {
-            Err("no GPU device in this build or on this machine".to_owned())
-        } else if device as usize >= found {
-            Err(format!("there is no GPU {device}: ggml found {found}"))
-        } else {
-            load_context(config, Some(device)).map_err(|e| format!("GPU context: {e}"))
-        };
-        match attempt {
-            Ok(ctx) => {
-                let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown);
-                lanes.push(Lane::new(
-                    LaneKind::Gpu { device },
-                    ctx,
-                    config.workers,
-                    Some(breaker),
-                ));
-            }
-            Err(reason) => unavailable.push(UnavailableDevice { device, reason }),
-        }
-    }
-    (lanes, unavailable, none_here)
-}
-
 impl Recognizer {
     /// Loads the model, creates the worker states and starts their threads.
     pub fn new(config: RecognizerConfig) -> Result<Self, RecognizerError> {
@@ -342,7 +232,7 @@ impl Recognizer {
                 error: WhisperError::InitError,
             });
         }
-        let faults = config.fault_injection.clone().unwrap_or_default();
+        let faults = config.faults();
 
         // The GPU lanes, when wanted and possible; a GPU that fails is left out if another works.
         let (mut lanes, unavailable_devices, no_gpu_here) = if config.use_gpu {
@@ -662,138 +552,7 @@ impl std::fmt::Debug for Recognizer {
             .finish()
     }
 }
-
-impl Lane {
-    fn new(
-        kind: LaneKind,
-        ctx: Arc<WhisperContext>,
-        workers: usize,
-        breaker: Option<Breaker>,
-    ) -> Self {
-        Lane {
-            kind,
-            ctx,
-            workers,
-            busy: AtomicUsize::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            breaker: breaker.map(Mutex::new),
-        }
-    }
-
-    /// Requests queued for it or running on it.
-    fn load(&self, queued: usize) -> usize {
-        queued + self.busy.load(Ordering::Relaxed)
-    }
-}
-
 impl Shared {
-    /// The main lane: the first GPU's, or the CPU's on a machine without one (`lanes[0]`, the
-    /// one place that says so). It answers for the model (its context) and the main backend.
-    pub(crate) fn main_lane(&self) -> &Lane {
-        &self.lanes[0]
-    }
-
-    /// The index of the lane that runs on the CPU, if any.
-    pub(crate) fn cpu_lane(&self) -> Option<usize> {
-        self.lanes.iter().position(|l| l.kind == LaneKind::Cpu)
-    }
-
-    /// Picks the lane for a new request (called with the queue locked): the least-loaded GPU
-    /// whose breaker lets it through, else the CPU lane; without a CPU lane the GPUs keep the
-    /// request whatever their breakers say.
-    fn route(&self, queues: &Queues, job: &Job) -> Result<usize, RecognizeError> {
-        let cpu = self.cpu_lane();
-        if job.options.use_gpu == Some(false) {
-            return cpu.ok_or(RecognizeError::InvalidOptions(
-                "use_gpu=false without CPU workers".into(),
-            ));
-        }
-        let by_load = self.gpu_lanes_by_load(queues, 0);
-        if by_load.is_empty() {
-            return Ok(cpu.unwrap_or(0));
-        }
-        let Some(cpu) = cpu else {
-            return Ok(by_load[0]);
-        };
-        match self.pick_gpu(&by_load, Instant::now()) {
-            Some(lane) => Ok(lane),
-            None => {
-                self.counters.diverted.fetch_add(1, Ordering::Relaxed);
-                Ok(cpu)
-            }
-        }
-    }
-
-    /// The GPU lanes outside `tried` (a set of lane bits), least loaded first (requests queued
-    /// or running per worker), in configured order among equals.
-    pub(crate) fn gpu_lanes_by_load(&self, queues: &Queues, tried: u64) -> Vec<usize> {
-        let mut lanes: Vec<usize> = (0..self.lanes.len())
-            .filter(|&i| self.lanes[i].is_gpu() && tried & (1 << i) == 0)
-            .collect();
-        let load = |i: usize| self.lanes[i].load(queues.lanes[i].len());
-        // a/wa < b/wb without division; a stable sort keeps the configured order on ties.
-        lanes.sort_by(|&a, &b| {
-            (load(a) * self.lanes[b].workers).cmp(&(load(b) * self.lanes[a].workers))
-        });
-        lanes
-    }
-
-    /// The first of `candidates` whose breaker is closed, else the first that may probe now
-    /// (half-open); `None` when every breaker keeps requests off.
-    pub(crate) fn pick_gpu(&self, candidates: &[usize], now: Instant) -> Option<usize> {
-        let breaker = |i: usize| self.lanes[i].breaker.as_ref().map(lock);
-        candidates
-            .iter()
-            .copied()
-            .find(|&i| breaker(i).is_some_and(|b| b.is_closed()))
-            .or_else(|| {
-                candidates
-                    .iter()
-                    .copied()
-                    .find(|&i| breaker(i).is_some_and(|mut b| b.allow(now)))
-            })
-    }
-
-    /// Runs a trim and counts it.
-    pub(crate) fn trim(&self, idle: bool) -> crate::cuda::TrimReport {
-        let report = crate::cuda::trim();
-        self.counters.trims.fetch_add(1, Ordering::Relaxed);
-        if idle {
-            self.counters.idle_trims.fetch_add(1, Ordering::Relaxed);
-        }
-        self.counters
-            .bytes_trimmed
-            .fetch_add(report.bytes_released, Ordering::Relaxed);
-        let kind = if idle { "idle" } else { "requested" };
-        if report.refused_cuda_graphs {
-            log::warn!(
-                target: "whisper_steady::recognizer",
-                "{kind} trim refused: this build uses CUDA graphs, which replay pool addresses \
-                 (set GGML_CUDA_DISABLE_GRAPHS=1 to allow trims)"
-            );
-        }
-        if report.pools_failed > 0 {
-            log::warn!(
-                target: "whisper_steady::recognizer",
-                "{kind} trim: {} CUDA pools could not wait for their GPU work or give memory \
-                 back (a CUDA error); they keep it",
-                report.pools_failed
-            );
-        }
-        if report.bytes_released > 0 {
-            log::info!(
-                target: "whisper_steady::recognizer",
-                "{kind} trim: {} bytes of CUDA pool memory returned to the driver ({} pools, {} \
-                 after waiting for their GPU work)",
-                report.bytes_released,
-                report.pools,
-                report.pools_waited
-            );
-        }
-        report
-    }
-
     /// Refuses new requests and wakes every worker so that they drain their queue and stop.
     fn close(&self) {
         lock(&self.queues).closed = true;

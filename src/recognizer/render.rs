@@ -172,9 +172,7 @@ impl Transcript {
             let _ = writeln!(out, "      \"end\": {},", json_number(seconds(s.end)));
             let _ = writeln!(out, "      \"text\": {},", json_string(s.text.trim()));
             let tokens: Vec<String> = s
-                .tokens
-                .iter()
-                .filter(|t| !t.special)
+                .text_tokens()
                 .map(|t| {
                     format!(
                         "        {{\n          \"id\": {},\n          \"text\": {},\n          \

@@ -109,6 +109,19 @@ pub struct Segment {
     pub tokens: Vec<Token>,
 }
 
+impl Segment {
+    /// The text tokens (special ones such as timestamps left out), as every rendering lists
+    /// them.
+    pub fn text_tokens(&self) -> impl Iterator<Item = &Token> {
+        self.tokens.iter().filter(|t| !t.special)
+    }
+
+    /// The mean log probability of the text tokens (OpenAI's `avg_logprob`); 0 without any.
+    pub fn avg_logprob(&self) -> f32 {
+        text_token_mean(self.tokens.iter(), |t| t.plog)
+    }
+}
+
 /// One token of a segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Token {
@@ -172,7 +185,7 @@ impl Transcript {
             let mut first = true;
             // A character split across tokens starts with the first of them.
             let mut pending: Option<Duration> = None;
-            for token in segment.tokens.iter().filter(|t| !t.special) {
+            for token in segment.text_tokens() {
                 let start = pending.take().unwrap_or(token.start).min(token.end);
                 if token.text.is_empty() {
                     pending = Some(start);

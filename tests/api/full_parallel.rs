@@ -54,7 +54,7 @@ fn child_full_parallel_with_a_reentrant_callback() {
     }
     let model = common::model_path().expect("the parent checked the model");
     let samples = race::read_wav(&common::shared_audio("jfk.wav")).expect("jfk.wav reads");
-    let ctx = SharedContext::load(&model).expect("the model loads");
+    let ctx = SharedContext::load_on(&model, false).expect("the model loads");
     // SAFETY: the callback is a plain function without user data; samples outlive the call;
     // the context is valid.
     let (ret, n_segments, text) = unsafe {
@@ -196,7 +196,7 @@ fn another_threads_whisper_full_during_the_join_leaves_the_parallel_results_alon
         return;
     };
     let jfk = common::jfk();
-    let ctx = SharedContext::load(&model).expect("the model loads");
+    let ctx = SharedContext::load_on(&model, false).expect("the model loads");
     // The parallel run alone: the reference.
     assert_eq!(full_parallel(&ctx, &jfk, race::quiet_greedy_params(1)), 0);
     // SAFETY: no other thread uses the context.
@@ -258,7 +258,7 @@ fn a_parallel_run_without_vad_keeps_no_vad_table() {
     // a second of silence first, so that VAD's table maps times away from the identity
     let mut padded = vec![0.0f32; 16_000];
     padded.extend_from_slice(&jfk);
-    let ctx = SharedContext::load(&model).expect("the model loads");
+    let ctx = SharedContext::load_on(&model, false).expect("the model loads");
     let with_vad = || {
         let mut params = race::quiet_greedy_params(1);
         params.vad = true;

@@ -6,9 +6,9 @@
 //! live blocks, an allocation must land in the first gap that holds it (else on top), and
 //! freeing everything must bring `used` back to 0.
 
+use pool_host::{log_rejected, FreeResult, Ledger};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use whisper_steady::cuda::host::{log_rejected, FreeResult, Ledger};
 
 /// A live block as the test sees it: `(offset, size)`.
 type Block = (usize, usize);

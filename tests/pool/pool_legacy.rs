@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use pool_host::{LegacyBook, LegacyBuffer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use whisper_steady::cuda::host::{LegacyBook, LegacyBuffer};
 
 /// Upstream's size for a new buffer: 5 % more than asked, rounded up to 256 bytes.
 fn look_ahead(size: usize) -> usize {

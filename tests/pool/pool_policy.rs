@@ -1,6 +1,6 @@
 //! Patch 0002: the run-time pool choice, through the host build of `pool-policy.h`.
 
-use whisper_steady::cuda::host::{parse_env_bool, pool_decide, EnvBool};
+use pool_host::{parse_env_bool, pool_decide, EnvBool};
 use whisper_steady::cuda::PoolPolicy;
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use whisper_steady::cuda::host::{
+use pool_host::{
     vmm_round_request, Counters, FreeResult, HostVmmPool, Ledger, RejectKind, VmmLog, VmmLogEvent,
     VMM_MAX_SIZE,
 };

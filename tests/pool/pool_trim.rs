@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use whisper_steady::cuda::host::{
+use pool_host::{
     trim_refused_for_graphs, FreeResult, HostVmmPool, Ledger, LegacyBook, Mappings, PoolRegistry,
     TrimOutcome, TrimStatus,
 };
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 /// The VMM granularity of current NVIDIA GPUs.
 const GRANULE: usize = 2 << 20;

@@ -195,7 +195,7 @@ fn throughput_mode(a: &[String]) {
 }
 
 fn pool_mode() {
-    use whisper_rs::cuda::host::pool_bench;
+    use pool_host::pool_bench;
     let pairs = 20_000_000;
     for depth in [4u32, 16, 64] {
         let best = |ledger: bool, out_of_order: bool| {

@@ -292,7 +292,7 @@ const MAX_AUDIO_SECONDS: f64 = 24.0 * 3600.0;
 
 /// Reads and decodes the audio file (WAV, MP3, FLAC, OGG Vorbis; the library's decoder, as the
 /// server's), with an error that names it.
-fn load_audio(path: &Path) -> Result<Decoded, Box<dyn Error>> {
+pub(crate) fn load_audio(path: &Path) -> Result<Decoded, Box<dyn Error>> {
     let bytes = fs::read(path)
         .map_err(|e| fail(format!("cannot open audio file `{}`: {e}", path.display())))?;
     let extension = path.extension().and_then(|e| e.to_str());

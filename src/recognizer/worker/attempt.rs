@@ -1,18 +1,18 @@
-//! One worker thread: takes requests from its lane's queue and runs them on its own state.
+//! One attempt at a request on a worker's states: the whole audio at once, or, for long audio
+//! with a VAD model, its speech in chunks.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::chunk::{self, Chunk, Span};
-use super::speech;
-use super::ticket::Outcome;
-use super::transcript::{centis, read_state, Spoken};
-use super::{lock, Backend, FaultSite, Job, RecognizeError, Segment, Shared, Transcript};
+use super::Workspace;
 use crate::api::state::checks::{self, Fault};
-use crate::{
-    FullParams, WhisperContext, WhisperError, WhisperState, WhisperVadContext, WhisperVadParams,
-};
+use crate::recognizer::chunk::{self, Chunk, Span};
+use crate::recognizer::faults::FaultSite;
+use crate::recognizer::speech;
+use crate::recognizer::transcript::{centis, read_state, Spoken};
+use crate::recognizer::{lock, Backend, Job, RecognizeError, Segment, Shared, Transcript};
+use crate::{FullParams, WhisperContext, WhisperError, WhisperState, WhisperVadParams};
 
 /// The shortest speech the guard looks for when the detector's default minimum (250 ms) finds
 /// none: a word alone, such as "Go.", is voiced for less (espeak-ng's "Go." at 200 words per
@@ -36,16 +36,8 @@ const CHUNK_MAX_SAMPLES: usize = 28 * RATE;
 /// recordings: 42); 300 over 200 for the margin it leaves around words.
 const CHUNK_PAD_SAMPLES: usize = 4_800;
 
-/// What a worker thread owns: its state, the states it may add for the chunks of a long request
-/// (made on first use, kept), and its VAD context.
-pub(super) struct Workspace {
-    pub(super) state: WhisperState,
-    pub(super) helpers: Vec<WhisperState>,
-    pub(super) vad: Option<WhisperVadContext>,
-}
-
 /// How an attempt ended.
-enum Attempt {
+pub(super) enum Attempt {
     Done(Transcript),
     /// whisper.cpp failed, and neither the caller nor the deadline asked it to stop.
     Failed(WhisperError),
@@ -58,253 +50,6 @@ enum Attempt {
     DeadlineExceeded,
 }
 
-/// The worker's loop, until the recognizer closes and its lane's queue is empty.
-pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Workspace) {
-    while let Some(job) = next_job(&shared, lane) {
-        // Counted busy (by `next_job`) from the moment the request leaves the queue until it
-        // is finished or handed to the CPU lane, so the CPU lane never stops under a retry.
-        handle(&shared, lane, worker, &mut work, job);
-        let closed = {
-            let mut queues = lock(&shared.queues);
-            shared.lanes[lane].busy.fetch_sub(1, Ordering::Relaxed);
-            let idle = queues.lanes.iter().all(|q| q.is_empty())
-                && shared
-                    .lanes
-                    .iter()
-                    .all(|l| l.busy.load(Ordering::Relaxed) == 0);
-            if idle {
-                // This worker waits for the next request with the trim's time as its limit.
-                queues.idle_since = Some(Instant::now());
-            }
-            queues.closed
-        };
-        if closed {
-            // Workers of other lanes waiting to shut down recheck whether a retry may come.
-            for (other, ready) in shared.ready.iter().enumerate() {
-                if other != lane {
-                    ready.notify_all();
-                }
-            }
-        }
-    }
-}
-
-fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut job: Job) {
-    let started = Instant::now();
-    job.timings.queued += started - job.enqueued;
-    let kind = shared.lanes[lane].kind;
-    let backend = kind.backend();
-
-    let attempt = if job.slot.is_cancelled() {
-        Attempt::Cancelled
-    } else if job.deadline.is_some_and(|(at, _)| started >= at) {
-        Attempt::DeadlineExceeded
-    } else {
-        let attempt = attempt(shared, lane, worker, work, &job);
-        job.timings.processing += started.elapsed();
-        attempt
-    };
-
-    let outcome: Outcome = match attempt {
-        Attempt::Done(mut transcript) => {
-            shared.lanes[lane].succeeded.fetch_add(1, Ordering::Relaxed);
-            if let Some(breaker) = &shared.lanes[lane].breaker {
-                lock(breaker).record_success();
-            }
-            transcript.device = kind.device();
-            transcript.retried_on_cpu = job.retried_on_cpu;
-            transcript.timings = job.timings;
-            transcript.timings.total = job.submitted.elapsed();
-            Ok(transcript)
-        }
-        Attempt::Refused(error) => {
-            neutral(shared, lane);
-            log::debug!(
-                target: "whisper_steady::recognizer",
-                "request {}: {error}",
-                job.id
-            );
-            Err(error)
-        }
-        Attempt::Cancelled => {
-            neutral(shared, lane);
-            Err(RecognizeError::Cancelled)
-        }
-        Attempt::DeadlineExceeded => {
-            neutral(shared, lane);
-            Err(RecognizeError::DeadlineExceeded {
-                deadline: job.deadline.map(|(_, d)| d).unwrap_or_default(),
-            })
-        }
-        Attempt::Failed(error) => {
-            shared.lanes[lane].failed.fetch_add(1, Ordering::Relaxed);
-            // The states may be left broken by whatever failed (a device error): start afresh.
-            work.helpers.clear();
-            match shared.lanes[lane].ctx.create_state() {
-                Ok(fresh) => work.state = fresh,
-                Err(e) => log::warn!(
-                    target: "whisper_steady::recognizer",
-                    "{kind} worker {worker}: cannot renew its state after a failure ({e}); \
-                     keeping the old one"
-                ),
-            }
-            if backend == Backend::Gpu {
-                match gpu_failed(shared, lane, job, error) {
-                    None => return, // retried on the CPU: the request lives on
-                    Some((returned, outcome)) => {
-                        job = returned;
-                        outcome
-                    }
-                }
-            } else {
-                Err(RecognizeError::Failed { backend, error })
-            }
-        }
-    };
-    finish(shared, job, outcome);
-}
-
-/// Blocks until this lane has a request, or returns `None` once the recognizer is closed and
-/// the lane's queue is empty (queued requests are always run, even during shutdown).
-fn next_job(shared: &Shared, lane: usize) -> Option<Job> {
-    let mut queues = lock(&shared.queues);
-    loop {
-        if let Some(job) = queues.lanes[lane].pop_front() {
-            // Busy from here (under the queue lock, see `retry_possible`) until `run` is done.
-            shared.lanes[lane].busy.fetch_add(1, Ordering::Relaxed);
-            return Some(job);
-        }
-        if queues.closed && !retry_possible(shared, lane, &queues) {
-            return None;
-        }
-        let trim_at = shared
-            .config
-            .idle_trim_after
-            .zip(queues.idle_since)
-            .filter(|_| !queues.closed)
-            .map(|(after, since)| since + after);
-        match trim_at {
-            Some(at) if Instant::now() >= at => {
-                // This worker trims, once for this idle period, without the queue locked.
-                queues.idle_since = None;
-                drop(queues);
-                shared.trim(true);
-                queues = lock(&shared.queues);
-            }
-            Some(at) => {
-                let wait = at.saturating_duration_since(Instant::now());
-                queues = shared.ready[lane]
-                    .wait_timeout(queues, wait)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            None => {
-                queues = shared.ready[lane]
-                    .wait(queues)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        }
-    }
-}
-
-/// A lane must stay up while another lane's GPU workers still have requests that may fail
-/// over to it (to another GPU, or to the CPU).
-fn retry_possible(shared: &Shared, lane: usize, queues: &super::Queues) -> bool {
-    shared.lanes.iter().enumerate().any(|(other, l)| {
-        other != lane
-            && l.is_gpu()
-            && (!queues.lanes[other].is_empty() || l.busy.load(Ordering::Relaxed) > 0)
-    })
-}
-
-/// A GPU attempt failed: count it, feed that GPU's breaker, and hand the request to another
-/// GPU it has not failed on (least loaded, breaker permitting), else to the CPU lane if there
-/// is one. Returns the job and its outcome when it cannot be retried.
-fn gpu_failed(
-    shared: &Shared,
-    lane: usize,
-    mut job: Job,
-    error: WhisperError,
-) -> Option<(Job, Outcome)> {
-    let kind = shared.lanes[lane].kind;
-    shared.counters.gpu_failures.fetch_add(1, Ordering::Relaxed);
-    if let Some(breaker) = &shared.lanes[lane].breaker {
-        let mut breaker = lock(breaker);
-        if breaker.record_failure(Instant::now()) {
-            log::warn!(
-                target: "whisper_steady::recognizer",
-                "{kind}: circuit breaker open after {} consecutive failures (last: {error}); \
-                 requests go elsewhere for {:?}",
-                breaker.consecutive_failures(),
-                shared.config.breaker_cooldown
-            );
-        }
-    }
-    job.tried |= 1 << lane;
-    let mut queues = lock(&shared.queues);
-    let others = shared.gpu_lanes_by_load(&queues, job.tried);
-    let (target, counter) = match shared.pick_gpu(&others, Instant::now()) {
-        Some(other) => (other, &shared.counters.retried_on_gpu),
-        None => match shared.cpu_lane() {
-            Some(cpu) => {
-                job.retried_on_cpu = true;
-                (cpu, &shared.counters.retried)
-            }
-            None => {
-                return Some((
-                    job,
-                    Err(RecognizeError::Failed {
-                        backend: Backend::Gpu,
-                        error,
-                    }),
-                ))
-            }
-        },
-    };
-    log::warn!(
-        target: "whisper_steady::recognizer",
-        "request {} failed on {kind} ({error}); retrying it on {}",
-        job.id,
-        shared.lanes[target].kind
-    );
-    job.enqueued = Instant::now();
-    counter.fetch_add(1, Ordering::Relaxed);
-    // A retry goes first and is not subject to the queue limit: it was accepted already.
-    // Workers of the other lanes stay up while GPU workers run (see `retry_possible`), so it
-    // runs even during shutdown.
-    queues.lanes[target].push_front(job);
-    drop(queues);
-    shared.ready[target].notify_one();
-    None
-}
-
-/// A request that ended without a verdict on its lane releases a probe slot it held.
-fn neutral(shared: &Shared, lane: usize) {
-    if let Some(breaker) = &shared.lanes[lane].breaker {
-        lock(breaker).record_neutral();
-    }
-}
-
-/// Counts the outcome and hands it to the caller.
-fn finish(shared: &Shared, mut job: Job, outcome: Outcome) {
-    // The segment receiver goes first, so that a channel it sends on is closed by the time
-    // the caller sees the outcome.
-    if let Some(segments) = job.segments.take() {
-        lock(&segments).close();
-    }
-    let counter = match &outcome {
-        Ok(_) => &shared.counters.completed,
-        Err(RecognizeError::Cancelled) => &shared.counters.cancelled,
-        Err(RecognizeError::DeadlineExceeded { .. }) => &shared.counters.deadline,
-        Err(RecognizeError::InvalidAudio(_) | RecognizeError::InvalidOptions(_)) => {
-            &shared.counters.invalid
-        }
-        Err(_) => &shared.counters.failed,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    job.slot.complete(outcome);
-}
-
 /// What one run of whisper.cpp gave: segments in the recording's time, and the language.
 struct Piece {
     segments: Vec<Segment>,
@@ -313,7 +58,7 @@ struct Piece {
 
 /// One attempt at a request on this worker's states: the whole audio at once, or, for long
 /// audio when the recognizer has a VAD model, its speech in chunks.
-fn attempt(
+pub(super) fn attempt(
     shared: &Shared,
     lane: usize,
     worker: usize,
@@ -322,19 +67,12 @@ fn attempt(
 ) -> Attempt {
     let kind = shared.lanes[lane].kind;
     let backend = kind.backend();
-    let injected = shared
-        .config
-        .fault_injection
-        .as_ref()
-        .and_then(|f| f.fail_attempt.as_ref())
-        .is_some_and(|fail| {
-            fail(FaultSite {
-                backend,
-                device: kind.device(),
-                worker,
-                request: job.id,
-            })
-        });
+    let injected = shared.config.fail_attempt(FaultSite {
+        backend,
+        device: kind.device(),
+        worker,
+        request: job.id,
+    });
     let deadline = job.deadline.map(|(at, _)| at);
     // Set when one chunk fails, to stop the others.
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,8 +1,15 @@
 //! Host builds of the CUDA-free headers that the patch series adds, for the patch regression
-//! tests in `tests/`. Not part of the public API: nothing here touches a GPU, and the types model
-//! the bookkeeping only.
+//! tests (`tests/pool/`) and the pool microbenchmark (`steady-bench pool`). Test scaffolding,
+//! not published with whisper-steady: nothing here touches a GPU, and the types model the
+//! bookkeeping only.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+// Every handle may move between and be shared by threads, as the patched headers allow.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<LegacyBook>();
+};
 
 mod trim;
 
@@ -392,7 +399,7 @@ pub fn parse_env_bool(value: Option<&str>) -> EnvBool {
 
 /// The pool the patched `new_pool_for_device` picks: `(legacy, reason)`.
 pub fn pool_decide(
-    policy: crate::cuda::PoolPolicy,
+    policy: whisper_steady::cuda::PoolPolicy,
     force_legacy: EnvBool,
     use_vmm: EnvBool,
 ) -> (bool, Option<&'static str>) {

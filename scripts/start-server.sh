@@ -13,6 +13,7 @@
 #   RECOGNIZER_SERVER            the binary to run (default: target/release/recognizer-server,
 #                                built with `cargo build --release -p recognizer-server` if absent)
 #   RECOGNIZER_MODEL             the model (a file or a name) when neither --model nor the config
+#                                (recognition.model_path or recognition.models)
 #                                names one (default: tiny.en)
 #   WHISPER_STEADY_MODEL_CACHE   where named models are kept (default ~/.cache/whisper-steady/models)
 #   CUDA_VISIBLE_DEVICES         which GPUs the server may see (CUDA builds), e.g. "0"
@@ -45,19 +46,36 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --host | --host=*) host_given=1 ;;
   esac
 done
+several=""
 if [ -z "$model" ] && [ -n "$config" ]; then
   [ -f "$config" ] || { echo "error: config file $config not found" >&2; exit 2; }
-  model=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("recognition") or {}).get("model_path") or "")' "$config")
+  # recognition.model_path (one model), or every model of recognition.models, one per line.
+  models=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])).get("recognition") or {}
+if r.get("models"):
+    for v in r["models"].values():
+        print(v["path"] if isinstance(v, dict) else v)
+else:
+    print(r.get("model_path") or "")
+' "$config")
+  if [ "$(printf '%s\n' "$models" | grep -c .)" -gt 1 ] || grep -q '"models"' "$config"; then
+    several=1
+  fi
+  model="$models"
 fi
-if [ -z "$model" ]; then
+if [ -z "$model" ] && [ -z "$several" ]; then
   model="${RECOGNIZER_MODEL:-tiny.en}"
   args+=(--model "$model")
 fi
 # A path must exist; a bare name (no slash, no .bin) is a model name the server fetches.
-if [ ! -f "$model" ] && { [[ "$model" == */* ]] || [[ "$model" == *.bin ]]; }; then
-  echo "error: model $model does not exist" >&2
-  exit 2
-fi
+while IFS= read -r one; do
+  if [ -n "$one" ] && [ ! -f "$one" ] && { [[ "$one" == */* ]] || [[ "$one" == *.bin ]]; }; then
+    echo "error: model $one does not exist" >&2
+    exit 2
+  fi
+done <<<"$model"
+
 if [ -z "$config" ] && [ -z "$host_given" ]; then
   args+=(--host 127.0.0.1)
 fi

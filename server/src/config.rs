@@ -1,6 +1,7 @@
 //! `config.json`: the original server's shape plus our keys, with an embedded default for
 //! everything but the model. Unknown keys and wrong types are refused with the key's path.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,8 +242,22 @@ impl Default for CorsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RecognitionConfig {
     /// The ggml model file, or a known model's name (`base.en`; fetched into the model cache
-    /// when missing). No default: `--model` or this key.
+    /// when missing): the one-model shorthand of `models`. No default: `--model`, this key or
+    /// `models`.
     pub model_path: Option<PathBuf>,
+    /// Several models, by the name requests use (`"model"`): each a model file or a known
+    /// model's name, or an object with `path` and what it overrides (`workers`,
+    /// `threads_per_worker`, `default_params`). Not together with `model_path`.
+    pub models: BTreeMap<String, ModelSetting>,
+    /// The model of requests that name none (and of `/v1/live`, Wyoming without a name):
+    /// needed with several `models`; the only one otherwise.
+    pub default_model: Option<String>,
+    /// Other names for configured models (default: `whisper-1`, `gpt-4o-transcribe` and
+    /// `gpt-4o-mini-transcribe`, what OpenAI's clients send, for the default model). A request
+    /// naming neither a model nor an alias is refused (400 with code `model_not_found`).
+    pub model_aliases: Option<BTreeMap<String, String>>,
+    /// How many models may be loaded at once ([`ModelCacheConfig`]).
+    pub model_cache: ModelCacheConfig,
     /// Defaults of every request.
     pub default_params: DefaultParams,
     /// Run on the CPU when the GPU is unavailable or fails (default `true`).
@@ -284,6 +299,10 @@ impl Default for RecognitionConfig {
     fn default() -> Self {
         RecognitionConfig {
             model_path: None,
+            models: BTreeMap::new(),
+            default_model: None,
+            model_aliases: None,
+            model_cache: ModelCacheConfig::default(),
             default_params: DefaultParams::default(),
             fallback_to_cpu: true,
             gpu_devices: None,
@@ -297,6 +316,77 @@ impl Default for RecognitionConfig {
             detect_languages: Vec::new(),
         }
     }
+}
+
+/// One entry of `recognition.models`: a path or known name, or that with overrides.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ModelSetting {
+    /// A model file or a known model's name.
+    Path(PathBuf),
+    /// The same, with settings of its own.
+    Detailed(ModelOverrides),
+}
+
+/// `recognition.models.NAME` as an object.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOverrides {
+    /// A model file or a known model's name.
+    pub path: PathBuf,
+    /// Requests that run at once on this model (default: `recognition.workers`).
+    pub workers: Option<usize>,
+    /// Threads per request on this model (default: `recognition.threads_per_worker`, or the
+    /// cores shared among the workers of the models that may be loaded at once).
+    pub threads_per_worker: Option<usize>,
+    /// Request defaults of this model (default: `recognition.default_params`).
+    pub default_params: Option<DefaultParams>,
+}
+
+/// `recognition.model_cache`: the models loaded at once. A request for a model that is not
+/// loaded loads it (waiting up to its deadline), after unloading the least recently used idle
+/// model when the new one would not fit; when none can be unloaded it is answered 503 with
+/// `Retry-After`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelCacheConfig {
+    /// Models loaded at once (default: all of them).
+    pub max_loaded: Option<usize>,
+    /// Bytes of model files loaded at once (default: no limit).
+    pub max_bytes: Option<u64>,
+}
+
+/// One configured model, as [`Config::model_specs`] reads it: its name, what was written
+/// for it, and its settings with the overrides applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// The name requests use.
+    pub name: String,
+    /// A model file or a known model's name, as written.
+    pub written: PathBuf,
+    /// Its workers, if set for it or for all.
+    pub workers: Option<usize>,
+    /// Its threads per worker, if set for it or for all.
+    pub threads_per_worker: Option<usize>,
+    /// Its request defaults.
+    pub default_params: DefaultParams,
+}
+
+/// The aliases of the default model when `recognition.model_aliases` is not set.
+pub const DEFAULT_MODEL_ALIASES: [&str; 3] =
+    ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"];
+
+/// The name a model is known by when it is given as `model_path` (or `--model`): a known
+/// model's name as written, otherwise the file's name without `.bin`.
+pub fn model_name_of(written: &Path) -> String {
+    let text = written.to_string_lossy();
+    if whisper_steady::catalog::find(&text).is_some() {
+        return text.into_owned();
+    }
+    written
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".bin").to_owned())
+        .unwrap_or_else(|| text.into_owned())
 }
 
 /// `recognition.vad_model` as written: `"silero"`, `"off"` or a path.
@@ -567,15 +657,33 @@ impl Config {
                 );
             }
         }
+        self.validate_models()?;
         // The recognizer's settings: the library's ranges, named by their key here.
-        if let Err(e) = self.recognizer_config(PathBuf::new())?.validate() {
-            let key = match e.field {
-                "idle_trim_after" => "recognition.idle_trim_seconds".to_owned(),
-                "default_deadline" => "server.request_timeout_seconds".to_owned(),
-                "use_gpu" | "require_gpu" => "recognition.default_params.use_gpu".to_owned(),
-                field => format!("recognition.{field}"),
+        let specs = self.model_specs();
+        let checked = if specs.is_empty() {
+            vec![None]
+        } else {
+            specs.iter().map(Some).collect()
+        };
+        for spec in checked {
+            let rc = match spec {
+                Some(spec) => self.recognizer_config_for(spec, PathBuf::new())?,
+                None => self.recognizer_config(PathBuf::new())?,
             };
-            return bad(&key, &e.why);
+            if let Err(e) = rc.validate() {
+                let key = match (e.field, spec) {
+                    ("idle_trim_after", _) => "recognition.idle_trim_seconds".to_owned(),
+                    ("default_deadline", _) => "server.request_timeout_seconds".to_owned(),
+                    ("use_gpu" | "require_gpu", _) => {
+                        "recognition.default_params.use_gpu".to_owned()
+                    }
+                    (field, Some(spec)) if !self.recognition.models.is_empty() => {
+                        format!("recognition.models.{}.{field}", spec.name)
+                    }
+                    (field, _) => format!("recognition.{field}"),
+                };
+                return bad(&key, &e.why);
+            }
         }
         let max_audio = self.recognition.max_audio_seconds;
         if !(max_audio.is_finite() && max_audio > 0.0) {
@@ -647,6 +755,185 @@ impl Config {
         Ok(rc)
     }
 
+    /// Checks `models`, `default_model`, `model_aliases` and `model_cache` against each other.
+    fn validate_models(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("config key `{key}`: {why}")));
+        let r = &self.recognition;
+        if r.model_path.is_some() && !r.models.is_empty() {
+            return bad(
+                "recognition.models",
+                "set either `model_path` (or --model: one model) or `models`, not both".into(),
+            );
+        }
+        for (name, setting) in &r.models {
+            if name.trim().is_empty() || name.trim() != name {
+                return bad(
+                    "recognition.models",
+                    format!("the name {name:?} is empty or has spaces around it"),
+                );
+            }
+            let path = match setting {
+                ModelSetting::Path(p) => p,
+                ModelSetting::Detailed(o) => &o.path,
+            };
+            if path.as_os_str().is_empty() {
+                return bad(
+                    &format!("recognition.models.{name}"),
+                    "names no model file".into(),
+                );
+            }
+        }
+        let specs = self.model_specs();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        match &r.default_model {
+            Some(d) if !names.is_empty() && !names.contains(&d.as_str()) => {
+                return bad(
+                    "recognition.default_model",
+                    format!("{d:?} is not one of the models ({})", names.join(", ")),
+                )
+            }
+            None if names.len() > 1 => {
+                return bad(
+                    "recognition.default_model",
+                    format!(
+                        "with several models one must be the default (one of {})",
+                        names.join(", ")
+                    ),
+                )
+            }
+            _ => {}
+        }
+        if let Some(aliases) = &r.model_aliases {
+            for (alias, target) in aliases {
+                if names.contains(&alias.as_str()) {
+                    return bad(
+                        "recognition.model_aliases",
+                        format!("{alias:?} is a model's own name"),
+                    );
+                }
+                if !names.is_empty() && !names.contains(&target.as_str()) {
+                    return bad(
+                        "recognition.model_aliases",
+                        format!("{alias:?} names {target:?}, which is not one of the models"),
+                    );
+                }
+            }
+        }
+        if r.model_cache.max_loaded == Some(0) {
+            return bad(
+                "recognition.model_cache.max_loaded",
+                "must be at least 1".into(),
+            );
+        }
+        if r.model_cache.max_bytes == Some(0) {
+            return bad(
+                "recognition.model_cache.max_bytes",
+                "must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The configured models in name order: those of `models`, or the one of `model_path`
+    /// (named by [`model_name_of`]); none before a model is given.
+    pub fn model_specs(&self) -> Vec<ModelSpec> {
+        let r = &self.recognition;
+        if let Some(path) = &r.model_path {
+            return vec![ModelSpec {
+                name: model_name_of(path),
+                written: path.clone(),
+                workers: r.workers,
+                threads_per_worker: r.threads_per_worker,
+                default_params: r.default_params.clone(),
+            }];
+        }
+        r.models
+            .iter()
+            .map(|(name, setting)| match setting {
+                ModelSetting::Path(path) => ModelSpec {
+                    name: name.clone(),
+                    written: path.clone(),
+                    workers: r.workers,
+                    threads_per_worker: r.threads_per_worker,
+                    default_params: r.default_params.clone(),
+                },
+                ModelSetting::Detailed(o) => ModelSpec {
+                    name: name.clone(),
+                    written: o.path.clone(),
+                    workers: o.workers.or(r.workers),
+                    threads_per_worker: o.threads_per_worker.or(r.threads_per_worker),
+                    default_params: o
+                        .default_params
+                        .clone()
+                        .unwrap_or_else(|| r.default_params.clone()),
+                },
+            })
+            .collect()
+    }
+
+    /// The default model's name: `default_model`, or the only model.
+    pub fn default_model_name(&self) -> Option<String> {
+        let specs = self.model_specs();
+        match (&self.recognition.default_model, specs.as_slice()) {
+            (Some(name), _) => Some(name.clone()),
+            (None, [only]) => Some(only.name.clone()),
+            _ => None,
+        }
+    }
+
+    /// Each alias with the model it names: `model_aliases`, or [`DEFAULT_MODEL_ALIASES`] for
+    /// the default model.
+    pub fn model_aliases(&self) -> BTreeMap<String, String> {
+        match (&self.recognition.model_aliases, self.default_model_name()) {
+            (Some(aliases), _) => aliases.clone(),
+            (None, Some(default)) => DEFAULT_MODEL_ALIASES
+                .iter()
+                .map(|a| ((*a).to_owned(), default.clone()))
+                .collect(),
+            (None, None) => BTreeMap::new(),
+        }
+    }
+
+    /// How many models may be loaded at once.
+    pub fn models_at_once(&self) -> usize {
+        let n = self.model_specs().len().max(1);
+        self.recognition
+            .model_cache
+            .max_loaded
+            .map_or(n, |m| m.min(n))
+    }
+
+    /// The recognizer of one configured model on `model` (its file): [`recognizer_config`]
+    /// with the model's own workers, threads and `use_gpu`. Unless threads are set, the cores
+    /// are shared among the workers of the models that may be loaded at once, so that no more
+    /// threads run than there are cores.
+    ///
+    /// [`recognizer_config`]: Self::recognizer_config
+    pub fn recognizer_config_for(
+        &self,
+        spec: &ModelSpec,
+        model: PathBuf,
+    ) -> Result<RecognizerConfig, ConfigError> {
+        let mut rc = self.recognizer_config(model)?;
+        (rc.use_gpu, rc.require_gpu) = match spec.default_params.use_gpu {
+            UseGpu::Auto => (true, false),
+            UseGpu::Required => (true, true),
+            UseGpu::Off => (false, false),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(workers) = spec.workers {
+            rc.workers = workers;
+            if self.recognition.queue_limit.is_none() {
+                rc.queue_limit = 4 * workers;
+            }
+        }
+        rc.threads_per_worker = match spec.threads_per_worker {
+            Some(threads) => threads,
+            None => (cores / (rc.workers.max(1) * self.models_at_once())).max(1),
+        };
+        Ok(rc)
+    }
+
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.server.request_timeout_seconds)
@@ -656,6 +943,41 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_models_need_a_default_and_exclude_model_path() {
+        let both = r#"{"recognition": {"model_path": "tiny.en", "models": {"a": "tiny.en"}}}"#;
+        let e = Config::from_json(both).unwrap_err().0;
+        assert!(
+            e.contains("recognition.models") && e.contains("not both"),
+            "{e}"
+        );
+        let two = r#"{"recognition": {"models": {"a": "tiny.en", "b": "base"}}}"#;
+        let e = Config::from_json(two).unwrap_err().0;
+        assert!(e.contains("recognition.default_model"), "{e}");
+        let wrong =
+            r#"{"recognition": {"models": {"a": "tiny.en", "b": "base"}, "default_model": "c"}}"#;
+        assert!(Config::from_json(wrong).is_err());
+        let alias = r#"{"recognition": {"models": {"a": "tiny.en"}, "model_aliases": {"x": "z"}}}"#;
+        let e = Config::from_json(alias).unwrap_err().0;
+        assert!(e.contains("model_aliases"), "{e}");
+        let good = r#"{"recognition": {"models": {"a": "tiny.en", "b": {"path": "base", "workers": 2,
+            "default_params": {"language": "de"}}}, "default_model": "b"}}"#;
+        let c = Config::from_json(good).unwrap();
+        let specs = c.model_specs();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].workers, Some(2));
+        assert_eq!(specs[1].default_params.language, "de");
+        assert_eq!(specs[0].default_params.language, "auto");
+        assert_eq!(c.default_model_name().as_deref(), Some("b"));
+        assert_eq!(c.model_aliases()["whisper-1"], "b");
+        // The shorthand is named by the known name as written, or the file's name.
+        let one = Config::from_json(r#"{"recognition": {"model_path": "tiny.en"}}"#).unwrap();
+        assert_eq!(one.model_specs()[0].name, "tiny.en");
+        let file =
+            Config::from_json(r#"{"recognition": {"model_path": "/m/ggml-small.bin"}}"#).unwrap();
+        assert_eq!(file.model_specs()[0].name, "ggml-small");
+    }
 
     #[test]
     fn everything_but_the_model_has_a_default() {

@@ -113,19 +113,38 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
 
 /// `GET /health`: 200 while serving (`ok` or `degraded`), 503 while shutting down.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let h = state.recognizer.health();
+    let h = state.recognizer().health();
     let status = if h.status == HealthStatus::ShuttingDown {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    (status, Json(health_json(&h, &state.storage.usage()))).into_response()
+    let mut body = health_json(&h, &state.storage.usage());
+    // The report above is the default model's; every model's state besides.
+    body["models"] = state
+        .models
+        .status()
+        .into_iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "default": m.default,
+                "loaded": m.loaded,
+                "bytes": m.bytes,
+                "requests": m.requests,
+                "in_flight": m.in_flight,
+                "load_seconds": m.load_seconds,
+                "idle_seconds": m.idle_seconds,
+            })
+        })
+        .collect();
+    (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render_with_keys(
-        &state.recognizer.health(),
+        &state.recognizer().health(),
         &state.storage.usage(),
         state.auth.report(),
     );
@@ -149,7 +168,7 @@ pub(crate) async fn trim(
                        server.admin_from_any_address to open them)";
         return Err(ApiError::new(StatusCode::FORBIDDEN, message));
     }
-    let recognizer = state.recognizer.clone();
+    let recognizer = state.recognizer();
     let report = tokio::task::spawn_blocking(move || recognizer.trim())
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;

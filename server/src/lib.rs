@@ -19,6 +19,7 @@ mod error;
 mod health;
 mod live;
 pub mod metrics;
+pub mod models;
 mod openai;
 mod original;
 mod pipeline;
@@ -122,8 +123,8 @@ pub async fn serve_all(
     if let Some(wyoming) = wyoming {
         let _ = wyoming.await;
     }
-    let recognizer = state.recognizer.clone();
+    let models = Arc::clone(&state);
     // Joins the workers after the last queued request; blocking, so off the runtime.
-    let _ = tokio::task::spawn_blocking(move || recognizer.shutdown()).await;
+    let _ = tokio::task::spawn_blocking(move || models.models.shutdown()).await;
     Ok(())
 }

@@ -144,11 +144,11 @@ async fn transcribe(
     if fitted {
         // Partials: the window fitted to the audio, about twice as fast (the final decodes
         // with whisper's full window).
-        let n_audio_ctx = state.recognizer.context().n_audio_ctx().max(0) as u32;
+        let n_audio_ctx = state.recognizer().context().n_audio_ctx().max(0) as u32;
         options.audio_ctx = fitted_audio_ctx(audio.len(), n_audio_ctx);
     }
     let ticket = state
-        .recognizer
+        .recognizer()
         .submit(audio, options)
         .map_err(|e| recognition_refusal(state, e))?;
     ticket.await.map_err(|e| recognition_refusal(state, e))
@@ -258,7 +258,7 @@ fn apply(
                     let requested = parsed.as_ref().and_then(|v| v["language"].as_str());
                     let requested = requested.map(str::to_owned);
                     match state
-                        .recognizer
+                        .recognizer()
                         .check_options(&stream_options(state, &requested))
                     {
                         Ok(()) => {

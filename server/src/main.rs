@@ -187,8 +187,8 @@ fn main() -> ExitCode {
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(
             "listening on http://{local} (backend {}, {} workers)",
-            state.recognizer.main_backend(),
-            state.recognizer.config().workers
+            state.recognizer().main_backend(),
+            state.recognizer().config().workers
         );
         let wyoming = match wyoming {
             Some((host, port)) => {

@@ -22,7 +22,8 @@ use whisper_steady::recognizer::{seconds, DecodedSegment, RecognizeOptions, Tran
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::pipeline::{admit, decode, extension_of, recognize_error, transcribe, Admission};
+use crate::models::Model;
+use crate::pipeline::{admit, decode, extension_of, recognizer_error, transcribe, Admission};
 use crate::AppState;
 use whisper_steady::audio::Decoded;
 
@@ -60,6 +61,7 @@ struct Form {
     sound_tags: Option<String>,
     granularities: Vec<String>,
     stream: Option<String>,
+    model: Option<String>,
 }
 
 /// What the client asked for: transcription in the audio's language or translation to English.
@@ -135,7 +137,8 @@ async fn read_form(multipart: Result<Multipart, MultipartRejection>) -> Result<F
                 form.granularities.push(text()?)
             }
             "stream" => form.stream = Some(text()?),
-            // `model`, `include[]` and the like: accepted, not needed.
+            "model" => form.model = Some(text()?),
+            // `include[]` and the like: accepted, not needed.
             _ => {}
         }
     }
@@ -244,14 +247,21 @@ async fn run(
             )))
         }
     };
-    let mut options = state.options(language, None, None, temperature, form.prompt);
+    let admission = admit(state, form.model.as_deref(), caller, Style::OpenAi).await?;
+    let mut options = state.options(
+        admission.lease.defaults(),
+        language,
+        None,
+        None,
+        temperature,
+        form.prompt,
+    );
     options.seed = seed;
     options.sound_tags = sound_tags;
     options.translate = task == Task::Translate;
     options.token_timestamps = granularity.words;
     let temperature = options.temperature.unwrap_or(0.0);
     let extension = filename.as_deref().and_then(extension_of);
-    let admission = admit(state, caller, Style::OpenAi)?;
     if stream {
         return stream_events(state, admission, bytes, extension, options).await;
     }
@@ -282,16 +292,18 @@ async fn stream_events(
     let mut decoded = decode(state, caller, bytes, extension, Style::OpenAi).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
     let samples = std::mem::take(&mut decoded.samples);
+    let lease = admission.lease;
     let ticket = admission
         .reservation
         .submit_streaming(samples, options, move |segment| {
             // The receiver is gone only when the client is: nothing to deliver then.
             let _ = tx.send(segment);
         })
-        .map_err(|e| recognize_error(state, e, Style::OpenAi))?;
-    let state = Arc::clone(state);
+        .map_err(|e| recognizer_error(lease.recognizer(), e, Style::OpenAi))?;
+    // The lease goes with the stream: the model stays loaded until the last event.
+    let lease = Arc::new(lease);
     let events = futures_util::stream::unfold(Some((rx, ticket)), move |open| {
-        let state = Arc::clone(&state);
+        let lease = Arc::clone(&lease);
         async move {
             let (mut rx, ticket) = open?;
             let (event, open) = match rx.recv().await {
@@ -310,7 +322,10 @@ async fn stream_events(
                         json!({"type": "transcript.text.done", "text": t.text}),
                         None,
                     ),
-                    Err(e) => (recognize_error(&state, e, Style::OpenAi).body(), None),
+                    Err(e) => (
+                        recognizer_error(lease.recognizer(), e, Style::OpenAi).body(),
+                        None,
+                    ),
                 },
             };
             let event = Event::default().data(event.to_string());
@@ -332,37 +347,46 @@ struct Request {
     temperature: f32,
 }
 
-/// The model ids this server answers to: `whisper-1` (what OpenAI clients send; any `model`
-/// is accepted and the loaded model used) and the loaded model's file name without `.bin`.
-fn model_ids(state: &AppState) -> Vec<String> {
-    let mut ids = vec!["whisper-1".to_owned()];
-    if let Some(path) = &state.config.recognition.model_path {
-        if let Some(stem) = path.file_name().map(|n| n.to_string_lossy()) {
-            ids.push(stem.trim_end_matches(".bin").to_owned());
-        }
-    }
-    ids
-}
-
-fn model_json(state: &AppState, id: &str) -> Value {
-    let created = state
-        .config
-        .recognition
-        .model_path
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+/// A model object as OpenAI's API lists it, with what this server adds: whether the model is
+/// loaded, and for an alias the model it names.
+fn model_json(model: &Model, id: &str, loaded: bool) -> Value {
+    let created = std::fs::metadata(&model.path)
+        .ok()
+        .and_then(|m| m.modified().ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    json!({"id": id, "object": "model", "created": created, "owned_by": "whisper-steady"})
+    let mut object = json!({"id": id, "object": "model", "created": created, "owned_by": "whisper-steady", "loaded": loaded});
+    if id != model.name {
+        object["alias_of"] = json!(model.name);
+    }
+    object
 }
 
-/// `GET /v1/models`: the loaded model, under its ids.
-pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let data: Vec<_> = model_ids(&state)
+/// Every id a request may name: the models, then the aliases.
+fn model_list(state: &AppState) -> Vec<Value> {
+    let loaded: Vec<bool> = state.models.status().iter().map(|s| s.loaded).collect();
+    let models = state.models.all();
+    let is_loaded = |m: &Model| {
+        models
+            .iter()
+            .position(|x| std::ptr::eq(x, m))
+            .is_some_and(|i| loaded[i])
+    };
+    models
         .iter()
-        .map(|id| model_json(&state, id))
-        .collect();
-    Json(json!({"object": "list", "data": data}))
+        .map(|m| model_json(m, &m.name, is_loaded(m)))
+        .chain(
+            state
+                .models
+                .aliases()
+                .map(|(alias, m)| model_json(m, alias, is_loaded(m))),
+        )
+        .collect()
+}
+
+/// `GET /v1/models`: the configured models (whether each is loaded), then their aliases.
+pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": model_list(&state)}))
 }
 
 /// `GET /v1/models/{id}`: one of them, or 404.
@@ -371,14 +395,17 @@ pub(crate) async fn model(
     id: Result<AxumPath<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let AxumPath(id) = id.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
-    if !model_ids(&state).contains(&id) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            format!("the model {id:?} does not exist; GET /v1/models lists the models"),
-        )
-        .style(Style::OpenAi));
-    }
-    Ok(Json(model_json(&state, &id)))
+    model_list(&state)
+        .into_iter()
+        .find(|m| m["id"] == id.as_str())
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("the model {id:?} does not exist; GET /v1/models lists the models"),
+            )
+            .style(Style::OpenAi)
+        })
 }
 
 /// The response in the asked format. Warnings about the audio (a truncated file) go into the

@@ -71,6 +71,8 @@ pub(crate) struct RecognizeRequest {
     beam_size: Option<u32>,
     temperature: Option<f32>,
     seed: Option<u32>,
+    /// The model (a name of `recognition.models` or an alias; default: the default model).
+    model: Option<String>,
     /// Keep whisper's sound descriptions and transcribe audio without detected speech.
     #[serde(default)]
     sound_tags: bool,
@@ -84,7 +86,7 @@ pub(crate) async fn recognize(
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = request?;
     // The queue first: a full one refuses before the file is read.
-    let admission = admit(&state, caller, Style::Original)?;
+    let admission = admit(&state, request.model.as_deref(), caller, Style::Original).await?;
     let storage = state.storage.clone();
     let name = request.audio_path.clone();
     let bytes = tokio::task::spawn_blocking(move || {
@@ -94,6 +96,7 @@ pub(crate) async fn recognize(
     .await
     .map_err(|_| ApiError::bad_request("audio_path could not be checked"))??;
     let mut options = state.options(
+        admission.lease.defaults(),
         request.language.as_deref(),
         request.use_gpu,
         request.beam_size,

@@ -7,35 +7,48 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::Extension;
-use whisper_steady::recognizer::{RecognizeError, RecognizeOptions, Reservation, Transcript};
+use whisper_steady::audio::{self, Decoded};
+use whisper_steady::recognizer::{
+    RecognizeError, RecognizeOptions, Recognizer, Reservation, Transcript,
+};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
-use crate::AppState;
-use whisper_steady::audio::{self, Decoded};
-
+use crate::models::Lease;
 use crate::storage::is_safe_extension;
-/// A request let in: its place in the recognition queue and who sent it (its key is charged
-/// for the audio once it is decoded).
+use crate::AppState;
+
+/// A request let in: the model it asked for (kept loaded while the request lasts), its place
+/// in that model's recognition queue and who sent it (its key is charged for the audio once it
+/// is decoded).
 pub(crate) struct Admission {
     pub(crate) reservation: Reservation,
     pub(crate) caller: Option<Caller>,
+    pub(crate) lease: Lease,
 }
 
-/// Takes a place in the recognition queue for a request, before any work is done on its audio
-/// (a full queue answers 429 at once).
-pub(crate) fn admit(
+/// Finds the model a request names (`None`: the default; an unknown name is a 400), loads it
+/// if need be (waiting at most the request timeout), and takes a place in its recognition
+/// queue, before any work is done on the audio (a full queue answers 429 at once).
+pub(crate) async fn admit(
     state: &AppState,
+    model: Option<&str>,
     caller: Option<Extension<Caller>>,
     style: Style,
 ) -> Result<Admission, ApiError> {
-    let reservation = state
-        .recognizer
+    let lease = state
+        .models
+        .lease(model, state.config.request_timeout())
+        .await
+        .map_err(|e| ApiError::from(e).style(style))?;
+    let reservation = lease
+        .recognizer()
         .reserve()
-        .map_err(|e| recognize_error(state, e, style))?;
+        .map_err(|e| recognizer_error(lease.recognizer(), e, style))?;
     Ok(Admission {
         reservation,
         caller: caller.map(|Extension(c)| c),
+        lease,
     })
 }
 
@@ -72,9 +85,18 @@ pub(crate) async fn decode(
     Ok(decoded)
 }
 
-/// A refusal or failure of the recognizer as the client's error.
+/// A refusal or failure of the default model's recognizer as the client's error.
 pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style) -> ApiError {
-    ApiError::from_recognize(e, || state.recognizer.health()).style(style)
+    recognizer_error(&state.recognizer(), e, style)
+}
+
+/// A refusal or failure of `recognizer` as the client's error.
+pub(crate) fn recognizer_error(
+    recognizer: &Recognizer,
+    e: RecognizeError,
+    style: Style,
+) -> ApiError {
+    ApiError::from_recognize(e, || recognizer.health()).style(style)
 }
 
 /// Decodes audio off the runtime, then runs the recognizer in the place the admission holds
@@ -88,12 +110,15 @@ pub(crate) async fn transcribe(
     style: Style,
 ) -> Result<(Transcript, Decoded), ApiError> {
     let mut decoded = decode(state, admission.caller.as_ref(), bytes, extension, style).await?;
+    let recognizer = admission.lease.recognizer();
     let ticket = admission
         .reservation
         .submit(std::mem::take(&mut decoded.samples), options)
-        .map_err(|e| recognize_error(state, e, style))?;
+        .map_err(|e| recognizer_error(recognizer, e, style))?;
     // Dropping this future (the client went away) drops the ticket, which cancels the request.
-    let transcript = ticket.await.map_err(|e| recognize_error(state, e, style))?;
+    let transcript = ticket
+        .await
+        .map_err(|e| recognizer_error(recognizer, e, style))?;
     Ok((transcript, decoded))
 }
 

@@ -31,8 +31,10 @@ use whisper_steady::audio::{StreamResampler, WHISPER_SAMPLE_RATE};
 use whisper_steady::recognizer::{DecodedSegment, RecognizeOptions};
 
 use crate::auth::Caller;
+use crate::config::DefaultParams;
 use crate::error::{ApiError, Style};
-use crate::pipeline::recognize_error;
+use crate::models::ModelError;
+use crate::pipeline::recognizer_error;
 use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
 
@@ -301,9 +303,10 @@ impl Session {
         Ok(())
     }
 
-    /// The recognizer's options for a turn.
-    fn options(&self, state: &AppState) -> RecognizeOptions {
+    /// The recognizer's options for a turn, on a model with `defaults`.
+    fn options(&self, state: &AppState, defaults: &DefaultParams) -> RecognizeOptions {
         state.options(
+            defaults,
             self.language.as_deref(),
             None,
             Some(1),
@@ -775,18 +778,34 @@ impl Connection {
         if audio.len() < samples(1.0) {
             audio.resize(samples(1.0), 0.0); // whisper needs a little context
         }
-        let options = self.session.options(&self.state);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
-        let submitted = self
+        // The session's model (a name or alias of /v1/models), kept loaded for the turn.
+        let timeout = self.state.config.request_timeout();
+        let lease = match self
             .state
-            .recognizer
+            .models
+            .lease(Some(&self.session.model), timeout)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(e) => {
+                let code = match e {
+                    ModelError::Unknown { .. } => "model_not_found",
+                    _ => "transcription_failed",
+                };
+                return self.transcription_failed(&item, code, e.to_string()).await;
+            }
+        };
+        let options = self.session.options(&self.state, lease.defaults());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();
+        let submitted = lease
+            .recognizer()
             .submit_streaming(audio, options, move |s| {
                 let _ = tx.send(s);
             });
         let ticket = match submitted {
             Ok(ticket) => ticket,
             Err(e) => {
-                let e = recognize_error(&self.state, e, Style::OpenAi);
+                let e = recognizer_error(lease.recognizer(), e, Style::OpenAi);
                 return self
                     .transcription_failed(&item, "transcription_failed", e.message)
                     .await;
@@ -817,7 +836,7 @@ impl Connection {
                 self.send(completed).await
             }
             Err(e) => {
-                let e = recognize_error(&self.state, e, Style::OpenAi);
+                let e = recognizer_error(lease.recognizer(), e, Style::OpenAi);
                 self.transcription_failed(&item, "transcription_failed", e.message)
                     .await
             }

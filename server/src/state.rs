@@ -6,14 +6,16 @@ use std::sync::Arc;
 use whisper_steady::catalog::VadChoice;
 use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
 
+use crate::config::DefaultParams;
 use crate::metrics::Metrics;
+use crate::models::{ModelPlan, Models};
 use crate::storage::Storage;
 use crate::{auth, Config};
 
 /// What every handler shares.
 pub struct AppState {
-    /// The recognizer.
-    pub recognizer: Recognizer,
+    /// The models, each with its recognizer when loaded.
+    pub models: Models,
     /// The storage folder.
     pub storage: Storage,
     /// The configuration.
@@ -41,35 +43,93 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl AppState {
-    /// Opens storage and starts the recognizer (loads the model).
-    pub fn new(mut config: Config) -> Result<Arc<AppState>, StartError> {
-        let named = config.recognition.model_path.clone().ok_or_else(|| {
-            StartError(
-                "no model: pass --model PATH or NAME, or set recognition.model_path in the config"
+    /// Opens storage, fetches every configured model that is named but not in the cache, and
+    /// starts the default model's recognizer (the others load on their first request).
+    pub fn new(config: Config) -> Result<Arc<AppState>, StartError> {
+        config.validate().map_err(|e| StartError(e.to_string()))?;
+        let specs = config.model_specs();
+        if specs.is_empty() {
+            return Err(StartError(
+                "no model: pass --model PATH or NAME, or set recognition.model_path or \
+                 recognition.models in the config"
                     .into(),
-            )
-        })?;
-        let model = model_file(&named)?;
-        config.recognition.model_path = Some(model.clone());
+            ));
+        }
         fetch_vad(&config.recognition.vad_model);
-        let rc = config
-            .recognizer_config(model)
-            .map_err(|e| StartError(e.to_string()))?;
-        match &rc.vad_model {
+        let mut plans = Vec::new();
+        for spec in &specs {
+            let path = model_file(&spec.written)?;
+            let rc = config
+                .recognizer_config_for(spec, path.clone())
+                .map_err(|e| StartError(e.to_string()))?;
+            plans.push(ModelPlan {
+                name: spec.name.clone(),
+                path,
+                config: rc,
+                default_params: spec.default_params.clone(),
+                recognizer: None,
+            });
+        }
+        match &plans[0].config.vad_model {
             Some(vad) => log::info!("speech detection: {}", vad.display()),
             None => log::info!("speech detection: off"),
         }
-        let recognizer = Recognizer::new(rc).map_err(|e| StartError(e.to_string()))?;
-        Self::with_recognizer(config, recognizer)
+        let at_once = config.models_at_once();
+        let mut threads: Vec<usize> = plans
+            .iter()
+            .map(|p| p.config.workers * p.config.threads_per_worker)
+            .collect();
+        threads.sort_unstable_by(|a, b| b.cmp(a));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        log::info!(
+            "{} model(s), at most {at_once} loaded at once: at most {} threads transcribe at \
+             once on {cores} cores",
+            plans.len(),
+            threads.iter().take(at_once).sum::<usize>()
+        );
+        let default = config
+            .default_model_name()
+            .expect("validated: a default model");
+        let cache = &config.recognition.model_cache;
+        let models = Models::new(
+            plans,
+            &default,
+            &config.model_aliases(),
+            cache.max_loaded,
+            cache.max_bytes,
+        )
+        .map_err(StartError)?;
+        Self::with_models(config, models)
     }
 
     /// Opens storage and serves `recognizer`, built by the caller (to embed the service with a
-    /// recognizer configured beyond what `config.json` says); `config.recognition` then only
-    /// gives the request defaults and limits.
+    /// recognizer configured beyond what `config.json` says), as the one model; `config`
+    /// then only gives its name, the request defaults and limits.
     pub fn with_recognizer(
         config: Config,
         recognizer: Recognizer,
     ) -> Result<Arc<AppState>, StartError> {
+        let name = config
+            .model_specs()
+            .first()
+            .map_or_else(|| "default".to_owned(), |s| s.name.clone());
+        let plan = ModelPlan {
+            name: name.clone(),
+            path: recognizer.config().model_path.clone(),
+            config: recognizer.config().clone(),
+            default_params: config.recognition.default_params.clone(),
+            recognizer: Some(recognizer),
+        };
+        let aliases = crate::config::DEFAULT_MODEL_ALIASES
+            .iter()
+            .map(|a| ((*a).to_owned(), name.clone()))
+            .collect();
+        let models = Models::new(vec![plan], &name, &aliases, None, None).map_err(StartError)?;
+        Self::with_models(config, models)
+    }
+
+    /// Opens storage and serves `models`.
+    fn with_models(config: Config, models: Models) -> Result<Arc<AppState>, StartError> {
         let auth = auth::Auth::new(&config.auth).map_err(|e| StartError(format!("auth: {e}")))?;
         let storage = Storage::open(&config.storage).map_err(|e| {
             StartError(format!(
@@ -78,7 +138,7 @@ impl AppState {
             ))
         })?;
         Ok(Arc::new(AppState {
-            recognizer,
+            models,
             storage,
             live_connections: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_live_connections,
@@ -102,16 +162,23 @@ impl AppState {
         self.auth.reload()
     }
 
-    /// The options of a request: the configured defaults, overridden by what it gives.
+    /// The default model's recognizer (loaded at start, never unloaded): what `/v1/live`,
+    /// Wyoming and Realtime sessions use, and what `/health` reports first.
+    pub fn recognizer(&self) -> Recognizer {
+        self.models.default_recognizer()
+    }
+
+    /// The options of a request: the model's defaults (`defaults`), overridden by what it
+    /// gives.
     pub(crate) fn options(
         &self,
+        defaults: &DefaultParams,
         language: Option<&str>,
         use_gpu: Option<bool>,
         beam_size: Option<u32>,
         temperature: Option<f32>,
         prompt: Option<String>,
     ) -> RecognizeOptions {
-        let defaults = &self.config.recognition.default_params;
         let mut options = RecognizeOptions::new();
         let language = language
             .map(str::trim)

@@ -34,7 +34,8 @@ use whisper_steady::audio::{resample, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, WHISPER_
 use whisper_steady::recognizer::DecodedSegment;
 
 use crate::error::Style;
-use crate::pipeline::recognize_error;
+use crate::models::ModelError;
+use crate::pipeline::recognizer_error;
 use crate::AppState;
 
 /// The longest JSON header line.
@@ -229,23 +230,38 @@ struct Utterance {
 
 /// The `info` event: one ASR program with the loaded model.
 fn info(state: &AppState) -> Value {
-    let ctx = state.recognizer.context();
-    let languages: Vec<&str> = if ctx.is_multilingual() {
-        (0..=whisper_steady::get_lang_max_id())
-            .filter_map(whisper_steady::get_lang_str)
-            .collect()
-    } else {
-        vec!["en"]
+    let all_languages: Vec<&str> = (0..=whisper_steady::get_lang_max_id())
+        .filter_map(whisper_steady::get_lang_str)
+        .collect();
+    let languages = |m: &crate::models::Model| {
+        if m.multilingual {
+            all_languages.clone()
+        } else {
+            vec!["en"]
+        }
     };
-    let model = state
-        .config
-        .recognition
-        .model_path
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().trim_end_matches(".bin").to_owned())
-        .unwrap_or_else(|| "whisper".into());
     let whisper = json!({"name": "OpenAI", "url": "https://github.com/openai/whisper"});
+    // The default model first (what a client that names none gets), then the others.
+    let default = state.models.default_model();
+    let models: Vec<Value> = std::iter::once(default)
+        .chain(
+            state
+                .models
+                .all()
+                .iter()
+                .filter(|m| !std::ptr::eq(*m, default)),
+        )
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "attribution": whisper,
+                "installed": true,
+                "description": format!("Whisper ({})", m.name),
+                "version": null,
+                "languages": languages(m),
+            })
+        })
+        .collect();
     json!({
         "asr": [{
             "name": "whisper-steady",
@@ -253,14 +269,7 @@ fn info(state: &AppState) -> Value {
             "installed": true,
             "description": "whisper.cpp speech recognition (recognizer-server)",
             "version": env!("CARGO_PKG_VERSION"),
-            "models": [{
-                "name": model,
-                "attribution": whisper,
-                "installed": true,
-                "description": format!("Whisper ({model})"),
-                "version": null,
-                "languages": languages,
-            }],
+            "models": models,
             "supports_transcript_streaming": true,
         }],
         "tts": [], "handle": [], "intent": [], "wake": [], "mic": [], "snd": [],
@@ -319,6 +328,8 @@ async fn connection(stream: TcpStream, state: Arc<AppState>) {
     let idle = Duration::from_secs_f64(state.config.server.live_idle_seconds);
     let max_seconds = state.config.recognition.max_audio_seconds;
     let mut language: Option<String> = None;
+    // The model the last `transcribe` named (`None`: the default).
+    let mut model: Option<String> = None;
     let mut utterance: Option<Utterance> = None;
     loop {
         let event = match tokio::time::timeout(idle, read_event(&mut reader)).await {
@@ -350,6 +361,11 @@ async fn connection(stream: TcpStream, state: Arc<AppState>) {
                     None | Some("") => language = None,
                     Some(code) => language = Some(code.to_owned()),
                 }
+                model = event
+                    .data
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 Ok(())
             }
             "audio-start" => match Format::of(&event.data) {
@@ -401,7 +417,9 @@ async fn connection(stream: TcpStream, state: Arc<AppState>) {
                 }
             }
             "audio-stop" => match utterance.take() {
-                Some(u) => transcribe(&state, &mut writer, u, language.clone()).await,
+                Some(u) => {
+                    transcribe(&state, &mut writer, u, language.clone(), model.clone()).await
+                }
                 None => write_event(&mut writer, "transcript", json!({"text": ""})).await,
             },
             // Unknown events are dropped, as Wyoming servers do.
@@ -420,9 +438,25 @@ async fn transcribe<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     utterance: Utterance,
     language: Option<String>,
+    model: Option<String>,
 ) -> std::io::Result<()> {
-    let fail = |e| recognize_error(state, e, Style::OpenAi);
-    let admitted = match state.recognizer.reserve() {
+    let lease = match state
+        .models
+        .lease(model.as_deref(), state.config.request_timeout())
+        .await
+    {
+        Ok(lease) => lease,
+        Err(e) => {
+            let code = match e {
+                ModelError::Unknown { .. } => "unknown_model",
+                _ => "overloaded",
+            };
+            return write_event(writer, "error", error(e.to_string(), code)).await;
+        }
+    };
+    let recognizer = lease.recognizer();
+    let fail = |e| recognizer_error(recognizer, e, Style::OpenAi);
+    let admitted = match recognizer.reserve() {
         Ok(reservation) => reservation,
         Err(e) => {
             let e = fail(e);
@@ -440,16 +474,23 @@ async fn transcribe<W: tokio::io::AsyncWrite + Unpin>(
     })
     .await
     .unwrap_or_default();
-    let mut options = state.options(language.as_deref(), None, None, None, None);
+    let mut options = state.options(
+        lease.defaults(),
+        language.as_deref(),
+        None,
+        None,
+        None,
+        None,
+    );
     // Measured on English commands only (bench/RESULTS.md): other languages, and a language
     // still to be detected, keep whisper's full window.
-    let english = !state.recognizer.context().is_multilingual()
+    let english = !recognizer.context().is_multilingual()
         || options
             .language
             .as_deref()
             .is_some_and(|l| l.eq_ignore_ascii_case("en"));
     if english && seconds < state.config.wyoming.fit_window_below_seconds {
-        let positions = state.recognizer.context().n_audio_ctx().max(0) as u32;
+        let positions = recognizer.context().n_audio_ctx().max(0) as u32;
         options.audio_ctx = whisper_steady::recognizer::fitted_audio_ctx(samples.len(), positions);
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecodedSegment>();

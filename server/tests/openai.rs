@@ -746,3 +746,174 @@ mod languages {
         );
     }
 }
+
+/// Several models in one server (`recognition.models`), chosen per request.
+mod models {
+    use recognizer_server::config::ModelSetting;
+    use serde_json::Value;
+    use whisper_steady::catalog::VadChoice;
+
+    use super::common::{self, openai_multipart, openai_request_to, wer, Response, TestServer};
+
+    const GERMAN: &str = "Guten Morgen, wie geht es Ihnen heute?";
+
+    fn transcribe(server: &TestServer, wav: &[u8], fields: &[(&str, &str)]) -> Response {
+        let (ct, body) = openai_multipart(fields, Some(("clip.wav", "audio/x-wav", wav)));
+        server.raw(&openai_request_to("/v1/audio/transcriptions", &ct, &body))
+    }
+
+    /// `/v1/models`: each id with whether its model is loaded.
+    fn loaded(server: &TestServer) -> Vec<(String, bool)> {
+        let list = server.get("/v1/models").json();
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["id"].as_str().unwrap().to_owned(), m["loaded"] == true))
+            .collect()
+    }
+
+    fn is_loaded(server: &TestServer, id: &str) -> bool {
+        loaded(server)
+            .into_iter()
+            .find(|(i, _)| i == id)
+            .unwrap_or_else(|| panic!("{id} is not in /v1/models"))
+            .1
+    }
+
+    #[test]
+    fn each_model_transcribes_its_language_and_an_unknown_one_is_refused() {
+        let (Some(english), Some(multilingual)) =
+            (common::model_path(), common::multilingual_model_path())
+        else {
+            return;
+        };
+        let Some(german) = test_support::espeak_wav("de", GERMAN) else {
+            return;
+        };
+        let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+        let Some(server) = TestServer::start(move |c| {
+            let r = &mut c.recognition;
+            r.model_path = None;
+            r.models
+                .insert("tiny.en".into(), ModelSetting::Path(english.clone()));
+            r.models
+                .insert("base".into(), ModelSetting::Path(multilingual));
+            // The same file under a third name: loading it must unload base (two at once).
+            r.models
+                .insert("tiny-copy".into(), ModelSetting::Path(english));
+            r.default_model = Some("tiny.en".into());
+            r.model_cache.max_loaded = Some(2);
+            r.workers = Some(1);
+            r.vad_model = VadChoice::Off;
+            r.default_params.beam_size = 1;
+        }) else {
+            return;
+        };
+
+        // Listed with their aliases; only the default is loaded at start.
+        let ids: Vec<String> = loaded(&server).into_iter().map(|(id, _)| id).collect();
+        for id in [
+            "base",
+            "tiny-copy",
+            "tiny.en",
+            "whisper-1",
+            "gpt-4o-transcribe",
+        ] {
+            assert!(ids.contains(&id.to_owned()), "{id} missing in {ids:?}");
+        }
+        assert!(is_loaded(&server, "tiny.en"));
+        assert!(!is_loaded(&server, "base"));
+        let alias = server.get("/v1/models/whisper-1").json();
+        assert_eq!(alias["alias_of"], "tiny.en", "{alias}");
+
+        // The default model by its name, by an alias, and with no model named.
+        for fields in [&[("model", "tiny.en")][..], &[("model", "whisper-1")], &[]] {
+            let r = transcribe(&server, &jfk, fields);
+            assert_eq!(r.status, 200, "{fields:?}: {}", r.text());
+            let text = r.json()["text"].as_str().unwrap().to_owned();
+            assert!(wer(common::JFK_TEXT, &text) <= 0.1, "{fields:?}: {text}");
+        }
+
+        // base is loaded by its first request and transcribes German.
+        let r = transcribe(&server, &german, &[("model", "base"), ("language", "de")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.json()["text"].as_str().unwrap().to_owned();
+        assert!(wer(GERMAN, &text) <= 0.35, "{text}");
+        assert!(is_loaded(&server, "base"));
+
+        // A third model needs room: base, idle and not the default, is unloaded for it.
+        let r = transcribe(&server, &jfk, &[("model", "tiny-copy")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(is_loaded(&server, "tiny-copy"));
+        assert!(!is_loaded(&server, "base"), "{:?}", loaded(&server));
+        assert!(is_loaded(&server, "tiny.en"), "the default model stays");
+
+        // An unknown name: 400 in OpenAI's shape, naming the models.
+        let r = transcribe(&server, &jfk, &[("model", "whisper-large-v9")]);
+        assert_eq!(r.status, 400, "{}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("whisper-large-v9") && message.contains("base"),
+            "{message}"
+        );
+
+        // The original API's `model`.
+        let id = server.upload(&jfk, "jfk.wav");
+        let r = server.post_json(
+            "/api/recognize",
+            &serde_json::json!({"audio_path": id, "model": "base", "language": "en"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(wer(common::JFK_TEXT, r.json()["text"].as_str().unwrap()) <= 0.15);
+        let r = server.post_json(
+            "/api/recognize",
+            &serde_json::json!({"audio_path": id, "model": "nope"}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["success"], false);
+
+        // /health lists every model.
+        let health: Value = server.get("/health").json();
+        let models = health["models"].as_array().unwrap();
+        assert_eq!(models.len(), 3, "{health}");
+        assert!(models
+            .iter()
+            .any(|m| m["name"] == "tiny.en" && m["default"] == true && m["loaded"] == true));
+    }
+
+    #[test]
+    fn a_model_that_cannot_get_room_is_answered_503_with_retry_after() {
+        let (Some(english), Some(multilingual)) =
+            (common::model_path(), common::multilingual_model_path())
+        else {
+            return;
+        };
+        let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+        let Some(server) = TestServer::start(move |c| {
+            let r = &mut c.recognition;
+            r.model_path = None;
+            r.models
+                .insert("tiny.en".into(), ModelSetting::Path(english));
+            r.models
+                .insert("base".into(), ModelSetting::Path(multilingual));
+            r.default_model = Some("tiny.en".into());
+            // One model at a time, and the default stays: no room for base.
+            r.model_cache.max_loaded = Some(1);
+            r.workers = Some(1);
+            r.vad_model = VadChoice::Off;
+        }) else {
+            return;
+        };
+        let r = transcribe(&server, &jfk, &[("model", "base")]);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("retry-after")),
+            "{:?}",
+            r.headers
+        );
+        assert!(!is_loaded(&server, "base"));
+    }
+}

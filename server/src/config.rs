@@ -354,6 +354,10 @@ pub struct ModelCacheConfig {
     pub max_loaded: Option<usize>,
     /// Bytes of model files loaded at once (default: no limit).
     pub max_bytes: Option<u64>,
+    /// A model other than the default with no request for this long is unloaded: its
+    /// contexts and states freed, the CUDA pools trimmed (default: never). The next request
+    /// loads it again.
+    pub idle_unload_seconds: Option<f64>,
 }
 
 /// One configured model, as [`Config::model_specs`] reads it: its name, what was written
@@ -824,6 +828,14 @@ impl Config {
                 "recognition.model_cache.max_loaded",
                 "must be at least 1".into(),
             );
+        }
+        if let Some(idle) = r.model_cache.idle_unload_seconds {
+            if !(idle.is_finite() && idle > 0.0 && idle <= 1e9) {
+                return bad(
+                    "recognition.model_cache.idle_unload_seconds",
+                    "must be more than 0 and at most 1e9".into(),
+                );
+            }
         }
         if r.model_cache.max_bytes == Some(0) {
             return bad(

@@ -120,6 +120,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::OK
     };
     let mut body = health_json(&h, &state.storage.usage());
+    body["process"] = json!({"resident_bytes": crate::models::resident_bytes()});
     // The report above is the default model's; every model's state besides.
     body["models"] = state
         .models
@@ -147,6 +148,10 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         &state.recognizer().health(),
         &state.storage.usage(),
         state.auth.report(),
+        crate::metrics::ModelsReport {
+            models: state.models.status(),
+            resident_bytes: crate::models::resident_bytes(),
+        },
     );
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -117,9 +117,24 @@ pub async fn serve_all(
             }
         })
     };
+    // Models idle for `model_cache.idle_unload_seconds` are unloaded.
+    let unloader = state.models.idle_check_period().map(|period| {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                state.models.unload_idle().await;
+            }
+        })
+    });
     let limits = connection::Limits::of(&state.config.server);
     connection::accept_loop(listener, app, limits, shutdown).await;
     sweeper.abort();
+    if let Some(unloader) = unloader {
+        unloader.abort();
+    }
     if let Some(wyoming) = wyoming {
         let _ = wyoming.await;
     }

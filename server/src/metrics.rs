@@ -78,7 +78,12 @@ impl Metrics {
 
     /// The whole exposition: the HTTP counters, then `health` and `storage`.
     pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
-        self.render_with_keys(health, storage, KeysReport::default())
+        self.render_with_keys(
+            health,
+            storage,
+            KeysReport::default(),
+            ModelsReport::default(),
+        )
     }
 
     /// [`render`](Self::render) and the per-key families.
@@ -87,6 +92,7 @@ impl Metrics {
         health: &Health,
         storage: &StorageUsage,
         keys: KeysReport,
+        models: ModelsReport,
     ) -> String {
         let mut registry = Registry::default();
         // The library ends every registered help text with a full stop.
@@ -105,6 +111,7 @@ impl Metrics {
             storage: *storage,
         }));
         registry.register_collector(Box::new(keys));
+        registry.register_collector(Box::new(models));
         let mut out = String::new();
         // The encoder fails only when its writer does, and a String's does not.
         prometheus_text::encode(&mut out, &registry).expect("writing to a String");
@@ -210,6 +217,81 @@ fn counters_by<const N: usize>(
         help,
         samples.map(|(value, n)| ([(label, value)], ConstCounter::new(n))),
     )
+}
+
+/// Every model's state and the process's resident memory, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ModelsReport {
+    pub(crate) models: Vec<crate::models::ModelStatus>,
+    pub(crate) resident_bytes: Option<u64>,
+}
+
+impl Collector for ModelsReport {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let o = &mut encoder;
+        let by_model = |value: fn(&crate::models::ModelStatus) -> u64| {
+            self.models
+                .iter()
+                .map(move |m| ([("model", m.name.as_str())], ConstGauge::new(value(m))))
+        };
+        family(
+            o,
+            "recognizer_model_loaded",
+            "1 while the model is loaded.",
+            by_model(|m| u64::from(m.loaded)),
+        )?;
+        family(
+            o,
+            "recognizer_model_bytes",
+            "The size of the model's file.",
+            by_model(|m| m.bytes),
+        )?;
+        family(
+            o,
+            "recognizer_model_in_flight",
+            "Requests and sessions using the model now.",
+            by_model(|m| m.in_flight as u64),
+        )?;
+        family(
+            o,
+            "recognizer_model_requests_total",
+            "Requests for the model.",
+            self.models
+                .iter()
+                .map(|m| ([("model", m.name.as_str())], ConstCounter::new(m.requests))),
+        )?;
+        family(
+            o,
+            "recognizer_model_load_seconds",
+            "How long the model's last load took.",
+            self.models.iter().filter_map(|m| {
+                Some((
+                    [("model", m.name.as_str())],
+                    ConstGauge::new(m.load_seconds?),
+                ))
+            }),
+        )?;
+        family(
+            o,
+            "recognizer_model_idle_seconds",
+            "Seconds since the model was last used.",
+            self.models.iter().map(|m| {
+                (
+                    [("model", m.name.as_str())],
+                    ConstGauge::new(m.idle_seconds),
+                )
+            }),
+        )?;
+        if let Some(bytes) = self.resident_bytes {
+            gauge(
+                o,
+                "recognizer_process_resident_bytes",
+                "The server process's resident memory.",
+                bytes,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What the API keys did, for `/metrics` (empty without keys).

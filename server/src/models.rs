@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use whisper_steady::recognizer::{Recognizer, RecognizerConfig};
 
-use crate::config::DefaultParams;
+use crate::config::{DefaultParams, ModelCacheConfig};
 use crate::error::ApiError;
 
 /// One configured model.
@@ -157,6 +157,7 @@ pub struct Models {
     aliases: BTreeMap<String, usize>,
     max_loaded: usize,
     max_bytes: Option<u64>,
+    idle_unload: Option<Duration>,
     /// One load or unload at a time.
     loading: tokio::sync::Mutex<()>,
 }
@@ -187,9 +188,9 @@ impl Models {
         plans: Vec<ModelPlan>,
         default: &str,
         aliases: &BTreeMap<String, String>,
-        max_loaded: Option<usize>,
-        max_bytes: Option<u64>,
+        budget: &ModelCacheConfig,
     ) -> Result<Models, String> {
+        let (max_loaded, max_bytes) = (budget.max_loaded, budget.max_bytes);
         let index_of = |name: &str| plans.iter().position(|p| p.name == name);
         let default = index_of(default).ok_or_else(|| format!("no model named {default:?}"))?;
         let aliases = aliases
@@ -227,6 +228,7 @@ impl Models {
             aliases,
             max_loaded: max_loaded.unwrap_or(n).clamp(1, n.max(1)),
             max_bytes,
+            idle_unload: budget.idle_unload_seconds.map(Duration::from_secs_f64),
             loading: tokio::sync::Mutex::new(()),
         };
         let first = &models.models[default];
@@ -392,6 +394,35 @@ impl Models {
         }
     }
 
+    /// How often [`unload_idle`](Self::unload_idle) should run: a quarter of the idle time
+    /// (between 0.1 and 10 s); `None` when models are never unloaded for idleness.
+    pub fn idle_check_period(&self) -> Option<Duration> {
+        self.idle_unload
+            .map(|idle| (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)))
+    }
+
+    /// Unloads every model but the default that has had no request for
+    /// `model_cache.idle_unload_seconds` and is not in use.
+    pub async fn unload_idle(&self) {
+        let Some(idle) = self.idle_unload else {
+            return;
+        };
+        let is_idle = |m: &Model| {
+            !m.pinned
+                && m.in_flight.load(Ordering::Acquire) == 0
+                && lock(&m.last_used).elapsed() >= idle
+                && lock(&m.loaded).is_some()
+        };
+        for model in &self.models {
+            if is_idle(model) {
+                let _loading = self.loading.lock().await;
+                if is_idle(model) {
+                    Self::unload(model).await;
+                }
+            }
+        }
+    }
+
     /// Unloads `model` if nothing uses it: its recognizer finishes and frees its contexts and
     /// states, off the runtime. Returns whether it did.
     async fn unload(model: &Model) -> bool {
@@ -405,11 +436,20 @@ impl Models {
         let Some(recognizer) = recognizer else {
             return false;
         };
-        log::info!("unloading the model {}", model.name);
+        let name = model.name.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            let before = resident_bytes();
             recognizer.shutdown();
             drop(recognizer);
-            whisper_steady::cuda::trim();
+            let trimmed = whisper_steady::cuda::trim();
+            let after = resident_bytes();
+            log::info!(
+                "model {name} unloaded: resident memory {} -> {} MB, {} bytes of CUDA pools \
+                 returned to the driver",
+                before.unwrap_or(0) / 1_000_000,
+                after.unwrap_or(0) / 1_000_000,
+                trimmed.bytes_released
+            );
         })
         .await;
         true
@@ -442,4 +482,12 @@ impl Models {
             }
         }
     }
+}
+
+/// The process's resident memory (Linux: `/proc/self/statm`); `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The page size of every Linux target this server is built for.
+    Some(pages * 4096)
 }

@@ -90,13 +90,11 @@ impl AppState {
         let default = config
             .default_model_name()
             .expect("validated: a default model");
-        let cache = &config.recognition.model_cache;
         let models = Models::new(
             plans,
             &default,
             &config.model_aliases(),
-            cache.max_loaded,
-            cache.max_bytes,
+            &config.recognition.model_cache,
         )
         .map_err(StartError)?;
         Self::with_models(config, models)
@@ -124,7 +122,8 @@ impl AppState {
             .iter()
             .map(|a| ((*a).to_owned(), name.clone()))
             .collect();
-        let models = Models::new(vec![plan], &name, &aliases, None, None).map_err(StartError)?;
+        let models =
+            Models::new(vec![plan], &name, &aliases, &Default::default()).map_err(StartError)?;
         Self::with_models(config, models)
     }
 

@@ -558,3 +558,81 @@ fn speech_detection_is_on_by_default_from_the_cache_and_its_absence_is_loud() {
     assert!(said.contains("WITHOUT speech detection"), "{said}");
     assert!(said.contains("speech detection: off"), "{said}");
 }
+
+/// `model_cache.idle_unload_seconds`: a model left idle is unloaded and its memory goes back
+/// (the process's resident memory drops by about the model's size), and the next request for
+/// it loads it again.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_model_is_unloaded_its_memory_returned_and_reloaded_on_demand() {
+    let (Some(english), Some(multilingual)) =
+        (common::model_path(), common::multilingual_model_path())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let json = json!({"recognition": {
+        "models": {"tiny.en": english, "base": multilingual},
+        "default_model": "tiny.en",
+        "model_cache": {"idle_unload_seconds": 2},
+        "workers": 1, "vad_model": "off", "default_params": {"beam_size": 1},
+    }});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir.path()),
+    );
+    let pid = child.id();
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let transcribe = |model: &str| {
+        let (ct, body) =
+            common::openai_multipart(&[("model", model)], Some(("jfk.wav", "audio/x-wav", &wav)));
+        common::raw(addr, &common::openai_request(&ct, &body))
+    };
+    let base_loaded = || {
+        let health = common::raw(
+            addr,
+            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .json();
+        let models = health["models"].as_array().unwrap().clone();
+        let base = models.iter().find(|m| m["name"] == "base").unwrap();
+        base["loaded"] == true
+    };
+    assert!(!base_loaded(), "base waits for its first request");
+    let r = transcribe("base");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(base_loaded());
+    let loaded_kb = status_kb(pid, "VmRSS");
+    // Unloaded after 2 s without a request (checked every 0.5 s).
+    let started = std::time::Instant::now();
+    while base_loaded() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "base was not unloaded"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // the unload's trim and log
+    let unloaded_kb = status_kb(pid, "VmRSS");
+    let model_kb = std::fs::metadata(common::multilingual_model_path().unwrap())
+        .unwrap()
+        .len()
+        / 1024;
+    eprintln!("resident: {loaded_kb} kB with base, {unloaded_kb} kB after its unload; base is {model_kb} kB");
+    assert!(
+        loaded_kb.saturating_sub(unloaded_kb) >= model_kb * 6 / 10,
+        "resident memory {loaded_kb} kB -> {unloaded_kb} kB; the model is {model_kb} kB"
+    );
+    // The default model stays; base comes back with the next request.
+    assert_eq!(transcribe("tiny.en").status, 200);
+    let r = transcribe("base");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(base_loaded());
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

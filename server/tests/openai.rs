@@ -880,6 +880,15 @@ mod models {
         assert!(models
             .iter()
             .any(|m| m["name"] == "tiny.en" && m["default"] == true && m["loaded"] == true));
+        // And /metrics, per model.
+        let metrics = server.get("/metrics").text();
+        for line in [
+            r#"recognizer_model_loaded{model="tiny.en"} 1"#,
+            r#"recognizer_model_loaded{model="tiny-copy"} 1"#,
+            r#"recognizer_model_loaded{model="base"} 0"#,
+        ] {
+            assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+        }
     }
 
     #[test]

@@ -36,17 +36,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use whisper_steady::audio::WHISPER_SAMPLE_RATE;
-use whisper_steady::recognizer::{fitted_audio_ctx, RecognizeError, RecognizeOptions, Transcript};
+use whisper_steady::recognizer::{
+    fitted_audio_ctx, RecognizeError, RecognizeOptions, Recognizer, Transcript,
+};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
+use crate::models::Lease;
 use crate::pipeline::recognize_error;
 use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
@@ -74,21 +78,36 @@ const LIVE_TURNS: Turns = Turns {
 pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
     caller: Option<axum::Extension<Caller>>,
+    query: Result<Query<LiveQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // The caller (its key's concurrency slot included) stays with the session.
     let caller = caller.map(|axum::Extension(c)| c);
     let ws = ws.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
+    let Query(query) = query.map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
     let permit = live_slot(&state)?;
+    // The model (`?model=`, default: the default model), kept loaded while the session lasts.
+    let lease = state
+        .models
+        .lease(query.model.as_deref(), state.config.request_timeout())
+        .await
+        .map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
     // A browser that sent its key as a subprotocol also offers `live`, which is selected
     // (a browser fails a handshake whose offered protocols are all left unanswered).
     Ok(ws
         .max_message_size(MAX_FRAME_BYTES + 1024)
         .protocols(["live"])
         .on_upgrade(move |socket| async move {
-            session(state, socket, caller).await;
+            session(state, socket, caller, &lease).await;
             drop(permit);
         }))
+}
+
+/// `/v1/live`'s query.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct LiveQuery {
+    /// The model (a name or alias of `/v1/models`).
+    model: Option<String>,
 }
 
 /// Why a session ends early: a close code and what the client is told.
@@ -132,6 +151,7 @@ fn recognition_refusal(state: &AppState, e: RecognizeError) -> Refusal {
 /// Transcribes `audio`; whisper needs a little context, so very short audio is padded.
 async fn transcribe(
     state: &Arc<AppState>,
+    recognizer: &Recognizer,
     audio: Vec<f32>,
     language: &Option<String>,
     fitted: bool,
@@ -144,11 +164,10 @@ async fn transcribe(
     if fitted {
         // Partials: the window fitted to the audio, about twice as fast (the final decodes
         // with whisper's full window).
-        let n_audio_ctx = state.recognizer().context().n_audio_ctx().max(0) as u32;
+        let n_audio_ctx = recognizer.context().n_audio_ctx().max(0) as u32;
         options.audio_ctx = fitted_audio_ctx(audio.len(), n_audio_ctx);
     }
-    let ticket = state
-        .recognizer()
+    let ticket = recognizer
         .submit(audio, options)
         .map_err(|e| recognition_refusal(state, e))?;
     ticket.await.map_err(|e| recognition_refusal(state, e))
@@ -158,6 +177,7 @@ async fn transcribe(
 /// detected with a probability of at least [`CONFIDENT`] becomes the connection's `language`.
 async fn finish_utterance(
     state: &Arc<AppState>,
+    recognizer: &Recognizer,
     socket: &mut Sender,
     stream: &mut Stream,
     language: &mut Option<String>,
@@ -178,7 +198,7 @@ async fn finish_utterance(
             code: close_code::POLICY,
             message: e.message,
         })?;
-    let t = transcribe(state, utterance, language, false).await?;
+    let t = transcribe(state, recognizer, utterance, language, false).await?;
     if t.no_speech {
         // The speech guard found none: no final, and no language learnt from it.
         return Ok(true);
@@ -213,6 +233,7 @@ enum Step {
 /// every message waiting has been applied, so that they never lag behind the stream).
 fn apply(
     state: &AppState,
+    recognizer: &Recognizer,
     message: Result<Message, axum::Error>,
     stream: &mut Stream,
     language: &mut Option<String>,
@@ -257,10 +278,7 @@ fn apply(
                     // The recognizer's own rules ("EN", "auto", an English-only model), once.
                     let requested = parsed.as_ref().and_then(|v| v["language"].as_str());
                     let requested = requested.map(str::to_owned);
-                    match state
-                        .recognizer()
-                        .check_options(&stream_options(state, &requested))
-                    {
+                    match recognizer.check_options(&stream_options(state, &requested)) {
                         Ok(()) => {
                             *language = requested;
                             Step::Go
@@ -285,7 +303,8 @@ fn apply(
 /// off the socket as they come (at most [`QUEUED_FRAMES`] wait); this loop applies all that
 /// wait, then runs at most one recognition: the final when an utterance ended, else a partial
 /// when one is due.
-async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>) {
+async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>, lease: &Lease) {
+    let recognizer = lease.recognizer();
     let caller = caller.as_ref();
     let (mut sender, mut receiver) = socket.split();
     let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
@@ -319,8 +338,15 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
                 )
             };
             // What was said before the limit is not lost.
-            if let Err(e) =
-                finish_utterance(&state, &mut sender, &mut stream, &mut language, caller).await
+            if let Err(e) = finish_utterance(
+                &state,
+                recognizer,
+                &mut sender,
+                &mut stream,
+                &mut language,
+                caller,
+            )
+            .await
             {
                 log::debug!("live: the last final failed: {}", e.message);
             }
@@ -331,13 +357,29 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
         };
         let Some(message) = next else { break None };
         let received = stream.received;
-        let mut step = apply(&state, message, &mut stream, &mut language, first);
+        let mut step = apply(
+            &state,
+            recognizer,
+            message,
+            &mut stream,
+            &mut language,
+            first,
+        );
         first = false;
         // Apply what waits, but stop where a final is due: the utterance cap holds however
         // fast the audio comes.
         while matches!(step, Step::Go) && !stream.final_due() {
             match rx.try_recv() {
-                Ok(message) => step = apply(&state, message, &mut stream, &mut language, false),
+                Ok(message) => {
+                    step = apply(
+                        &state,
+                        recognizer,
+                        message,
+                        &mut stream,
+                        &mut language,
+                        false,
+                    )
+                }
                 Err(_) => break,
             }
         }
@@ -348,8 +390,15 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
             Step::Gone => break None,
             Step::Refuse(refusal) => break Some(refusal),
             Step::Stop => {
-                match finish_utterance(&state, &mut sender, &mut stream, &mut language, caller)
-                    .await
+                match finish_utterance(
+                    &state,
+                    recognizer,
+                    &mut sender,
+                    &mut stream,
+                    &mut language,
+                    caller,
+                )
+                .await
                 {
                     Ok(true) => {
                         send(&mut sender, json!({"type": "done"})).await;
@@ -362,11 +411,27 @@ async fn session(state: Arc<AppState>, socket: WebSocket, caller: Option<Caller>
                 }
             }
             Step::Go if stream.final_due() => {
-                finish_utterance(&state, &mut sender, &mut stream, &mut language, caller).await
+                finish_utterance(
+                    &state,
+                    recognizer,
+                    &mut sender,
+                    &mut stream,
+                    &mut language,
+                    caller,
+                )
+                .await
             }
             Step::Go if stream.partial_due() => {
                 stream.partial_at = stream.utterance.len();
-                match transcribe(&state, stream.utterance.clone(), &language, true).await {
+                match transcribe(
+                    &state,
+                    recognizer,
+                    stream.utterance.clone(),
+                    &language,
+                    true,
+                )
+                .await
+                {
                     Ok(t) => {
                         Ok(send(&mut sender, json!({"type": "partial", "text": t.text})).await)
                     }

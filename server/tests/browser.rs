@@ -145,6 +145,24 @@ impl Browser {
     }
 
     /// The text of an element.
+    /// Saves a PNG of the page's viewport (1000 x 1100 CSS pixels) scrolled to `selector`.
+    fn screenshot(&mut self, path: &Path, selector: &str) {
+        use base64::Engine;
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1000, "height": 1100, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        self.eval(&format!(
+            "document.querySelector({selector:?}).scrollIntoView(); true"
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
     fn text(&mut self, selector: &str) -> String {
         // Empty until the element exists (the page may still be loading).
         let js = format!("(document.querySelector({selector:?}) || {{}}).innerText || ''");
@@ -279,6 +297,41 @@ fn the_page_transcribes_an_upload_and_the_microphone() {
             .contains("ask not what your country can do for you"),
         "{transcript}"
     );
+
+    // The result can be downloaded (SRT, VTT, JSON).
+    let downloads = browser.eval("document.querySelector('#downloads').hidden");
+    assert_eq!(downloads, json!(false));
+
+    // The model choice: the server's model, chosen as the default.
+    let model = browser.eval(
+        "const m = document.querySelector('#model'); \
+         m.options.length + ' ' + m.options[m.selectedIndex].text",
+    );
+    let model = model.as_str().unwrap();
+    assert!(
+        model.starts_with("1 ") && model.ends_with("(default)"),
+        "{model}"
+    );
+
+    // The status panel: health, the lanes and the models, from /health.
+    let status = browser.wait_for_text("#health-status", |t| t.starts_with("ok"));
+    assert!(status.contains("cpu"), "{status}");
+    let lanes = browser.wait_for_text("#lanes", |t| t.contains("cpu"));
+    assert!(lanes.contains("succeeded"), "{lanes}");
+    let models = browser.wait_for_text("#models", |t| t.contains("(default)"));
+    assert!(models.contains("yes"), "{models}");
+    let drawn = browser.eval(
+        "[...document.querySelectorAll('.chart canvas')].length + ' ' + \
+         document.querySelector('#now-queue').textContent",
+    );
+    assert!(drawn.as_str().unwrap().starts_with("5 0 / "), "{drawn}");
+    // Screenshots for the docs, when asked for (WHISPER_STEADY_SCREENSHOTS=docs/images).
+    if let Some(dir) = std::env::var_os("WHISPER_STEADY_SCREENSHOTS") {
+        let dir = std::path::PathBuf::from(dir);
+        std::thread::sleep(Duration::from_secs(5)); // a few points in the charts
+        browser.screenshot(&dir.join("page-result.png"), "h1");
+        browser.screenshot(&dir.join("page-status.png"), "#health-status");
+    }
 
     // Microphone: Chromium's fake capture device plays jfk.wav once; record, wait, stop.
     browser.eval("document.querySelector('#record').click()");

@@ -1,17 +1,14 @@
-//! `GET /health` and `GET /metrics` (reads only), and `POST /admin/trim`, which returns the
-//! CUDA pools' unused memory to the driver (never memory in use; never a device reset).
+//! `GET /health` and `GET /metrics`: reads only (the admin endpoints are `admin`'s).
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, Extensions, StatusCode};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use whisper_steady::recognizer::{BreakerState, Health, HealthStatus};
 
-use crate::error::ApiError;
 use crate::storage::StorageUsage;
 use crate::AppState;
 
@@ -133,6 +130,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
                 "loaded": m.loaded,
                 "bytes": m.bytes,
                 "requests": m.requests,
+                "loads": m.loads,
                 "in_flight": m.in_flight,
                 "load_seconds": m.load_seconds,
                 "idle_seconds": m.idle_seconds,
@@ -154,76 +152,4 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         },
     );
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
-}
-
-/// `POST /admin/trim`: returns the CUDA pools' unused memory to the driver
-/// ([`Recognizer::trim`](whisper_steady::recognizer::Recognizer::trim)) and answers what was
-/// freed. Only from a loopback address unless `server.admin_from_any_address` is set (403
-/// otherwise, and when the peer's address is unknown).
-pub(crate) async fn trim(
-    State(state): State<Arc<AppState>>,
-    extensions: Extensions,
-) -> Result<Json<Value>, ApiError> {
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    // With API keys, the auth guard has asked for an admin key already, from every address.
-    if !state.auth.enabled() && !admin_allowed(state.config.server.admin_from_any_address, peer) {
-        let message = "the admin endpoints answer loopback addresses only (set \
-                       server.admin_from_any_address to open them)";
-        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
-    }
-    let recognizer = state.recognizer();
-    let report = tokio::task::spawn_blocking(move || recognizer.trim())
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;
-    let note = if !report.cuda_available {
-        "this build has no CUDA backend: nothing to trim"
-    } else if report.refused_cuda_graphs {
-        "refused: this build uses CUDA graphs, which replay pool addresses (set \
-         GGML_CUDA_DISABLE_GRAPHS=1 to allow trims)"
-    } else if report.pools_failed > 0 {
-        "some pools could not wait for their GPU work or give memory back and kept it"
-    } else {
-        "unused CUDA pool memory returned to the driver after the GPU work queued on it finished"
-    };
-    Ok(Json(json!({
-        "success": true,
-        "cuda_available": report.cuda_available,
-        "refused_cuda_graphs": report.refused_cuda_graphs,
-        "pools": report.pools,
-        "bytes_released": report.bytes_released,
-        "pools_waited": report.pools_waited,
-        "pools_failed": report.pools_failed,
-        "note": note,
-    })))
-}
-
-/// Whether an admin request from `peer` (unknown: `None`) is answered.
-fn admin_allowed(from_any_address: bool, peer: Option<IpAddr>) -> bool {
-    from_any_address || peer.is_some_and(|ip| ip.to_canonical().is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_requests_come_from_loopback_unless_opened() {
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        for loopback in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
-            assert!(admin_allowed(false, ip(loopback)), "{loopback}");
-        }
-        for remote in [
-            "10.0.0.5",
-            "192.168.1.1",
-            "::ffff:10.0.0.5",
-            "2001:db8::1",
-            "0.0.0.0",
-        ] {
-            assert!(!admin_allowed(false, ip(remote)), "{remote}");
-            assert!(admin_allowed(true, ip(remote)), "{remote}");
-        }
-        assert!(!admin_allowed(false, None));
-    }
 }

@@ -11,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod auth;
 mod body;
 pub mod config;

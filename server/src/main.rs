@@ -135,9 +135,11 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// SIGHUP reads the API keys again (`auth.keys_file`, `RECOGNIZER_API_KEYS`); a file that
-/// cannot be used keeps the keys in force, and the log says why.
-fn reload_keys_on_sighup(state: std::sync::Arc<AppState>) {
+/// SIGHUP reads the API keys again (`auth.keys_file`, `RECOGNIZER_API_KEYS`; a file that
+/// cannot be used keeps the keys in force, and the log says why), and loads again every loaded
+/// model whose file was replaced on disk, beside the one serving, which takes over when ready
+/// (requests in flight finish on the old one; one that fails to load keeps the old).
+fn reload_on_sighup(state: std::sync::Arc<AppState>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -149,6 +151,15 @@ fn reload_keys_on_sighup(state: std::sync::Arc<AppState>) {
                 match state.reload_keys() {
                     Ok(n) => tracing::info!("SIGHUP: {n} API keys in force"),
                     Err(e) => tracing::error!("SIGHUP: the keys in force stay: {e}"),
+                }
+                let (swapped, failed) = state.models.reload_changed().await;
+                for name in swapped {
+                    tracing::info!(
+                        "SIGHUP: the model {name} was replaced on disk: now serving the new file"
+                    );
+                }
+                for (name, why) in failed {
+                    tracing::error!("SIGHUP: the model {name} keeps its old file: {why}");
                 }
             }
         });
@@ -202,7 +213,7 @@ fn main() -> ExitCode {
             None => None,
         };
         let shutdown = shutdown_signal();
-        reload_keys_on_sighup(std::sync::Arc::clone(&state));
+        reload_on_sighup(std::sync::Arc::clone(&state));
         // The tests and scripts read these lines to find the ports.
         println!("listening on http://{local}");
         if let Some((_, wyoming_local)) = &wyoming {

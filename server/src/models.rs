@@ -43,8 +43,20 @@ pub struct Model {
     last_used: Mutex<Instant>,
     /// Requests leased it so far.
     requests: AtomicU64,
+    /// Times it was loaded (reloads included).
+    loads: AtomicU64,
     /// How long its last load took.
     load_time: Mutex<Option<Duration>>,
+    /// Its file's size and modification time when it was last loaded.
+    loaded_file: Mutex<Option<FileStamp>>,
+}
+
+/// What tells a replaced model file from the one loaded: its size and modification time.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
 /// What a model's state is, for `/v1/models` and `/health`.
@@ -60,6 +72,8 @@ pub struct ModelStatus {
     pub bytes: u64,
     /// Requests so far.
     pub requests: u64,
+    /// Times it was loaded (reloads included).
+    pub loads: u64,
     /// Requests and sessions on it now.
     pub in_flight: usize,
     /// How long its last load took, in seconds.
@@ -116,6 +130,8 @@ pub enum ModelError {
     Timeout(String),
     /// The model could not be loaded (500).
     Load(String),
+    /// Not done: the default model is never unloaded (409).
+    Refused(String),
 }
 
 impl std::fmt::Display for ModelError {
@@ -127,9 +143,10 @@ impl std::fmt::Display for ModelError {
                  (GET /v1/models lists them)",
                 known.join(", ")
             ),
-            ModelError::NoRoom(why) | ModelError::Timeout(why) | ModelError::Load(why) => {
-                f.write_str(why)
-            }
+            ModelError::NoRoom(why)
+            | ModelError::Timeout(why)
+            | ModelError::Load(why)
+            | ModelError::Refused(why) => f.write_str(why),
         }
     }
 }
@@ -141,6 +158,7 @@ impl From<ModelError> for ApiError {
             ModelError::NoRoom(_) => StatusCode::SERVICE_UNAVAILABLE,
             ModelError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ModelError::Load(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ModelError::Refused(_) => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, e.to_string());
         if matches!(e, ModelError::NoRoom(_)) {
@@ -219,7 +237,9 @@ impl Models {
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 last_used: Mutex::new(Instant::now()),
                 requests: AtomicU64::new(0),
+                loads: AtomicU64::new(0),
                 load_time: Mutex::new(None),
+                loaded_file: Mutex::new(None),
             })
             .collect();
         let models = Models {
@@ -238,6 +258,8 @@ impl Models {
             *lock(&first.load_time) = Some(started.elapsed());
             *lock(&first.loaded) = Some(recognizer);
         }
+        *lock(&first.loaded_file) = file_stamp(&first.path);
+        first.loads.fetch_add(1, Ordering::Relaxed);
         Ok(models)
     }
 
@@ -310,35 +332,113 @@ impl Models {
             return Ok(lease);
         }
         self.make_room(model).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, Self::load_into(model)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            // The load's future is dropped with this request (its recognizer, made off the
+            // runtime, is dropped when done): the next request loads again.
+            Err(_) => {
+                return Err(ModelError::Timeout(format!(
+                    "the model {} was not loaded within the request's deadline",
+                    model.name
+                )))
+            }
+        }
+        Self::lease_loaded(model)
+            .ok_or_else(|| ModelError::Load(format!("{} was unloaded", model.name)))
+    }
+
+    /// Makes a recognizer for `model` from its file, off the runtime, and puts it in place
+    /// (a recognizer already there is replaced: requests on it finish on it). Called with the
+    /// loading lock held.
+    async fn load_into(model: &Model) -> Result<(), ModelError> {
         let config = model.config.clone();
         let name = model.name.clone();
+        let stamp = file_stamp(&model.path);
         log::info!("loading the model {name} ({} MB)", model.bytes / 1_000_000);
         let started = Instant::now();
-        let load = tokio::task::spawn_blocking(move || Recognizer::new(config));
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let recognizer = match tokio::time::timeout(remaining, load).await {
-            Ok(Ok(Ok(recognizer))) => recognizer,
-            Ok(Ok(Err(e))) => {
+        let made = tokio::task::spawn_blocking(move || Recognizer::new(config)).await;
+        let recognizer = match made {
+            Ok(Ok(recognizer)) => recognizer,
+            Ok(Err(e)) => {
                 return Err(ModelError::Load(format!(
                     "the model {name} could not be loaded: {e}"
                 )))
             }
-            Ok(Err(_)) => return Err(ModelError::Load(format!("loading the model {name} failed"))),
-            Err(_) => {
-                // The load goes on without this request; the next one finds the model loaded
-                // only if this one stores it, so it waits for the load outside the deadline.
-                return Err(ModelError::Timeout(format!(
-                    "the model {name} was not loaded within the request's deadline"
-                )));
-            }
+            Err(_) => return Err(ModelError::Load(format!("loading the model {name} failed"))),
         };
         *lock(&model.load_time) = Some(started.elapsed());
         log::info!(
             "model {name} loaded in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        *lock(&model.loaded) = Some(recognizer);
-        Self::lease_loaded(model).ok_or_else(|| ModelError::Load(format!("{name} was unloaded")))
+        // The old recognizer, if any, goes when the last request on it does: requests on it
+        // finish there, new ones get the new one.
+        let old = lock(&model.loaded).replace(recognizer);
+        *lock(&model.loaded_file) = stamp;
+        model.loads.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = old {
+            // Dropping a clone is cheap; the last one joins its (idle) workers.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        Ok(())
+    }
+
+    /// Loads the model `name` (an admin's request), or, when it is loaded, loads it again from
+    /// its file beside the one serving, which takes over when ready: requests in flight finish
+    /// on the old one, none fails. Returns whether it was a reload.
+    pub async fn load(&self, name: &str) -> Result<bool, ModelError> {
+        let model = self.find(Some(name))?;
+        let _loading = self.loading.lock().await;
+        let reload = lock(&model.loaded).is_some();
+        if !reload {
+            self.make_room(model).await?;
+        }
+        Self::load_into(model).await?;
+        Ok(reload)
+    }
+
+    /// Unloads the model `name` (an admin's request) once the requests on it are done; later
+    /// ones load it again. The default model is never unloaded (409). Returns whether it was
+    /// loaded.
+    pub async fn unload_named(&self, name: &str) -> Result<bool, ModelError> {
+        let model = self.find(Some(name))?;
+        if model.pinned {
+            return Err(ModelError::Refused(format!(
+                "{} is the default model, which stays loaded",
+                model.name
+            )));
+        }
+        let _loading = self.loading.lock().await;
+        while lock(&model.loaded).is_some() {
+            if Self::unload(model).await {
+                return Ok(true);
+            }
+            // In use: wait for its requests.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(false)
+    }
+
+    /// Loads again, beside the serving one, every loaded model whose file changed on disk
+    /// since it was loaded (SIGHUP): the new one takes over when ready, and requests in flight
+    /// finish on the old. Returns the names swapped, and those that failed with why (they keep
+    /// serving the old one).
+    pub async fn reload_changed(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let (mut swapped, mut failed) = (Vec::new(), Vec::new());
+        for model in &self.models {
+            let _loading = self.loading.lock().await;
+            let changed = lock(&model.loaded).is_some()
+                && *lock(&model.loaded_file) != file_stamp(&model.path);
+            if changed {
+                match Self::load_into(model).await {
+                    Ok(()) => swapped.push(model.name.clone()),
+                    Err(e) => failed.push((model.name.clone(), e.to_string())),
+                }
+            }
+        }
+        (swapped, failed)
     }
 
     /// A lease on `model` if it is loaded. The count goes up under the same lock an unload
@@ -466,6 +566,7 @@ impl Models {
                 default: i == self.default,
                 bytes: m.bytes,
                 requests: m.requests.load(Ordering::Relaxed),
+                loads: m.loads.load(Ordering::Relaxed),
                 in_flight: m.in_flight.load(Ordering::Acquire),
                 load_seconds: lock(&m.load_time).map(|d| d.as_secs_f64()),
                 idle_seconds: lock(&m.last_used).elapsed().as_secs_f64(),

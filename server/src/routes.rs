@@ -11,7 +11,9 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::{auth, error, health, live, metrics, openai, original, realtime, AppState, Config};
+use crate::{
+    admin, auth, error, health, live, metrics, openai, original, realtime, AppState, Config,
+};
 
 /// `GET /`: the web page (one file in the binary, no build step, nothing from elsewhere):
 /// upload or drop a file and see the transcript with timestamps; record from the microphone and
@@ -43,7 +45,13 @@ const ENDPOINTS: &[(&str, &str, Route)] = &[
     ("/v1/models/{id}", "models", || get(openai::model)),
     ("/v1/live", "live", || get(live::live)),
     ("/v1/realtime", "realtime", || get(realtime::realtime)),
-    ("/admin/trim", "admin_trim", || post(health::trim)),
+    ("/admin/trim", "admin_trim", || post(admin::trim)),
+    ("/admin/models/{name}/load", "admin_model_load", || {
+        post(admin::load_model)
+    }),
+    ("/admin/models/{name}/unload", "admin_model_unload", || {
+        post(admin::unload_model)
+    }),
 ];
 
 /// The routes, with CORS and the body limit (a declared length over it is refused before the

@@ -636,3 +636,74 @@ fn an_idle_model_is_unloaded_its_memory_returned_and_reloaded_on_demand() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// SIGHUP with a model file replaced on disk: the new file is loaded beside the old one and
+/// takes over; requests during the swap all succeed.
+#[cfg(unix)]
+#[test]
+fn sighup_swaps_in_a_replaced_model_file_without_failing_a_request() {
+    let Some(english) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.bin");
+    std::fs::copy(&english, &model).unwrap();
+    let config = dir.path().join("config.json");
+    let json = json!({"recognition": {
+        "models": {"m": model},
+        "workers": 2, "vad_model": "off", "default_params": {"beam_size": 1},
+    }});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let (mut child, addr) = common::spawn_listening(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .current_dir(dir.path()),
+    );
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let transcribe = || {
+        let (ct, body) =
+            common::openai_multipart(&[("model", "m")], Some(("jfk.wav", "audio/x-wav", &wav)));
+        common::raw(addr, &common::openai_request(&ct, &body)).status
+    };
+    let loads = || {
+        let health = common::raw(
+            addr,
+            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .json();
+        health["models"][0]["loads"].as_u64().unwrap()
+    };
+    assert_eq!(loads(), 1);
+    let statuses = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| (0..4).map(|_| transcribe()).collect::<Vec<_>>()))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        // A new file in place (written beside, then renamed over, as deployments do).
+        let next = dir.path().join("model.bin.new");
+        std::fs::copy(&english, &next).unwrap();
+        std::thread::sleep(Duration::from_millis(20)); // a modification time of its own
+        std::fs::rename(&next, &model).unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let started = std::time::Instant::now();
+    while loads() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no swap");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(transcribe(), 200);
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

@@ -891,6 +891,85 @@ mod models {
         }
     }
 
+    /// `POST /admin/models/{name}/load|unload` while requests run: a reload swaps in a new
+    /// recognizer beside the serving one and no request fails.
+    #[test]
+    fn models_loaded_again_and_unloaded_under_load_fail_no_request() {
+        let (Some(english), Some(multilingual)) =
+            (common::model_path(), common::multilingual_model_path())
+        else {
+            return;
+        };
+        let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+        let Some(server) = TestServer::start(move |c| {
+            let r = &mut c.recognition;
+            r.model_path = None;
+            r.models
+                .insert("tiny.en".into(), ModelSetting::Path(english));
+            r.models
+                .insert("base".into(), ModelSetting::Path(multilingual));
+            r.default_model = Some("tiny.en".into());
+            r.workers = Some(2);
+            r.vad_model = VadChoice::Off;
+            r.default_params.beam_size = 1;
+        }) else {
+            return;
+        };
+        let admin = |path: &str| server.post(path, "text/plain", b"");
+        let results = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..4)
+                            .map(|_| {
+                                let r = transcribe(&server, &jfk, &[("model", "tiny.en")]);
+                                (r.status, r.text())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // Meanwhile: the default model loaded again twice, base loaded and unloaded.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            for path in [
+                "/admin/models/tiny.en/load",
+                "/admin/models/base/load",
+                "/admin/models/whisper-1/load",
+                "/admin/models/base/unload",
+            ] {
+                let r = admin(path);
+                assert_eq!(r.status, 200, "{path}: {}", r.text());
+            }
+            clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for (status, body) in &results {
+            assert_eq!(*status, 200, "{body}");
+            let text: Value = serde_json::from_str(body).unwrap();
+            assert!(
+                wer(common::JFK_TEXT, text["text"].as_str().unwrap()) <= 0.1,
+                "{body}"
+            );
+        }
+        let health: Value = server.get("/health").json();
+        let tiny = health["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tiny.en")
+            .unwrap()
+            .clone();
+        assert_eq!(tiny["loads"], 3, "{health}");
+        assert!(!is_loaded(&server, "base"));
+        // The default model stays; an unknown one is a 400.
+        assert_eq!(admin("/admin/models/tiny.en/unload").status, 409);
+        assert_eq!(admin("/admin/models/nope/load").status, 400);
+        // And the default model still answers after its swaps.
+        assert_eq!(transcribe(&server, &jfk, &[]).status, 200);
+    }
+
     #[test]
     fn a_model_that_cannot_get_room_is_answered_503_with_retry_after() {
         let (Some(english), Some(multilingual)) =

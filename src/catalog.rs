@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 mod download;
 #[cfg(feature = "download")]
 mod pypi;
+mod usage;
 mod vad;
 #[cfg(feature = "download")]
 pub use download::{
@@ -31,6 +32,7 @@ pub use download::{
 };
 #[cfg(feature = "download")]
 pub use pypi::{index_url as pypi_index_url, DEFAULT_INDEX_URL as DEFAULT_PYPI_INDEX_URL};
+pub use usage::{cached_models, evict, mark_used, CachedModel, LAST_USED_FILE};
 pub use vad::{cached_vad, cached_vad_in, VadChoice, VadSource, SILERO_VAD, VAD_UNAVAILABLE};
 
 /// The revision of whisper.cpp's model repository the sizes and sums below were published at.
@@ -453,7 +455,8 @@ impl std::fmt::Display for ResolveError {
 impl std::error::Error for ResolveError {}
 
 /// What a user wrote for a model: an existing file is used as it is; otherwise a known name
-/// ([`find`]) is looked up in the cache ([`cache_dir`]).
+/// ([`find`]) is looked up in the cache ([`cache_dir`]), and recorded as used now
+/// ([`mark_used`]).
 pub fn resolve(model: &Path) -> Result<PathBuf, ResolveError> {
     if model.is_file() {
         return Ok(model.to_owned());
@@ -461,13 +464,18 @@ pub fn resolve(model: &Path) -> Result<PathBuf, ResolveError> {
     let name = model.to_str().unwrap_or_default();
     let known = find(name).ok_or_else(|| ResolveError::NotFound(model.display().to_string()))?;
     let cache = cache_dir();
-    cache
+    let Some((dir, path)) = cache
         .as_deref()
-        .and_then(|dir| cached_in(dir, known))
-        .ok_or(ResolveError::NotDownloaded {
+        .and_then(|dir| Some((dir, cached_in(dir, known)?)))
+    else {
+        return Err(ResolveError::NotDownloaded {
             name: known.name,
             cache,
-        })
+        });
+    };
+    // For the cache's eviction order (`evict`).
+    mark_used(dir, &path);
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -30,6 +30,13 @@ pub enum ModelsCommand {
         /// The model's name (`base.en`, `large-v3-turbo-q5_0`, ...).
         name: String,
     },
+    /// Delete cached models, least recently used first, until the cache holds at most
+    /// `--max-bytes` (what a server's `recognition.model_cache.max_disk_bytes` does at start).
+    Prune {
+        /// The most bytes the cache may keep.
+        #[arg(long)]
+        max_bytes: u64,
+    },
 }
 
 /// Where a download comes from.
@@ -88,9 +95,43 @@ pub fn run(args: &ModelsArgs) -> Result<(), Box<dyn Error>> {
                 );
             }
             match cache {
-                Some(dir) => println!("cache: {}", dir.display()),
+                Some(dir) => {
+                    let cached = catalog::cached_models(&dir);
+                    let total: u64 = cached.iter().map(|c| c.bytes).sum();
+                    println!(
+                        "cache: {} ({} models, {} MB; least recently used first:)",
+                        dir.display(),
+                        cached.len(),
+                        total / 1_000_000
+                    );
+                    for c in cached {
+                        let used = c.last_used.map_or_else(
+                            || "never recorded".to_owned(),
+                            |t| match t.elapsed() {
+                                Ok(ago) => format!("used {} h ago", ago.as_secs() / 3600),
+                                Err(_) => "used just now".to_owned(),
+                            },
+                        );
+                        println!(
+                            "  {:<22} {:>6} MB  {used}",
+                            c.model.name,
+                            c.bytes / 1_000_000
+                        );
+                    }
+                }
                 None => println!("cache: none (set WHISPER_STEADY_MODEL_CACHE)"),
             }
+            Ok(())
+        }
+        ModelsCommand::Prune { max_bytes } => {
+            let dir =
+                catalog::cache_dir().ok_or("no model cache (set WHISPER_STEADY_MODEL_CACHE)")?;
+            let deleted = catalog::evict(&dir, *max_bytes, &[])?;
+            for d in &deleted {
+                println!("deleted {} ({} MB)", d.model.name, d.bytes / 1_000_000);
+            }
+            let left: u64 = catalog::cached_models(&dir).iter().map(|c| c.bytes).sum();
+            println!("cache: {} MB left", left / 1_000_000);
             Ok(())
         }
         ModelsCommand::Download(args) => {

@@ -358,6 +358,10 @@ pub struct ModelCacheConfig {
     /// contexts and states freed, the CUDA pools trimmed (default: never). The next request
     /// loads it again.
     pub idle_unload_seconds: Option<f64>,
+    /// The most bytes the model cache on disk may hold: at start, cached models other than
+    /// this server's are deleted, least recently used first, until it fits (default: no
+    /// limit).
+    pub max_disk_bytes: Option<u64>,
 }
 
 /// One configured model, as [`Config::model_specs`] reads it: its name, what was written
@@ -836,6 +840,12 @@ impl Config {
                     "must be more than 0 and at most 1e9".into(),
                 );
             }
+        }
+        if r.model_cache.max_disk_bytes == Some(0) {
+            return bad(
+                "recognition.model_cache.max_disk_bytes",
+                "must be at least 1".into(),
+            );
         }
         if r.model_cache.max_bytes == Some(0) {
             return bad(

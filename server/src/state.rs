@@ -57,8 +57,12 @@ impl AppState {
         }
         fetch_vad(&config.recognition.vad_model);
         let mut plans = Vec::new();
+        let cache = whisper_steady::catalog::cache_dir();
         for spec in &specs {
             let path = model_file(&spec.written)?;
+            if let Some(dir) = cache.as_deref().filter(|dir| path.starts_with(dir)) {
+                whisper_steady::catalog::mark_used(dir, &path);
+            }
             let rc = config
                 .recognizer_config_for(spec, path.clone())
                 .map_err(|e| StartError(e.to_string()))?;
@@ -69,6 +73,21 @@ impl AppState {
                 default_params: spec.default_params.clone(),
                 recognizer: None,
             });
+        }
+        if let (Some(max), Some(dir)) = (config.recognition.model_cache.max_disk_bytes, &cache) {
+            let keep: Vec<std::path::PathBuf> = plans.iter().map(|p| p.path.clone()).collect();
+            match whisper_steady::catalog::evict(dir, max, &keep) {
+                Ok(deleted) => {
+                    for d in deleted {
+                        log::info!(
+                            "model cache over {max} bytes: deleted {} ({} MB, the least recently used)",
+                            d.model.name,
+                            d.bytes / 1_000_000
+                        );
+                    }
+                }
+                Err(e) => log::warn!("model cache: cannot delete old models: {e}"),
+            }
         }
         match &plans[0].config.vad_model {
             Some(vad) => log::info!("speech detection: {}", vad.display()),

@@ -59,7 +59,9 @@ async def server_vad(client, pcm16k):
 
         async def send():
             piece = 2400 * 2  # 100 ms at 24 kHz
-            audio = pcm24k + b"\0" * (24000 * 2)  # and a second of silence to end the turn
+            # And 4 s of silence: the last turn ends, and a machine slowed by other work still
+            # has the first turn transcribed while the client is sending (what the test checks).
+            audio = pcm24k + b"\0" * (24000 * 2 * 4)
             for i in range(0, len(audio), piece):
                 await conn.input_audio_buffer.append(
                     audio=base64.b64encode(audio[i : i + piece]).decode()

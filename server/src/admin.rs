@@ -39,10 +39,14 @@ pub(crate) async fn trim(
     extensions: Extensions,
 ) -> Result<Json<Value>, ApiError> {
     check_peer(&state, &extensions)?;
+    // Every model's pools (the trim is the process's); counted by a loaded recognizer.
     let recognizer = state.recognizer();
-    let report = tokio::task::spawn_blocking(move || recognizer.trim())
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;
+    let report = tokio::task::spawn_blocking(move || match recognizer {
+        Some(recognizer) => recognizer.trim(),
+        None => whisper_steady::cuda::trim(),
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the trim panicked"))?;
     let note = if !report.cuda_available {
         "this build has no CUDA backend: nothing to trim"
     } else if report.refused_cuda_graphs {

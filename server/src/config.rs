@@ -347,7 +347,7 @@ pub struct ModelOverrides {
 /// loaded loads it (waiting up to its deadline), after unloading the least recently used idle
 /// model when the new one would not fit; when none can be unloaded it is answered 503 with
 /// `Retry-After`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelCacheConfig {
     /// Models loaded at once (default: all of them).
@@ -362,6 +362,21 @@ pub struct ModelCacheConfig {
     /// this server's are deleted, least recently used first, until it fits (default: no
     /// limit).
     pub max_disk_bytes: Option<u64>,
+    /// Keep the default model loaded whatever the budget and idleness say (default `true`);
+    /// `false` lets it be unloaded like the others (the next request loads it again).
+    pub pin_default: bool,
+}
+
+impl Default for ModelCacheConfig {
+    fn default() -> Self {
+        ModelCacheConfig {
+            max_loaded: None,
+            max_bytes: None,
+            idle_unload_seconds: None,
+            max_disk_bytes: None,
+            pin_default: true,
+        }
+    }
 }
 
 /// One configured model, as [`Config::model_specs`] reads it: its name, what was written

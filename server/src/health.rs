@@ -110,13 +110,22 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
 
 /// `GET /health`: 200 while serving (`ok` or `degraded`), 503 while shutting down.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let h = state.recognizer().health();
-    let status = if h.status == HealthStatus::ShuttingDown {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let (status, mut body) = match state.recognizer() {
+        Some(recognizer) => {
+            let h = recognizer.health();
+            let status = if h.status == HealthStatus::ShuttingDown {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            (status, health_json(&h, &state.storage.usage()))
+        }
+        // Every model unloaded (`model_cache.pin_default` false): the next request loads one.
+        None => (
+            StatusCode::OK,
+            json!({"status": "ok", "note": "no model is loaded: the next request loads its model"}),
+        ),
     };
-    let mut body = health_json(&h, &state.storage.usage());
     body["process"] = json!({"resident_bytes": crate::models::resident_bytes()});
     // The report above is the default model's; every model's state besides.
     body["models"] = state
@@ -143,7 +152,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render_with_keys(
-        &state.recognizer().health(),
+        state.recognizer().map(|r| r.health()).as_ref(),
         &state.storage.usage(),
         state.auth.report(),
         crate::metrics::ModelsReport {

@@ -51,7 +51,7 @@ use whisper_steady::recognizer::{
 use crate::auth::Caller;
 use crate::error::{ApiError, Style};
 use crate::models::Lease;
-use crate::pipeline::recognize_error;
+use crate::pipeline::recognizer_error;
 use crate::turns::{close, live_slot, samples, Stream, Turns, QUIET_OVER_FLOOR};
 use crate::AppState;
 
@@ -136,7 +136,7 @@ fn stream_options(state: &AppState, language: &Option<String>) -> RecognizeOptio
 
 /// A recognition refused or failed: the client's mistake closes with 1007 (the audio) or 1003
 /// (an option), anything else with 1011.
-fn recognition_refusal(state: &AppState, e: RecognizeError) -> Refusal {
+fn recognition_refusal(recognizer: &Recognizer, e: RecognizeError) -> Refusal {
     let code = match e {
         RecognizeError::InvalidAudio(_) => close_code::INVALID,
         RecognizeError::InvalidOptions(_) => close_code::UNSUPPORTED,
@@ -144,7 +144,7 @@ fn recognition_refusal(state: &AppState, e: RecognizeError) -> Refusal {
     };
     Refusal {
         code,
-        message: recognize_error(state, e, Style::OpenAi).message,
+        message: recognizer_error(recognizer, e, Style::OpenAi).message,
     }
 }
 
@@ -169,8 +169,8 @@ async fn transcribe(
     }
     let ticket = recognizer
         .submit(audio, options)
-        .map_err(|e| recognition_refusal(state, e))?;
-    ticket.await.map_err(|e| recognition_refusal(state, e))
+        .map_err(|e| recognition_refusal(recognizer, e))?;
+    ticket.await.map_err(|e| recognition_refusal(recognizer, e))
 }
 
 /// Sends the final of the current utterance (nothing when it holds no speech); a language

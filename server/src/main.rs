@@ -196,10 +196,14 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", address.0, address.1))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let default = state.models.default_model();
         tracing::info!(
-            "listening on http://{local} (backend {}, {} workers)",
-            state.recognizer().main_backend(),
-            state.recognizer().config().workers
+            "listening on http://{local} (default model {}: backend {}, {} workers)",
+            default.name,
+            state
+                .recognizer()
+                .map_or("none loaded", |r| r.main_backend().as_str()),
+            state.recognizer().map_or(0, |r| r.config().workers)
         );
         let wyoming = match wyoming {
             Some((host, port)) => {

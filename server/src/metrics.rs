@@ -79,7 +79,7 @@ impl Metrics {
     /// The whole exposition: the HTTP counters, then `health` and `storage`.
     pub fn render(&self, health: &Health, storage: &StorageUsage) -> String {
         self.render_with_keys(
-            health,
+            Some(health),
             storage,
             KeysReport::default(),
             ModelsReport::default(),
@@ -89,7 +89,7 @@ impl Metrics {
     /// [`render`](Self::render) and the per-key families.
     pub(crate) fn render_with_keys(
         &self,
-        health: &Health,
+        health: Option<&Health>,
         storage: &StorageUsage,
         keys: KeysReport,
         models: ModelsReport,
@@ -106,10 +106,13 @@ impl Metrics {
             "HTTP request latency by endpoint",
             self.latency.clone(),
         );
-        registry.register_collector(Box::new(Report {
-            health: health.clone(),
-            storage: *storage,
-        }));
+        // Without a loaded model there is no recognizer to report on (models are still listed).
+        if let Some(health) = health {
+            registry.register_collector(Box::new(Report {
+                health: health.clone(),
+                storage: *storage,
+            }));
+        }
         registry.register_collector(Box::new(keys));
         registry.register_collector(Box::new(models));
         let mut out = String::new();

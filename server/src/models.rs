@@ -232,7 +232,7 @@ impl Models {
                 path: plan.path,
                 default_params: plan.default_params,
                 config: plan.config,
-                pinned: i == default,
+                pinned: i == default && budget.pin_default,
                 loaded: Mutex::new(plan.recognizer),
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 last_used: Mutex::new(Instant::now()),
@@ -268,11 +268,13 @@ impl Models {
         &self.models[self.default]
     }
 
-    /// The default model's recognizer (loaded at start, never unloaded).
-    pub fn default_recognizer(&self) -> Recognizer {
-        lock(&self.default_model().loaded)
-            .clone()
-            .expect("the default model stays loaded")
+    /// A loaded model's recognizer, the default model's when it is loaded (it is loaded at
+    /// start, and stays unless `model_cache.pin_default` is false); `None` when no model is
+    /// loaded.
+    pub fn loaded_recognizer(&self) -> Option<Recognizer> {
+        std::iter::once(self.default_model())
+            .chain(&self.models)
+            .find_map(|m| lock(&m.loaded).clone())
     }
 
     /// Every model, in name order.
@@ -406,7 +408,7 @@ impl Models {
         let model = self.find(Some(name))?;
         if model.pinned {
             return Err(ModelError::Refused(format!(
-                "{} is the default model, which stays loaded",
+                "{} is the default model, which stays loaded (recognition.model_cache.pin_default)",
                 model.name
             )));
         }

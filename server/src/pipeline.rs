@@ -85,11 +85,6 @@ pub(crate) async fn decode(
     Ok(decoded)
 }
 
-/// A refusal or failure of the default model's recognizer as the client's error.
-pub(crate) fn recognize_error(state: &AppState, e: RecognizeError, style: Style) -> ApiError {
-    recognizer_error(&state.recognizer(), e, style)
-}
-
 /// A refusal or failure of `recognizer` as the client's error.
 pub(crate) fn recognizer_error(
     recognizer: &Recognizer,

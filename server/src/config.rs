@@ -399,6 +399,14 @@ pub struct ModelSpec {
 pub const DEFAULT_MODEL_ALIASES: [&str; 3] =
     ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"];
 
+/// [`DEFAULT_MODEL_ALIASES`], each naming `model`.
+pub fn default_model_aliases(model: &str) -> BTreeMap<String, String> {
+    DEFAULT_MODEL_ALIASES
+        .iter()
+        .map(|a| ((*a).to_owned(), model.to_owned()))
+        .collect()
+}
+
 /// The name a model is known by when it is given as `model_path` (or `--model`): a known
 /// model's name as written, otherwise the file's name without `.bin`.
 pub fn model_name_of(written: &Path) -> String {
@@ -923,10 +931,7 @@ impl Config {
     pub fn model_aliases(&self) -> BTreeMap<String, String> {
         match (&self.recognition.model_aliases, self.default_model_name()) {
             (Some(aliases), _) => aliases.clone(),
-            (None, Some(default)) => DEFAULT_MODEL_ALIASES
-                .iter()
-                .map(|a| ((*a).to_owned(), default.clone()))
-                .collect(),
+            (None, Some(default)) => default_model_aliases(&default),
             (None, None) => BTreeMap::new(),
         }
     }

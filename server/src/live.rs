@@ -88,8 +88,7 @@ pub(crate) async fn live(
     let permit = live_slot(&state)?;
     // The model (`?model=`, default: the default model), kept loaded while the session lasts.
     let lease = state
-        .models
-        .lease(query.model.as_deref(), state.config.request_timeout())
+        .lease(query.model.as_deref())
         .await
         .map_err(|e| ApiError::from(e).style(Style::OpenAi))?;
     // A browser that sent its key as a subprotocol also offers `live`, which is selected

@@ -59,6 +59,18 @@ fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     Some((meta.len(), meta.modified().ok()))
 }
 
+impl Model {
+    /// Whether it is loaded now.
+    pub fn is_loaded(&self) -> bool {
+        lock(&self.loaded).is_some()
+    }
+
+    /// How long its last load took, in seconds; `None` before its first load.
+    pub fn load_seconds(&self) -> Option<f64> {
+        lock(&self.load_time).map(|d| d.as_secs_f64())
+    }
+}
+
 /// What a model's state is, for `/v1/models` and `/health`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelStatus {
@@ -564,13 +576,13 @@ impl Models {
             .enumerate()
             .map(|(i, m)| ModelStatus {
                 name: m.name.clone(),
-                loaded: lock(&m.loaded).is_some(),
+                loaded: m.is_loaded(),
                 default: i == self.default,
                 bytes: m.bytes,
                 requests: m.requests.load(Ordering::Relaxed),
                 loads: m.loads.load(Ordering::Relaxed),
                 in_flight: m.in_flight.load(Ordering::Acquire),
-                load_seconds: lock(&m.load_time).map(|d| d.as_secs_f64()),
+                load_seconds: m.load_seconds(),
                 idle_seconds: lock(&m.last_used).elapsed().as_secs_f64(),
             })
             .collect()

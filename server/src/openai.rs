@@ -364,23 +364,10 @@ fn model_json(model: &Model, id: &str, loaded: bool) -> Value {
 
 /// Every id a request may name: the models, then the aliases.
 fn model_list(state: &AppState) -> Vec<Value> {
-    let loaded: Vec<bool> = state.models.status().iter().map(|s| s.loaded).collect();
-    let models = state.models.all();
-    let is_loaded = |m: &Model| {
-        models
-            .iter()
-            .position(|x| std::ptr::eq(x, m))
-            .is_some_and(|i| loaded[i])
-    };
+    let models = state.models.all().iter().map(|m| (m.name.as_str(), m));
     models
-        .iter()
-        .map(|m| model_json(m, &m.name, is_loaded(m)))
-        .chain(
-            state
-                .models
-                .aliases()
-                .map(|(alias, m)| model_json(m, alias, is_loaded(m))),
-        )
+        .chain(state.models.aliases())
+        .map(|(id, m)| model_json(m, id, m.is_loaded()))
         .collect()
 }
 

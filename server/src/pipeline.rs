@@ -37,8 +37,7 @@ pub(crate) async fn admit(
     style: Style,
 ) -> Result<Admission, ApiError> {
     let lease = state
-        .models
-        .lease(model, state.config.request_timeout())
+        .lease(model)
         .await
         .map_err(|e| ApiError::from(e).style(style))?;
     let reservation = lease

@@ -779,13 +779,7 @@ impl Connection {
             audio.resize(samples(1.0), 0.0); // whisper needs a little context
         }
         // The session's model (a name or alias of /v1/models), kept loaded for the turn.
-        let timeout = self.state.config.request_timeout();
-        let lease = match self
-            .state
-            .models
-            .lease(Some(&self.session.model), timeout)
-            .await
-        {
+        let lease = match self.state.lease(Some(&self.session.model)).await {
             Ok(lease) => lease,
             Err(e) => {
                 let code = match e {

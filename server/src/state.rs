@@ -8,7 +8,7 @@ use whisper_steady::recognizer::{RecognizeOptions, Recognizer};
 
 use crate::config::DefaultParams;
 use crate::metrics::Metrics;
-use crate::models::{ModelPlan, Models};
+use crate::models::{Lease, ModelError, ModelPlan, Models};
 use crate::storage::Storage;
 use crate::{auth, Config};
 
@@ -137,10 +137,7 @@ impl AppState {
             default_params: config.recognition.default_params.clone(),
             recognizer: Some(recognizer),
         };
-        let aliases = crate::config::DEFAULT_MODEL_ALIASES
-            .iter()
-            .map(|a| ((*a).to_owned(), name.clone()))
-            .collect();
+        let aliases = crate::config::default_model_aliases(&name);
         let models =
             Models::new(vec![plan], &name, &aliases, &Default::default()).map_err(StartError)?;
         Self::with_models(config, models)
@@ -185,6 +182,14 @@ impl AppState {
     /// when no model is loaded.
     pub fn recognizer(&self) -> Option<Recognizer> {
         self.models.loaded_recognizer()
+    }
+
+    /// The model a request or session names (`None`: the default), loaded if need be within
+    /// the request timeout, leased while it lasts.
+    pub(crate) async fn lease(&self, model: Option<&str>) -> Result<Lease, ModelError> {
+        self.models
+            .lease(model, self.config.request_timeout())
+            .await
     }
 
     /// The options of a request: the model's defaults (`defaults`), overridden by what it

@@ -440,11 +440,7 @@ async fn transcribe<W: tokio::io::AsyncWrite + Unpin>(
     language: Option<String>,
     model: Option<String>,
 ) -> std::io::Result<()> {
-    let lease = match state
-        .models
-        .lease(model.as_deref(), state.config.request_timeout())
-        .await
-    {
+    let lease = match state.lease(model.as_deref()).await {
         Ok(lease) => lease,
         Err(e) => {
             let code = match e {

@@ -188,17 +188,38 @@ fn spawn_with_config(
     dir: &std::path::Path,
     json: &str,
 ) -> (std::process::Child, std::net::SocketAddr) {
+    spawn_in(dir, json, Some(model))
+}
+
+/// Starts the binary on a loopback port with the configuration `json` (its models in it), in
+/// `dir`, with `--model` when given.
+fn spawn_in(
+    dir: &std::path::Path,
+    json: &str,
+    model: Option<&std::path::Path>,
+) -> (std::process::Child, std::net::SocketAddr) {
     let config = dir.join("config.json");
     std::fs::write(&config, json).unwrap();
+    let mut command = Command::new(BIN);
+    if let Some(model) = model {
+        command.arg("--model").arg(model);
+    }
     common::spawn_listening(
-        Command::new(BIN)
-            .arg("--model")
-            .arg(model)
+        command
             .arg("--config")
             .arg(&config)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .current_dir(dir),
     )
+}
+
+/// `GET /health`'s body.
+fn health(addr: std::net::SocketAddr) -> serde_json::Value {
+    common::raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .json()
 }
 
 /// A WAV header of 8-bit mono PCM at `rate` Hz declaring and holding `frames` frames.
@@ -571,21 +592,13 @@ fn an_idle_model_is_unloaded_its_memory_returned_and_reloaded_on_demand() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
     let json = json!({"recognition": {
         "models": {"tiny.en": english, "base": multilingual},
         "default_model": "tiny.en",
         "model_cache": {"idle_unload_seconds": 2},
         "workers": 1, "vad_model": "off", "default_params": {"beam_size": 1},
     }});
-    std::fs::write(&config, json.to_string()).unwrap();
-    let (mut child, addr) = common::spawn_listening(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .current_dir(dir.path()),
-    );
+    let (mut child, addr) = spawn_in(dir.path(), &json.to_string(), None);
     let pid = child.id();
     let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
     let transcribe = |model: &str| {
@@ -594,11 +607,7 @@ fn an_idle_model_is_unloaded_its_memory_returned_and_reloaded_on_demand() {
         common::raw(addr, &common::openai_request(&ct, &body))
     };
     let base_loaded = || {
-        let health = common::raw(
-            addr,
-            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        )
-        .json();
+        let health = health(addr);
         let models = health["models"].as_array().unwrap().clone();
         let base = models.iter().find(|m| m["name"] == "base").unwrap();
         base["loaded"] == true
@@ -648,19 +657,11 @@ fn sighup_swaps_in_a_replaced_model_file_without_failing_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.bin");
     std::fs::copy(&english, &model).unwrap();
-    let config = dir.path().join("config.json");
     let json = json!({"recognition": {
         "models": {"m": model},
         "workers": 2, "vad_model": "off", "default_params": {"beam_size": 1},
     }});
-    std::fs::write(&config, json.to_string()).unwrap();
-    let (mut child, addr) = common::spawn_listening(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .current_dir(dir.path()),
-    );
+    let (mut child, addr) = spawn_in(dir.path(), &json.to_string(), None);
     let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
     let transcribe = || {
         let (ct, body) =
@@ -668,11 +669,7 @@ fn sighup_swaps_in_a_replaced_model_file_without_failing_a_request() {
         common::raw(addr, &common::openai_request(&ct, &body)).status
     };
     let loads = || {
-        let health = common::raw(
-            addr,
-            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        )
-        .json();
+        let health = health(addr);
         health["models"][0]["loads"].as_u64().unwrap()
     };
     assert_eq!(loads(), 1);

@@ -763,7 +763,7 @@ mod languages {
 
 /// Several models in one server (`recognition.models`), chosen per request.
 mod models {
-    use recognizer_server::config::ModelSetting;
+    use recognizer_server::config::{ModelSetting, RecognitionConfig};
     use serde_json::Value;
     use whisper_steady::catalog::VadChoice;
 
@@ -774,6 +774,25 @@ mod models {
     fn transcribe(server: &TestServer, wav: &[u8], fields: &[(&str, &str)]) -> Response {
         let (ct, body) = openai_multipart(fields, Some(("clip.wav", "audio/x-wav", wav)));
         server.raw(&openai_request_to("/v1/audio/transcriptions", &ct, &body))
+    }
+
+    /// A server with tiny.en (the default) and base, one worker each, no speech detection,
+    /// greedy decoding, and what `tune` changes; `None` without both test models.
+    fn two_models(tune: impl FnOnce(&mut RecognitionConfig)) -> Option<TestServer> {
+        let (english, multilingual) = (common::model_path()?, common::multilingual_model_path()?);
+        TestServer::start(move |c| {
+            let r = &mut c.recognition;
+            r.model_path = None;
+            r.models
+                .insert("tiny.en".into(), ModelSetting::Path(english));
+            r.models
+                .insert("base".into(), ModelSetting::Path(multilingual));
+            r.default_model = Some("tiny.en".into());
+            r.workers = Some(1);
+            r.vad_model = VadChoice::Off;
+            r.default_params.beam_size = 1;
+            tune(r);
+        })
     }
 
     /// `/v1/models`: each id with whether its model is loaded.
@@ -797,30 +816,16 @@ mod models {
 
     #[test]
     fn each_model_transcribes_its_language_and_an_unknown_one_is_refused() {
-        let (Some(english), Some(multilingual)) =
-            (common::model_path(), common::multilingual_model_path())
-        else {
-            return;
-        };
         let Some(german) = test_support::espeak_wav("de", GERMAN) else {
             return;
         };
         let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
-        let Some(server) = TestServer::start(move |c| {
-            let r = &mut c.recognition;
-            r.model_path = None;
-            r.models
-                .insert("tiny.en".into(), ModelSetting::Path(english.clone()));
-            r.models
-                .insert("base".into(), ModelSetting::Path(multilingual));
+        let Some(server) = two_models(|r| {
             // The same file under a third name: loading it must unload base (two at once).
+            let english = common::model_path().unwrap();
             r.models
                 .insert("tiny-copy".into(), ModelSetting::Path(english));
-            r.default_model = Some("tiny.en".into());
             r.model_cache.max_loaded = Some(2);
-            r.workers = Some(1);
-            r.vad_model = VadChoice::Off;
-            r.default_params.beam_size = 1;
         }) else {
             return;
         };
@@ -910,24 +915,8 @@ mod models {
     /// recognizer beside the serving one and no request fails.
     #[test]
     fn models_loaded_again_and_unloaded_under_load_fail_no_request() {
-        let (Some(english), Some(multilingual)) =
-            (common::model_path(), common::multilingual_model_path())
-        else {
-            return;
-        };
         let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
-        let Some(server) = TestServer::start(move |c| {
-            let r = &mut c.recognition;
-            r.model_path = None;
-            r.models
-                .insert("tiny.en".into(), ModelSetting::Path(english));
-            r.models
-                .insert("base".into(), ModelSetting::Path(multilingual));
-            r.default_model = Some("tiny.en".into());
-            r.workers = Some(2);
-            r.vad_model = VadChoice::Off;
-            r.default_params.beam_size = 1;
-        }) else {
+        let Some(server) = two_models(|r| r.workers = Some(2)) else {
             return;
         };
         let admin = |path: &str| server.post(path, "text/plain", b"");
@@ -987,24 +976,10 @@ mod models {
 
     #[test]
     fn a_model_that_cannot_get_room_is_answered_503_with_retry_after() {
-        let (Some(english), Some(multilingual)) =
-            (common::model_path(), common::multilingual_model_path())
-        else {
-            return;
-        };
         let jfk = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
-        let Some(server) = TestServer::start(move |c| {
-            let r = &mut c.recognition;
-            r.model_path = None;
-            r.models
-                .insert("tiny.en".into(), ModelSetting::Path(english));
-            r.models
-                .insert("base".into(), ModelSetting::Path(multilingual));
-            r.default_model = Some("tiny.en".into());
+        let Some(server) = two_models(|r| {
             // One model at a time, and the default stays: no room for base.
             r.model_cache.max_loaded = Some(1);
-            r.workers = Some(1);
-            r.vad_model = VadChoice::Off;
         }) else {
             return;
         };

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::faults::{FaultInjection, FaultSite};
+use super::isolation::{Isolation, WorkerProgram};
 use super::language::RunLanguage;
 use super::RecognizeError;
 
 /// Where a transcription runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
     /// A GPU context (CUDA, Vulkan, Metal, ... as built).
     Gpu,
@@ -144,6 +145,14 @@ pub struct RecognizerConfig {
     /// Every one must be a language the model has a token for
     /// ([`Recognizer::new`](super::Recognizer::new) refuses the configuration otherwise).
     pub detect_languages: Vec<String>,
+    /// Where the lanes' whisper contexts run (default [`Isolation::Auto`]: each GPU lane in a
+    /// worker process of its own, so that a native failure there is a failover and not the
+    /// end of this process; threads on a machine without a GPU lane). See
+    /// [`isolation`](super::isolation).
+    pub isolation: Isolation,
+    /// The program started as a worker process (default `None`: the running executable,
+    /// whose `main` must call [`run_worker_if_child`](super::run_worker_if_child) first).
+    pub worker_program: Option<WorkerProgram>,
 }
 
 impl fmt::Debug for RecognizerConfig {
@@ -168,6 +177,8 @@ impl fmt::Debug for RecognizerConfig {
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("detect_languages", &self.detect_languages)
+            .field("isolation", &self.isolation)
+            .field("worker_program", &self.worker_program)
             .finish()
     }
 }
@@ -257,6 +268,21 @@ impl RecognizerConfig {
         false
     }
 
+    /// Whether the attempt at `site` is to abort its worker process from inside whisper.cpp
+    /// (never without feature `fault-injection`).
+    pub(crate) fn abort_process(&self, site: FaultSite) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if let Some(abort) = self
+            .fault_injection
+            .as_ref()
+            .and_then(|f| f.abort_process.as_ref())
+        {
+            return abort(site);
+        }
+        let _ = site;
+        false
+    }
+
     /// The defaults, for a model file.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         let workers = default_workers();
@@ -282,6 +308,8 @@ impl RecognizerConfig {
             #[cfg(feature = "fault-injection")]
             fault_injection: None,
             detect_languages: Vec::new(),
+            isolation: Isolation::Auto,
+            worker_program: None,
         }
     }
 
@@ -397,7 +425,7 @@ const GREEDY_BEST_OF: i32 = 5;
 
 /// What one request asks for. The default transcribes in the spoken language (English on
 /// English-only models) with greedy decoding and whisper's temperature fallback.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RecognizeOptions {
     /// The spoken language as whisper's code (`"en"`, `"de"`, ...), or `None`/`"auto"` to

@@ -41,6 +41,12 @@ pub enum RecognizerError {
     },
     /// A worker thread could not be spawned.
     Spawn(std::io::Error),
+    /// The worker process of the CPU lane (isolation `process` without a GPU lane) did not
+    /// start; a GPU lane's that does not start leaves that GPU out, as its context would.
+    WorkerProcess {
+        /// Why: the program did not start or answer, or the model did not load in it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for RecognizerError {
@@ -67,6 +73,9 @@ impl fmt::Display for RecognizerError {
                 write!(f, "cannot create a {backend} worker state: {error}")
             }
             RecognizerError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+            RecognizerError::WorkerProcess { reason } => {
+                write!(f, "cannot start the worker process: {reason}")
+            }
         }
     }
 }
@@ -113,6 +122,14 @@ pub enum RecognizeError {
         /// What whisper.cpp returned.
         error: WhisperError,
     },
+    /// The worker process running the request died (or failed in a way it could not say
+    /// more of), and no other lane was left to retry it on, or it died there too.
+    WorkerFailed {
+        /// The backend of the last attempt.
+        backend: Backend,
+        /// How the process ended: its signal or exit status and the last lines it wrote.
+        cause: String,
+    },
 }
 
 impl fmt::Display for RecognizeError {
@@ -131,6 +148,9 @@ impl fmt::Display for RecognizeError {
             RecognizeError::ShuttingDown => write!(f, "the recognizer is shutting down"),
             RecognizeError::Failed { backend, error } => {
                 write!(f, "transcription failed on the {backend}: {error}")
+            }
+            RecognizeError::WorkerFailed { backend, cause } => {
+                write!(f, "the {backend} worker process failed: {cause}")
             }
         }
     }

@@ -29,6 +29,10 @@ pub struct FaultInjection {
     pub simulated_device_count: usize,
     /// Called before each attempt; `true` makes that attempt fail.
     pub fail_attempt: Option<Arc<FaultFn>>,
+    /// Called before each attempt in a worker process (with process isolation); `true` makes
+    /// the process abort from inside whisper.cpp (its abort callback calls `abort()`), as a
+    /// failed native assertion would.
+    pub abort_process: Option<Arc<FaultFn>>,
 }
 
 impl FaultInjection {
@@ -40,6 +44,7 @@ impl FaultInjection {
             fail_gpu_devices: Vec::new(),
             simulated_device_count: 0,
             fail_attempt: None,
+            abort_process: None,
         }
     }
 }

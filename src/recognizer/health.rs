@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::isolation::{Isolation, Supervisor, WorkerProcessHealth};
 use super::{lock, Backend, BreakerState, Shared};
 use crate::cuda::PoolStats;
 use crate::device::{devices, DeviceInfo};
@@ -15,11 +16,15 @@ pub struct Health {
     /// `Ok` when the recognizer runs as configured and every GPU's breaker is closed (on the
     /// CPU of a build or machine without any GPU too, unless `require_gpu` is set);
     /// `Degraded` when running on the CPU in place of a GPU that is there or was required,
-    /// without a configured GPU that failed to start, or with a breaker not closed;
+    /// without a configured GPU that failed to start, with a breaker not closed, or with a
+    /// worker process not running or dying again and again (3 deaths in 10 minutes);
     /// `ShuttingDown` once shutdown began.
     pub status: HealthStatus,
     /// The backend that takes requests normally.
     pub main_backend: Backend,
+    /// The isolation in effect: [`Isolation::Process`] when a lane runs in a worker process,
+    /// else [`Isolation::Thread`].
+    pub isolation: Isolation,
     /// The devices ggml knows in this build, with their memory.
     pub devices: Vec<DeviceInfo>,
     /// The CUDA memory pools (patch 0003); `cuda_available` is false without CUDA.
@@ -96,6 +101,8 @@ pub struct LaneHealth {
     pub succeeded: u64,
     /// Attempts that whisper.cpp failed (cancellations and deadlines are not failures).
     pub failed: u64,
+    /// The lane's worker process, when it is isolated ([`Isolation::Process`]).
+    pub process: Option<WorkerProcessHealth>,
 }
 
 /// GPU failover, as configured and as it went.
@@ -223,6 +230,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
                 queued,
                 succeeded: lane.succeeded.load(Ordering::Relaxed),
                 failed: lane.failed.load(Ordering::Relaxed),
+                process: lane.process.as_ref().map(|p| p.health()),
             }
         })
         .collect();
@@ -244,6 +252,10 @@ pub(super) fn assemble(shared: &Shared) -> Health {
         || lanes
             .iter()
             .any(|l| l.breaker.is_some_and(|b| b != BreakerState::Closed))
+        || lanes
+            .iter()
+            .filter_map(|l| l.process.as_ref())
+            .any(Supervisor::degrades)
     {
         HealthStatus::Degraded
     } else {
@@ -252,6 +264,7 @@ pub(super) fn assemble(shared: &Shared) -> Health {
     Health {
         status,
         main_backend: shared.main_lane().kind.backend(),
+        isolation: shared.isolation,
         devices: devices(),
         pool: crate::cuda::pool_stats(),
         queue_depth: queued.iter().sum(),

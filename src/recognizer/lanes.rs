@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::breaker::Breaker;
 use super::faults::FaultInjection;
+use super::isolation::{Supervisor, WorkerConfig, WorkerProgram};
 use super::UnavailableDevice;
 use super::{lock, Backend, Job, Queues, RecognizeError, RecognizerConfig, Shared};
 use crate::{WhisperContext, WhisperContextParameters, WhisperError};
@@ -51,7 +52,11 @@ impl std::fmt::Display for LaneKind {
 /// A group of workers on one device, sharing one copy of the model.
 pub(crate) struct Lane {
     pub(crate) kind: LaneKind,
+    /// The model in this process: the lane's own, or for an isolated lane a CPU copy that
+    /// answers for the model (its vocabulary, its sizes) while the worker process computes.
     pub(crate) ctx: Arc<WhisperContext>,
+    /// The worker process of an isolated lane; `None` when its workers are threads here.
+    pub(crate) process: Option<Arc<Supervisor>>,
     pub(crate) workers: usize,
     pub(crate) busy: AtomicUsize,
     pub(crate) succeeded: AtomicU64,
@@ -79,11 +84,40 @@ pub(super) fn load_context(
     WhisperContext::new_with_params(&config.model_path, params).map(Arc::new)
 }
 
+/// Starts the worker process of an isolated lane on `gpu` (`None`: the CPU).
+pub(super) fn start_worker_process(
+    config: &RecognizerConfig,
+    kind: LaneKind,
+    gpu: Option<i32>,
+    workers: usize,
+) -> Result<Arc<Supervisor>, String> {
+    let program = match &config.worker_program {
+        Some(p) => p.clone(),
+        None => WorkerProgram::current_exe().map_err(|e| format!("the running program: {e}"))?,
+    };
+    let worker = WorkerConfig {
+        model_path: config.model_path.clone(),
+        gpu,
+        flash_attn: config.flash_attn,
+        fit_audio_ctx: config.fit_audio_ctx,
+        vad_model: config.vad_model.clone(),
+        chunk_states: config.chunk_states,
+        workers,
+        threads_per_worker: config.threads_per_worker,
+        idle_trim_after: config.idle_trim_after,
+        detect_languages: config.detect_languages.clone(),
+    };
+    Supervisor::start(kind.to_string(), program, worker)
+}
+
 /// The GPU lanes that can be made, the devices that could not (with why), and whether the
-/// build or the machine has no GPU at all.
+/// build or the machine has no GPU at all. With `isolate`, each lane's model is in a worker
+/// process and `model_here` gives the copy this process keeps.
 pub(super) fn gpu_lanes(
     config: &RecognizerConfig,
     faults: &FaultInjection,
+    isolate: bool,
+    model_here: &mut dyn FnMut() -> Result<Arc<WhisperContext>, WhisperError>,
 ) -> (Vec<Lane>, Vec<UnavailableDevice>, bool) {
     let found = if faults.simulate_gpu {
         faults.simulated_device_count
@@ -97,25 +131,34 @@ pub(super) fn gpu_lanes(
     let mut lanes = Vec::new();
     let mut unavailable = Vec::new();
     for device in config.gpu_devices.resolve(config.gpu_device, found) {
+        let kind = LaneKind::Gpu { device };
         let attempt = if faults.fail_gpu_context || faults.fail_gpu_devices.contains(&device) {
             Err("GPU context creation failed (injected fault)".to_owned())
+        } else if isolate && (faults.simulate_gpu || (found > 0 && (device as usize) < found)) {
+            // A simulated GPU's worker process runs on the CPU.
+            let gpu = (!faults.simulate_gpu).then_some(device);
+            start_worker_process(config, kind, gpu, config.workers)
+                .map_err(|e| format!("GPU worker process: {e}"))
+                .and_then(|process| {
+                    let here = model_here().map_err(|e| format!("the model on the CPU: {e}"))?;
+                    Ok((here, Some(process)))
+                })
         } else if faults.simulate_gpu {
             // A simulated GPU runs on the CPU.
-            load_context(config, None).map_err(|e| e.to_string())
+            load_context(config, None)
+                .map(|ctx| (ctx, None))
+                .map_err(|e| e.to_string())
         } else if found == 0 {
             Err("no GPU device in this build or on this machine".to_owned())
         } else if device as usize >= found {
             Err(format!("there is no GPU {device}: ggml found {found}"))
         } else {
-            load_context(config, Some(device)).map_err(|e| format!("GPU context: {e}"))
+            load_context(config, Some(device))
+                .map(|ctx| (ctx, None))
+                .map_err(|e| format!("GPU context: {e}"))
         };
         match attempt {
-            Ok(ctx) => lanes.push(Lane::new(
-                LaneKind::Gpu { device },
-                ctx,
-                config.workers,
-                config,
-            )),
+            Ok((ctx, process)) => lanes.push(Lane::new(kind, ctx, process, config.workers, config)),
             Err(reason) => unavailable.push(UnavailableDevice { device, reason }),
         }
     }
@@ -128,6 +171,7 @@ impl Lane {
     pub(super) fn new(
         kind: LaneKind,
         ctx: Arc<WhisperContext>,
+        process: Option<Arc<Supervisor>>,
         workers: usize,
         config: &RecognizerConfig,
     ) -> Self {
@@ -141,6 +185,7 @@ impl Lane {
         Lane {
             kind,
             ctx,
+            process,
             workers,
             busy: AtomicUsize::new(0),
             succeeded: AtomicU64::new(0),

@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod faults;
 mod health;
+pub mod isolation;
 mod lanes;
 mod language;
 mod render;
@@ -60,6 +61,7 @@ pub use health::{
     CleanupHealth, FailoverHealth, Health, HealthStatus, LaneHealth, RequestCounters,
     UnavailableDevice,
 };
+pub use isolation::{run_worker_if_child, Isolation, WorkerProcessHealth, WorkerProgram};
 pub use render::{seconds, subtitle_timestamp};
 pub use reservation::Reservation;
 pub use stream::{DecodedSegment, SegmentFn};
@@ -107,6 +109,12 @@ impl Owner {
             // A worker that panicked has already failed its request; nothing more to do.
             let _ = thread.join();
         }
+        // Their workers are done: the worker processes may go.
+        for lane in &self.shared.lanes {
+            if let Some(process) = &lane.process {
+                process.close();
+            }
+        }
     }
 }
 
@@ -125,6 +133,8 @@ pub(crate) struct Job {
     pub(crate) retried_on_cpu: bool,
     /// The lanes (bit `1 << index`) whose attempt at it failed, so that a retry goes elsewhere.
     pub(crate) tried: u64,
+    /// Times a worker process died running it (it is run once more on its lane after one).
+    pub(crate) deaths: u32,
     /// Where its segments go as they are decoded ([`Recognizer::submit_streaming`]).
     pub(crate) segments: Option<Arc<Mutex<stream::Emitter>>>,
 }
@@ -177,6 +187,8 @@ pub(crate) struct Counters {
 /// Everything the workers and the handles share.
 pub(crate) struct Shared {
     pub(crate) config: RecognizerConfig,
+    /// The isolation in effect: `Process` when a lane runs in a worker process.
+    pub(crate) isolation: Isolation,
     /// The languages of the model and the allow-list of detection, read once at start.
     pub(crate) languages: language::LanguageRules,
     /// The GPU lanes in the order of `gpu_devices`, then the CPU lane when there is one (the
@@ -233,10 +245,35 @@ impl Recognizer {
             });
         }
         let faults = config.faults();
+        if config.isolation != Isolation::Thread && isolation::is_unserved_child() {
+            return Err(RecognizerError::InvalidConfig(
+                "isolation: this program was started as a worker process but did not call \
+                 whisper_steady::recognizer::run_worker_if_child() first in main"
+                    .into(),
+            ));
+        }
+        // GPU lanes are isolated unless threads are asked for (a simulated GPU is the CPU:
+        // only when asked for); a lone CPU lane only when asked for.
+        let isolate_gpus = match config.isolation {
+            Isolation::Thread => false,
+            Isolation::Process => true,
+            Isolation::Auto => !faults.simulate_gpu,
+        };
+        // The copy of the model on the CPU in this process, loaded once: the CPU lane's, and the
+        // one that answers for the model when the lanes' models are in worker processes.
+        let mut model_here: Option<Arc<WhisperContext>> = None;
+        let mut cpu_model = || -> Result<Arc<WhisperContext>, WhisperError> {
+            if let Some(ctx) = &model_here {
+                return Ok(Arc::clone(ctx));
+            }
+            let ctx = load_context(&config, None)?;
+            model_here = Some(Arc::clone(&ctx));
+            Ok(ctx)
+        };
 
         // The GPU lanes, when wanted and possible; a GPU that fails is left out if another works.
         let (mut lanes, unavailable_devices, no_gpu_here) = if config.use_gpu {
-            gpu_lanes(&config, &faults)
+            gpu_lanes(&config, &faults, isolate_gpus, &mut cpu_model)
         } else {
             (Vec::new(), Vec::new(), false)
         };
@@ -286,12 +323,25 @@ impl Recognizer {
             } else {
                 config.cpu_workers
             };
-            let ctx = load_context(&config, None).map_err(|error| RecognizerError::ModelLoad {
+            let alone = lanes.is_empty();
+            let ctx = cpu_model().map_err(|error| RecognizerError::ModelLoad {
                 path: config.model_path.clone(),
                 error,
             })?;
-            lanes.push(Lane::new(LaneKind::Cpu, ctx, workers, &config));
+            let process = if alone && config.isolation == Isolation::Process {
+                let process = lanes::start_worker_process(&config, LaneKind::Cpu, None, workers)
+                    .map_err(|reason| RecognizerError::WorkerProcess { reason })?;
+                Some(process)
+            } else {
+                None
+            };
+            lanes.push(Lane::new(LaneKind::Cpu, ctx, process, workers, &config));
         }
+        let isolation = if lanes.iter().any(|l| l.process.is_some()) {
+            Isolation::Process
+        } else {
+            Isolation::Thread
+        };
 
         // The allow-list of detected languages names languages the model has.
         let languages =
@@ -304,6 +354,10 @@ impl Recognizer {
         let mut states = Vec::new();
         for (index, lane) in lanes.iter().enumerate() {
             for worker in 0..lane.workers {
+                if let Some(process) = &lane.process {
+                    states.push((index, worker, worker::Engine::Process(Arc::clone(process))));
+                    continue;
+                }
                 let state =
                     lane.ctx
                         .create_state()
@@ -317,12 +371,13 @@ impl Recognizer {
                     helpers: Vec::new(),
                     vad,
                 };
-                states.push((index, worker, work));
+                states.push((index, worker, worker::Engine::Threads(work)));
             }
         }
 
         let shared = Arc::new(Shared {
             config,
+            isolation,
             languages,
             queues: Mutex::new(Queues {
                 lanes: lanes.iter().map(|_| VecDeque::new()).collect(),
@@ -445,6 +500,7 @@ impl Recognizer {
             enqueued: submitted,
             timings: Timings::default(),
             retried_on_cpu: false,
+            deaths: 0,
             tried: 0,
             segments,
         };

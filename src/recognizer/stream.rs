@@ -5,7 +5,7 @@ use std::time::Duration;
 /// One segment, delivered as soon as whisper.cpp has decoded it, before the request is done.
 /// The [`Transcript`](super::Transcript) the ticket gives at the end is the authoritative result
 /// (with tokens and probabilities); these are for showing text early.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct DecodedSegment {
     /// Its position in the transcript: 0, 1, 2, ... without gaps or repeats.

@@ -8,7 +8,7 @@ use crate::WhisperState;
 
 /// One recognized request: text, segments, language, timings. Owns everything (no borrow of a
 /// state), so it can be sent anywhere and kept as long as needed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Transcript {
     /// The text of every segment, concatenated, with surrounding whitespace trimmed.
     pub text: String,
@@ -93,7 +93,7 @@ pub(crate) fn text_token_mean<'t>(
 }
 
 /// One segment of a transcript.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     /// Start, from the beginning of the audio.
     pub start: Duration,
@@ -123,7 +123,7 @@ impl Segment {
 }
 
 /// One token of a segment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Token {
     /// The token id in the model's vocabulary.
     pub id: i32,
@@ -270,7 +270,7 @@ pub(crate) struct Spoken {
 }
 
 /// How long a request spent where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timings {
     /// From submission until a worker took it (summed over attempts).
     pub queued: Duration,

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod isolation;
 mod recognizer;
 mod recognizer_long;
 mod recognizer_stress;

@@ -9,6 +9,7 @@ use super::Workspace;
 use crate::api::state::checks::{self, Fault};
 use crate::recognizer::chunk::{self, Chunk, Span};
 use crate::recognizer::faults::FaultSite;
+use crate::recognizer::isolation::LaneFailure;
 use crate::recognizer::speech;
 use crate::recognizer::transcript::{centis, read_state, Spoken};
 use crate::recognizer::{lock, Backend, Job, RecognizeError, Segment, Shared, Transcript};
@@ -40,7 +41,7 @@ const CHUNK_PAD_SAMPLES: usize = 4_800;
 pub(super) enum Attempt {
     Done(Transcript),
     /// whisper.cpp failed, and neither the caller nor the deadline asked it to stop.
-    Failed(WhisperError),
+    Failed(LaneFailure),
     /// whisper.cpp refused the request's input ([`InvalidAudio`](RecognizeError::InvalidAudio)
     /// or [`InvalidOptions`](RecognizeError::InvalidOptions)): the caller's mistake, which the
     /// checks before queueing should have caught. Not a failure of the lane: never retried,
@@ -67,12 +68,15 @@ pub(super) fn attempt(
 ) -> Attempt {
     let kind = shared.lanes[lane].kind;
     let backend = kind.backend();
-    let injected = shared.config.fail_attempt(FaultSite {
+    let site = FaultSite {
         backend,
         device: kind.device(),
         worker,
         request: job.id,
-    });
+    };
+    let injected = shared.config.fail_attempt(site);
+    // The test hook of isolation: abort the process from inside whisper.cpp.
+    let abort_process = shared.config.abort_process(site);
     let deadline = job.deadline.map(|(at, _)| at);
     // Set when one chunk fails, to stop the others.
     let stop = Arc::new(AtomicBool::new(false));
@@ -84,6 +88,9 @@ pub(super) fn attempt(
         let mut params = job.options.full_params(job.language, threads, audio_ctx);
         let (slot, stop) = (Arc::clone(&job.slot), Arc::clone(&stop));
         params.set_abort_callback_safe(move || {
+            if abort_process {
+                std::process::abort();
+            }
             injected
                 || slot.is_cancelled()
                 || stop.load(Ordering::Relaxed)
@@ -157,7 +164,7 @@ pub(super) fn attempt(
             Some((Fault::Parameters, why)) => {
                 Attempt::Refused(RecognizeError::InvalidOptions(why.into()))
             }
-            None => Attempt::Failed(error),
+            None => Attempt::Failed(LaneFailure::Whisper(error)),
         },
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::recognizer::isolation::LaneFailure;
 use crate::recognizer::ticket::Outcome;
-use crate::recognizer::{lock, Backend, Job, RecognizeError, Shared};
-use crate::WhisperError;
+use crate::recognizer::{lock, Backend, Job, Shared};
 
 /// A lane must stay up while another lane's GPU workers still have requests that may fail
 /// over to it (to another GPU, or to the CPU).
@@ -29,7 +29,7 @@ pub(super) fn gpu_failed(
     shared: &Shared,
     lane: usize,
     mut job: Job,
-    error: WhisperError,
+    error: LaneFailure,
 ) -> Option<(Job, Outcome)> {
     let kind = shared.lanes[lane].kind;
     shared.counters.gpu_failures.fetch_add(1, Ordering::Relaxed);
@@ -56,13 +56,7 @@ pub(super) fn gpu_failed(
                 (cpu, &shared.counters.retried)
             }
             None => {
-                return Some((
-                    job,
-                    Err(RecognizeError::Failed {
-                        backend: Backend::Gpu,
-                        error,
-                    }),
-                ))
+                return Some((job, Err(error.into_error(Backend::Gpu))));
             }
         },
     };

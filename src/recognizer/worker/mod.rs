@@ -1,9 +1,11 @@
-//! One worker thread: takes requests from its lane's queue and runs them on its own state.
-//! The loop is here; a failed GPU attempt's way to another lane is in `failover`, one attempt
-//! (the whole audio, or its speech in chunks) in `attempt`.
+//! One worker thread: takes requests from its lane's queue and runs them on its own state, or
+//! forwards them to its lane's worker process. The loop is here; a failed GPU attempt's way to
+//! another lane is in `failover`, one attempt (the whole audio, or its speech in chunks) in
+//! `attempt`, one attempt in a worker process in `remote`.
 
 mod attempt;
 mod failover;
+mod remote;
 
 use attempt::{attempt, Attempt};
 use failover::{gpu_failed, neutral, retry_possible};
@@ -12,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::isolation::Supervisor;
 use super::ticket::Outcome;
 use super::{lock, Backend, Job, RecognizeError, Shared};
 use crate::{WhisperState, WhisperVadContext};
@@ -24,8 +27,16 @@ pub(super) struct Workspace {
     pub(super) vad: Option<WhisperVadContext>,
 }
 
+/// What a worker runs its attempts on.
+pub(super) enum Engine {
+    /// Its own states, in this process.
+    Threads(Workspace),
+    /// Its lane's worker process.
+    Process(Arc<Supervisor>),
+}
+
 /// The worker's loop, until the recognizer closes and its lane's queue is empty.
-pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Workspace) {
+pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Engine) {
     while let Some(job) = next_job(&shared, lane) {
         // Counted busy (by `next_job`) from the moment the request leaves the queue until it
         // is finished or handed to the CPU lane, so the CPU lane never stops under a retry.
@@ -55,7 +66,7 @@ pub(super) fn run(shared: Arc<Shared>, lane: usize, worker: usize, mut work: Wor
     }
 }
 
-fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut job: Job) {
+fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Engine, mut job: Job) {
     let started = Instant::now();
     job.timings.queued += started - job.enqueued;
     let kind = shared.lanes[lane].kind;
@@ -66,7 +77,10 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
     } else if job.deadline.is_some_and(|(at, _)| started >= at) {
         Attempt::DeadlineExceeded
     } else {
-        let attempt = attempt(shared, lane, worker, work, &job);
+        let attempt = match work {
+            Engine::Threads(work) => attempt(shared, lane, worker, work, &job),
+            Engine::Process(process) => remote::attempt(shared, lane, worker, process, &job),
+        };
         job.timings.processing += started.elapsed();
         attempt
     };
@@ -105,29 +119,57 @@ fn handle(shared: &Shared, lane: usize, worker: usize, work: &mut Workspace, mut
         Attempt::Failed(error) => {
             shared.lanes[lane].failed.fetch_add(1, Ordering::Relaxed);
             // The states may be left broken by whatever failed (a device error): start afresh.
-            work.helpers.clear();
-            match shared.lanes[lane].ctx.create_state() {
-                Ok(fresh) => work.state = fresh,
-                Err(e) => log::warn!(
-                    target: "whisper_steady::recognizer",
-                    "{kind} worker {worker}: cannot renew its state after a failure ({e}); \
-                     keeping the old one"
-                ),
+            // (A worker process that died is started afresh by its supervisor.)
+            if let Engine::Threads(work) = work {
+                work.helpers.clear();
+                match shared.lanes[lane].ctx.create_state() {
+                    Ok(fresh) => work.state = fresh,
+                    Err(e) => log::warn!(
+                        target: "whisper_steady::recognizer",
+                        "{kind} worker {worker}: cannot renew its state after a failure ({e}); \
+                         keeping the old one"
+                    ),
+                }
             }
-            if backend == Backend::Gpu {
+            let death = error.is_death();
+            let unretried = if backend == Backend::Gpu {
                 match gpu_failed(shared, lane, job, error) {
-                    None => return, // retried on the CPU: the request lives on
-                    Some((returned, outcome)) => {
-                        job = returned;
-                        outcome
-                    }
+                    None => return, // retried elsewhere: the request lives on
+                    Some(returned) => returned,
                 }
             } else {
-                Err(RecognizeError::Failed { backend, error })
+                (job, Err(error.into_error(backend)))
+            };
+            // Nowhere else to go: a request whose worker process died is run once more on
+            // its lane when the process is back (not twice: it might be what kills it).
+            match unretried {
+                (returned, _) if death && returned.deaths == 0 => {
+                    requeue_after_death(shared, lane, returned);
+                    return;
+                }
+                (returned, outcome) => {
+                    job = returned;
+                    outcome
+                }
             }
         }
     };
     finish(shared, job, outcome);
+}
+
+/// Puts a request whose worker process died back at the head of its lane's queue.
+fn requeue_after_death(shared: &Shared, lane: usize, mut job: Job) {
+    job.deaths += 1;
+    job.enqueued = Instant::now();
+    log::warn!(
+        target: "whisper_steady::recognizer",
+        "request {}: its worker process died; running it again on {} once the process is back",
+        job.id,
+        shared.lanes[lane].kind
+    );
+    shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.queues).lanes[lane].push_front(job);
+    shared.ready[lane].notify_one();
 }
 
 /// Blocks until this lane has a request, or returns `None` once the recognizer is closed and

@@ -1,0 +1,185 @@
+//! Worker processes (`isolation = process`) on the CPU: a worker killed or aborted inside
+//! whisper.cpp mid-request loses no request, is started again, and is reported.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use whisper_steady::recognizer::{
+    Backend, FaultInjection, HealthStatus, Isolation, RecognizeOptions, Recognizer,
+    RecognizerConfig, RecognizerError, WorkerProgram,
+};
+
+/// In a worker process started by these tests, serves its parent; a no-op in a test run.
+#[test]
+fn worker_entry() {
+    whisper_steady::recognizer::run_worker_if_child();
+}
+
+/// This test binary, running only `worker_entry`: the worker program of these tests.
+fn this_binary_as_worker() -> WorkerProgram {
+    let mut program = WorkerProgram::current_exe().unwrap();
+    program.args = vec![
+        common::exact(module_path!(), "worker_entry").into(),
+        "--exact".into(),
+        "--test-threads=1".into(),
+    ];
+    program
+}
+
+fn isolated_config() -> Option<RecognizerConfig> {
+    let mut config = RecognizerConfig::new(common::model_path()?);
+    config.use_gpu = false;
+    config.workers = 2;
+    config.threads_per_worker = 1;
+    config.queue_limit = 16;
+    config.isolation = Isolation::Process;
+    config.worker_program = Some(this_binary_as_worker());
+    Some(config)
+}
+
+fn jfk() -> Vec<f32> {
+    common::read_wav_16k_mono(&common::shared_audio("jfk.wav"))
+}
+
+fn assert_jfk(text: &str) {
+    let wer = common::wer(common::JFK_TEXT, text);
+    assert!(wer <= 0.1, "{text:?} (WER {wer})");
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_worker_process_killed_with_six_requests_in_flight_loses_none() {
+    let Some(config) = isolated_config() else {
+        return;
+    };
+    let recognizer = Recognizer::new(config).unwrap();
+    let health = recognizer.health();
+    assert_eq!(health.isolation, Isolation::Process);
+    let process = health.lanes[0].process.clone().expect("an isolated lane");
+    let pid = process.pid.expect("running");
+    assert_eq!(
+        (process.state, process.starts, process.deaths),
+        ("running", 1, 0)
+    );
+
+    let tickets: Vec<_> = (0..6)
+        .map(|_| recognizer.submit(jfk(), RecognizeOptions::new()).unwrap())
+        .collect();
+    eventually("two requests run in the worker", || {
+        recognizer.health().lanes[0].busy == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc_kill(pid) };
+    for ticket in tickets {
+        let transcript = ticket.wait().expect("answered despite the kill");
+        assert_jfk(&transcript.text);
+        assert_eq!(transcript.backend, Backend::Cpu);
+    }
+    let health = recognizer.health();
+    let process = health.lanes[0].process.clone().unwrap();
+    assert_eq!((process.starts, process.deaths), (2, 1), "{process:?}");
+    assert_ne!(process.pid, Some(pid));
+    let cause = process.last_cause.unwrap();
+    assert!(cause.contains("SIGKILL"), "{cause}");
+    assert_eq!(health.requests.completed, 6);
+    assert!(!alive(pid));
+    // One death is not "again and again".
+    assert_eq!(health.status, HealthStatus::Ok);
+
+    // The worker process ends with the recognizer.
+    let new_pid = process.pid.unwrap();
+    drop(recognizer);
+    assert!(
+        !alive(new_pid),
+        "the worker process outlived its recognizer"
+    );
+}
+
+/// SIGKILL, as the out-of-memory killer would send.
+unsafe fn libc_kill(pid: u32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    assert_eq!(kill(pid as i32, 9), 0);
+}
+
+#[test]
+fn an_abort_inside_whisper_in_a_gpu_worker_process_is_a_failover_to_the_cpu() {
+    let Some(mut config) = isolated_config() else {
+        return;
+    };
+    // A simulated GPU lane in a worker process, and the CPU lane in this one.
+    config.use_gpu = true;
+    config.workers = 1;
+    config.cpu_workers = 1;
+    let mut faults = FaultInjection::new();
+    faults.simulate_gpu = true;
+    faults.abort_process = Some(Arc::new(|site| {
+        site.backend == Backend::Gpu && site.request == 1
+    }));
+    config.fault_injection = Some(faults);
+    let recognizer = Recognizer::new(config).unwrap();
+    let health = recognizer.health();
+    assert!(health.lanes[0].process.is_some());
+    assert!(
+        health.lanes[1].process.is_none(),
+        "the CPU lane is the refuge"
+    );
+
+    let first = recognizer
+        .transcribe(jfk(), RecognizeOptions::new())
+        .unwrap();
+    assert_jfk(&first.text);
+    assert!(first.retried_on_cpu);
+    assert_eq!(first.backend, Backend::Cpu);
+    let health = recognizer.health();
+    let process = health.lanes[0].process.clone().unwrap();
+    assert_eq!(process.deaths, 1);
+    let cause = process.last_cause.unwrap();
+    assert!(cause.contains("SIGABRT"), "{cause}");
+    assert_eq!(health.failover.retried_on_cpu, 1);
+    assert_eq!(
+        health.lanes[0].consecutive_failures, 1,
+        "the breaker heard of it"
+    );
+
+    eventually("the worker process is back", || {
+        recognizer.health().lanes[0].process.clone().unwrap().state == "running"
+    });
+    let second = recognizer
+        .transcribe(jfk(), RecognizeOptions::new())
+        .unwrap();
+    assert_jfk(&second.text);
+    assert_eq!(second.backend, Backend::Gpu);
+    assert!(!second.retried_on_cpu);
+}
+
+#[test]
+fn a_program_that_is_no_worker_is_refused_with_the_reason() {
+    let Some(mut config) = isolated_config() else {
+        return;
+    };
+    config.worker_program = Some(WorkerProgram {
+        program: "true".into(),
+        args: Vec::new(),
+    });
+    match Recognizer::new(config) {
+        Err(RecognizerError::WorkerProcess { reason }) => {
+            assert!(reason.contains("run_worker_if_child"), "{reason}")
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

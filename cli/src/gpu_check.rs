@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use whisper_steady::cuda::{self, PoolSelftest};
 use whisper_steady::recognizer::{
-    devices, Backend, RecognizeOptions, Recognizer, RecognizerConfig,
+    devices, Backend, Isolation, RecognizeOptions, Recognizer, RecognizerConfig,
 };
 use whisper_steady::wer::{word_error_rate as wer, words};
 use whisper_steady::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
@@ -273,6 +273,9 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
 
     // 4 states in parallel, 50 requests, then a trim
     rows.extend(recognizer_rows(args, &audio, on_gpu)?);
+
+    // a worker process killed mid-request
+    rows.push(worker_kill_row(args, &audio, on_gpu)?);
 
     // timings
     let cpu_rtf = cpu_time.as_secs_f64() / audio_seconds;
@@ -533,6 +536,8 @@ fn recognizer_rows(
     config.workers = 4;
     config.threads_per_worker = if on_gpu { 1 } else { 2 };
     config.queue_limit = args.requests.max(1);
+    // These rows read this process's pools: the workers are threads here.
+    config.isolation = Isolation::Thread;
     let recognizer = Recognizer::new(config)?;
     let options = || {
         let mut o = RecognizeOptions::new().language("en");
@@ -594,6 +599,79 @@ fn recognizer_rows(
                "pool_stats": stats_json(&stats), "expected": expected}),
     );
     Ok(vec![load, trim])
+}
+
+/// `worker-kill`: the GPU lane in a worker process (the CPU lane without a GPU), 4 requests
+/// running, the worker process killed with SIGKILL: every request is answered right (from the
+/// CPU lane, or the same lane once its process is back), and the process is started again.
+fn worker_kill_row(
+    args: &GpuCheckArgs,
+    audio: &[f32],
+    on_gpu: bool,
+) -> Result<Row, Box<dyn Error>> {
+    let mut config = RecognizerConfig::new(&args.model);
+    config.use_gpu = on_gpu;
+    config.fallback_to_cpu = on_gpu;
+    config.workers = 2;
+    config.cpu_workers = 2;
+    config.threads_per_worker = 2;
+    config.isolation = Isolation::Process;
+    let recognizer = Recognizer::new(config)?;
+    let options = || {
+        let mut o = RecognizeOptions::new().language("en");
+        o.temperature = Some(0.0);
+        o
+    };
+    let expected = recognizer.transcribe(audio.to_vec(), options())?.text;
+    let pid = |r: &Recognizer| r.health().lanes[0].process.as_ref().and_then(|p| p.pid);
+    let victim = pid(&recognizer).ok_or("the first lane has no worker process")?;
+    let tickets: Vec<_> = (0..4)
+        .map(|_| recognizer.submit(audio.to_vec(), options()))
+        .collect::<Result<_, _>>()?;
+    // Killed while its requests run.
+    let until = Instant::now() + Duration::from_secs(30);
+    while recognizer.health().lanes[0].busy == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(if on_gpu { 20 } else { 300 }));
+    // SAFETY: kill(2) on the child process this recognizer started.
+    let killed = unsafe { libc::kill(victim as i32, libc::SIGKILL) } == 0;
+    let results: Vec<_> = tickets.into_iter().map(|t| t.wait()).collect();
+    let correct = results
+        .iter()
+        .filter(|r| matches!(r, Ok(t) if t.text == expected))
+        .count();
+    let on_cpu = results
+        .iter()
+        .filter(|r| matches!(r, Ok(t) if t.retried_on_cpu))
+        .count();
+    let until = Instant::now() + Duration::from_secs(60);
+    while pid(&recognizer).is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let health = recognizer.health();
+    let process = health.lanes[0].process.clone().ok_or("no worker process")?;
+    let after = recognizer.transcribe(audio.to_vec(), options());
+    let after_right = matches!(&after, Ok(t) if t.text == expected);
+    recognizer.shutdown();
+    let ok = killed
+        && correct == 4
+        && process.deaths == 1
+        && process.pid.is_some_and(|p| p != victim)
+        && after_right;
+    Ok(Row::new(
+        "worker-kill",
+        ok,
+        format!(
+            "{} lane's worker process {victim} killed with 4 requests in flight: {correct}/4              answered right ({on_cpu} from the CPU lane), deaths {}, restarted as {:?}; next              request right: {after_right}",
+            if on_gpu { "GPU" } else { "CPU" },
+            process.deaths,
+            process.pid
+        ),
+        json!({"killed": killed, "correct": correct, "retried_on_cpu": on_cpu,
+               "deaths": process.deaths, "last_cause": process.last_cause,
+               "next_request_right": after_right}),
+    ))
 }
 
 /// `Recognizer::trim` on idle workers: on CUDA the pools wait for their streams and give memory

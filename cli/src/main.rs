@@ -46,6 +46,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started as a recognizer's worker process: serve it, and nothing else.
+    whisper_steady::recognizer::run_worker_if_child();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ConvertCt2(args) => convert::run(&args),

@@ -67,12 +67,16 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
         "shared-unlocked",
         "shared-locked",
         "recognizer-4x50",
+        "worker-kill",
         "timing",
     ] {
         assert_eq!(status(cpu_row), "pass", "{cpu_row}: {stdout}");
     }
     assert_eq!(row("shared-locked")["data"]["correct"], 16, "{stdout}");
     assert_eq!(row("recognizer-4x50")["data"]["correct"], 8, "{stdout}");
+    // The CLI serves as its own worker process: killed mid-request, nothing lost.
+    assert_eq!(row("worker-kill")["data"]["correct"], 4, "{stdout}");
+    assert_eq!(row("worker-kill")["data"]["deaths"], 1, "{stdout}");
     assert_eq!(report["passed"], true);
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use whisper_steady::catalog::VadChoice;
-use whisper_steady::recognizer::{GpuDevices, RecognizeError, RecognizeOptions, RecognizerConfig};
+use whisper_steady::recognizer::{
+    GpuDevices, Isolation, RecognizeError, RecognizeOptions, RecognizerConfig,
+};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -293,6 +295,12 @@ pub struct RecognitionConfig {
     /// most probable of them; one naming a language outside the list is refused with 400. Each
     /// must be a language the model has (the recognizer's `detect_languages`).
     pub detect_languages: Vec<String>,
+    /// Where whisper runs (the recognizer's `isolation`): `"auto"` (the default: each GPU
+    /// lane in a worker process, so that a native failure there is a failover and not the
+    /// server's end; threads on a machine without a GPU), `"process"` or `"thread"`. `/health`
+    /// says which is in effect.
+    #[serde(deserialize_with = "isolation_choice")]
+    pub isolation: Isolation,
 }
 
 impl Default for RecognitionConfig {
@@ -314,6 +322,7 @@ impl Default for RecognitionConfig {
             chunk_states: None,
             idle_trim_seconds: None,
             detect_languages: Vec::new(),
+            isolation: Isolation::Auto,
         }
     }
 }
@@ -424,6 +433,13 @@ pub fn model_name_of(written: &Path) -> String {
 fn vad_choice<'de, D: Deserializer<'de>>(d: D) -> Result<VadChoice, D::Error> {
     let written = String::deserialize(d)?;
     Ok(written.parse().unwrap_or_else(|never| match never {}))
+}
+
+/// `recognition.isolation` as written: `"auto"`, `"process"` or `"thread"`.
+fn isolation_choice<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// `recognition.gpu_devices`: `[0, 1]` or `"all"`.
@@ -779,6 +795,7 @@ impl Config {
         };
         rc.idle_trim_after = recognition.idle_trim_seconds.map(Duration::from_secs_f64);
         rc.detect_languages = recognition.detect_languages.clone();
+        rc.isolation = recognition.isolation;
         if let Some(states) = recognition.chunk_states {
             rc.chunk_states = states;
         }

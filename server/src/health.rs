@@ -77,7 +77,17 @@ pub(crate) fn health_json(h: &Health, st: &StorageUsage) -> Value {
             "queued": l.queued,
             "succeeded": l.succeeded,
             "failed": l.failed,
+            "process": l.process.as_ref().map(|p| json!({
+                "pid": p.pid,
+                "state": p.state,
+                "starts": p.starts,
+                "restarts": p.starts.saturating_sub(1),
+                "deaths": p.deaths,
+                "recent_deaths": p.recent_deaths,
+                "last_cause": p.last_cause,
+            })),
         })).collect::<Vec<_>>(),
+        "isolation": h.isolation.as_str(),
         "queue": {"depth": h.queue_depth, "reserved": h.queue_reserved, "limit": h.queue_limit},
         "failover": {
             "use_gpu": h.failover.use_gpu,

@@ -169,6 +169,8 @@ fn reload_on_sighup(state: std::sync::Arc<AppState>) {
 }
 
 fn main() -> ExitCode {
+    // Started as a recognizer's worker process: serve it, and nothing else.
+    whisper_steady::recognizer::run_worker_if_child();
     let args = Args::parse();
     let config = match load_config(&args) {
         Ok(config) => config,

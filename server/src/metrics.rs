@@ -454,6 +454,31 @@ impl Collector for Report {
                 })
             }),
         )?;
+        // Only isolated lanes have a worker process: the families are left out without one.
+        family(
+            o,
+            "recognizer_worker_process_up",
+            "1 while this lane's worker process runs (isolation: process).",
+            lanes.iter().filter_map(|(lane, backend, device)| {
+                let p = lane.process.as_ref()?;
+                Some((
+                    [("backend", *backend), ("device", device.as_str())],
+                    ConstGauge::new(u64::from(p.state == "running")),
+                ))
+            }),
+        )?;
+        family(
+            o,
+            "recognizer_worker_process_deaths_total",
+            "Times this lane's worker process died (killed, aborted, crashed) and was restarted.",
+            lanes.iter().filter_map(|(lane, backend, device)| {
+                let p = lane.process.as_ref()?;
+                Some((
+                    [("backend", *backend), ("device", device.as_str())],
+                    ConstCounter::new(p.deaths),
+                ))
+            }),
+        )?;
         // Only GPU lanes have a breaker: the family is left out without one.
         family(
             o,

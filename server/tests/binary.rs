@@ -704,3 +704,82 @@ fn sighup_swaps_in_a_replaced_model_file_without_failing_a_request() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// `recognition.isolation = "process"`: the worker process is killed (SIGKILL, as the
+/// out-of-memory killer would) while 6 requests are in flight; all 6 are answered right, the
+/// server stays up, the worker is replaced and `/health` says so; SIGTERM leaves no orphan.
+#[cfg(unix)]
+#[test]
+fn a_worker_process_killed_mid_request_costs_no_request() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = json!({"recognition": {
+        "isolation": "process", "workers": 2, "vad_model": "off",
+        "default_params": {"beam_size": 1},
+    }});
+    let (mut child, addr) = spawn_with_config(&model, dir.path(), &json.to_string());
+    let before = health(addr);
+    assert_eq!(before["isolation"], "process", "{before}");
+    let process = before["workers"][0]["process"].clone();
+    assert_eq!(process["state"], "running", "{before}");
+    let victim = process["pid"].as_u64().unwrap() as u32;
+
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let wav = wav.clone();
+            std::thread::spawn(move || {
+                let (ct, body) = common::openai_multipart(
+                    &[("model", "whisper-1")],
+                    Some(("jfk.wav", "audio/x-wav", &wav)),
+                );
+                common::raw(addr, &common::openai_request(&ct, &body))
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while health(addr)["workers"][0]["busy"] != 2 {
+        assert!(started.elapsed() < Duration::from_secs(60), "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    for request in requests {
+        let r = request.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.json()["text"].as_str().unwrap().to_owned();
+        assert!(common::wer(common::JFK_TEXT, &text) <= 0.1, "{text}");
+    }
+    let after = health(addr);
+    let process = after["workers"][0]["process"].clone();
+    assert_eq!(process["restarts"], 1, "{after}");
+    assert_eq!(process["deaths"], 1, "{after}");
+    assert!(
+        process["last_cause"].as_str().unwrap().contains("SIGKILL"),
+        "{after}"
+    );
+    let replacement = process["pid"].as_u64().unwrap() as u32;
+    assert_ne!(replacement, victim);
+    let metrics = common::raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    assert!(
+        metrics
+            .contains("recognizer_worker_process_deaths_total{backend=\"cpu\",device=\"cpu\"} 1"),
+        "{metrics}"
+    );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{replacement}")).exists(),
+        "the worker process outlived the server"
+    );
+}

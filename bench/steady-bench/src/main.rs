@@ -41,6 +41,8 @@ use whisper_rs::recognizer::{RecognizeOptions, Recognizer, RecognizerConfig};
 use whisper_rs::{FullParams, SamplingStrategy};
 
 fn main() {
+    // The `isolation` mode's worker processes are this program started again.
+    whisper_rs::recognizer::run_worker_if_child();
     let mode = std::env::args().nth(1).unwrap_or_default();
     let rest: Vec<String> = std::env::args().skip(2).collect();
     match mode.as_str() {
@@ -52,9 +54,10 @@ fn main() {
         "window" => window_mode(&rest),
         "signals" => signals_mode(&rest),
         "guard" => guard_mode(&rest),
+        "isolation" => isolation_mode(&rest),
         _ => {
             eprintln!(
-                "usage: steady-bench compat|recognizer|throughput|pool|system-info|window|signals|guard ..."
+                "usage: steady-bench compat|recognizer|throughput|pool|system-info|window|signals|guard|isolation ..."
             );
             std::process::exit(2);
         }
@@ -438,4 +441,59 @@ fn guard_mode(a: &[String]) {
             texts.join(",")
         );
     }
+}
+
+/// `isolation MODEL AUDIO.wav [RUNS]`: the cost of process isolation per request. Two
+/// recognizers with the same settings (1 worker, 2 threads, defaults otherwise), one with its
+/// lane in a worker process and one in threads, take turns on the same audio, one request at
+/// a time; prints each one's median and mean time per request and the ratio.
+fn isolation_mode(all: &[String]) {
+    use whisper_rs::recognizer::{Isolation, RecognizeOptions, Recognizer, RecognizerConfig};
+    let (model, audio) = match all {
+        [model, audio, ..] => (model, audio),
+        _ => {
+            eprintln!("usage: steady-bench isolation MODEL AUDIO.wav [RUNS]");
+            std::process::exit(2);
+        }
+    };
+    let runs: usize = all.get(2).map_or(20, |r| r.parse().expect("RUNS"));
+    let samples = compat::read_wav(audio);
+    let make = |isolation| {
+        let mut config = RecognizerConfig::new(model);
+        config.use_gpu = false;
+        config.workers = 1;
+        config.threads_per_worker = 2;
+        config.isolation = isolation;
+        Recognizer::new(config).expect("recognizer")
+    };
+    let kinds = [("thread", make(Isolation::Thread)), ("process", make(Isolation::Process))];
+    let mut times = [Vec::new(), Vec::new()];
+    let mut texts = [String::new(), String::new()];
+    // One warm-up each, then turns.
+    for round in 0..=runs {
+        for (i, (_, r)) in kinds.iter().enumerate() {
+            let started = Instant::now();
+            let t = r
+                .transcribe(samples.clone(), RecognizeOptions::new())
+                .expect("transcript");
+            if round > 0 {
+                times[i].push(started.elapsed().as_secs_f64());
+            }
+            texts[i] = t.text;
+        }
+    }
+    let stats = |t: &mut Vec<f64>| {
+        t.sort_by(|a, b| a.total_cmp(b));
+        (t[t.len() / 2], t.iter().sum::<f64>() / t.len() as f64)
+    };
+    let (thread, process) = (stats(&mut times[0]), stats(&mut times[1]));
+    for ((name, _), (median, mean)) in kinds.iter().zip([thread, process]) {
+        println!("{name:<8} median {median:.3} s  mean {mean:.3} s  ({runs} requests)");
+    }
+    println!(
+        "process / thread: median {:+.1} %, mean {:+.1} %; same text: {}",
+        (process.0 / thread.0 - 1.0) * 100.0,
+        (process.1 / thread.1 - 1.0) * 100.0,
+        texts[0] == texts[1]
+    );
 }

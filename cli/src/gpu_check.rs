@@ -70,6 +70,10 @@ pub struct GpuCheckArgs {
     /// Requests of the recognizer row.
     #[arg(long, default_value_t = 50)]
     pub requests: usize,
+    /// Seconds of the `trim-under-load` row (4 workers transcribing while the pools are
+    /// trimmed every 50 ms).
+    #[arg(long, default_value_t = 60.0)]
+    pub trim_seconds: f64,
     /// Exit 0 even when there is no CUDA device (the GPU rows are then skipped).
     #[arg(long)]
     pub allow_no_gpu: bool,
@@ -273,6 +277,9 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
 
     // 4 states in parallel, 50 requests, then a trim
     rows.extend(recognizer_rows(args, &audio, on_gpu)?);
+
+    // trims every 50 ms while 4 workers transcribe
+    rows.push(trim_under_load_row(args, &audio, on_gpu, &cpu_text)?);
 
     // a worker process killed mid-request
     rows.push(worker_kill_row(args, &audio, on_gpu)?);
@@ -599,6 +606,85 @@ fn recognizer_rows(
                "pool_stats": stats_json(&stats), "expected": expected}),
     );
     Ok(vec![load, trim])
+}
+
+/// `trim-under-load`: 4 workers transcribe in a loop for `trim_seconds` while another thread
+/// trims the pools every 50 ms: no request fails and every text has the CPU's words (a trim
+/// waits for the pools' streams before it unmaps, patch 0014).
+fn trim_under_load_row(
+    args: &GpuCheckArgs,
+    audio: &[f32],
+    on_gpu: bool,
+    cpu_text: &str,
+) -> Result<Row, Box<dyn Error>> {
+    let mut config = RecognizerConfig::new(&args.model);
+    config.use_gpu = on_gpu;
+    config.fallback_to_cpu = false;
+    config.workers = 4;
+    config.threads_per_worker = if on_gpu { 1 } else { 2 };
+    config.queue_limit = 8;
+    // The trims must reach the pools the workers use: threads of this process.
+    config.isolation = Isolation::Thread;
+    let recognizer = Recognizer::new(config)?;
+    let options = || {
+        let mut o = RecognizeOptions::new().language("en");
+        o.temperature = Some(0.0);
+        o
+    };
+    let until = Instant::now() + Duration::from_secs_f64(args.trim_seconds);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut requests, mut errors, mut differing, mut trims, mut released) = (0, 0, 0, 0u64, 0u64);
+    let mut first_difference = None;
+    std::thread::scope(|scope| {
+        let trimmer = scope.spawn(|| {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                bytes += recognizer.trim().bytes_released;
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (n, bytes)
+        });
+        while Instant::now() < until {
+            let tickets: Vec<_> = (0..4)
+                .map(|_| recognizer.submit(audio.to_vec(), options()))
+                .collect();
+            for t in tickets {
+                requests += 1;
+                match t
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| t.wait().map_err(|e| e.to_string()))
+                {
+                    Ok(t) if words(&t.text) == words(cpu_text) => {}
+                    Ok(t) => {
+                        differing += 1;
+                        first_difference.get_or_insert(t.text);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_difference.get_or_insert(format!("<error: {e}>"));
+                    }
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (trims, released) = trimmer.join().unwrap_or((0, 0));
+    });
+    recognizer.shutdown();
+    let ok = errors == 0 && differing == 0 && requests > 0;
+    Ok(Row::new(
+        "trim-under-load",
+        ok,
+        format!(
+            "{} 4 workers, {requests} requests in {:.0} s with a trim every 50 ms ({trims} trims,              {:.1} MB released): {errors} errors, {differing} texts not the CPU's words{}",
+            if on_gpu { "CUDA" } else { "CPU" },
+            args.trim_seconds,
+            released as f64 / 1e6,
+            first_difference.map_or(String::new(), |t| format!(" (first: {t:?})"))
+        ),
+        json!({"requests": requests, "errors": errors, "differing": differing, "trims": trims,
+               "bytes_released": released, "seconds": args.trim_seconds}),
+    ))
 }
 
 /// `worker-kill`: the GPU lane in a worker process (the CPU lane without a GPU), 4 requests

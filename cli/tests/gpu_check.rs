@@ -40,7 +40,7 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
         "nothing is reported when the check does not run"
     );
 
-    let out = gpu_check(&["--allow-no-gpu", "--requests", "8"]);
+    let out = gpu_check(&["--allow-no-gpu", "--requests", "8", "--trim-seconds", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -67,6 +67,7 @@ fn gpu_check_without_a_gpu_refuses_then_proves_the_cpu_rows() {
         "shared-unlocked",
         "shared-locked",
         "recognizer-4x50",
+        "trim-under-load",
         "worker-kill",
         "timing",
     ] {

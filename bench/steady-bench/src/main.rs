@@ -466,7 +466,10 @@ fn isolation_mode(all: &[String]) {
         config.isolation = isolation;
         Recognizer::new(config).expect("recognizer")
     };
-    let kinds = [("thread", make(Isolation::Thread)), ("process", make(Isolation::Process))];
+    let kinds = [
+        ("thread", make(Isolation::Thread)),
+        ("process", make(Isolation::Process)),
+    ];
     let mut times = [Vec::new(), Vec::new()];
     let mut texts = [String::new(), String::new()];
     // One warm-up each, then turns.

@@ -34,10 +34,9 @@ static ABORT_NEXT: AtomicBool = AtomicBool::new(false);
 /// executable):
 ///
 /// ```no_run
-/// fn main() {
-///     whisper_steady::recognizer::run_worker_if_child();
-///     // ... the program as usual
-/// }
+/// // first thing in `main`:
+/// whisper_steady::recognizer::run_worker_if_child();
+/// // ... the program as usual
 /// ```
 pub fn run_worker_if_child() {
     let Some(fd) = std::env::var(FD_ENV)

@@ -1,5 +1,5 @@
-// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, 0008, 0009, 0014 and
-// 0015, exposed as a small C API so that Rust tests can drive them without a GPU. Not part of the
+// Host build of the CUDA-free headers added by whisper-steady patches 0001-0003, 0008, 0009, 0014,
+// 0015 and 0020, exposed as a small C API so that Rust tests can drive them without a GPU. Not part of the
 // public API.
 
 #include "vmm-ledger.h"
@@ -8,6 +8,7 @@
 #include "legacy-pool.h"
 #include "vmm-mappings.h"
 #include "pool-trim.h"
+#include "pool-grow.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -487,6 +488,42 @@ double ws_pool_bench(int impl, int workload, int depth, uint64_t pairs, uint64_t
     }
     const auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
     return ns / (double) done;
+}
+
+// ---- patch 0020: growth that makes room ----
+
+typedef int (*ws_grow_fn)(void * user);  // a ggml_cuda_grow_status
+typedef void (*ws_room_fn)(void * user);
+
+// The pool's lock, alone: a test holds it, or asks from another thread whether it is held.
+void * ws_grow_lock_new(void) {
+    return new (std::nothrow) std::mutex();
+}
+
+void ws_grow_lock_drop(void * lock) {
+    delete static_cast<std::mutex *>(lock);
+}
+
+// 1 while another thread holds the lock (never call it from the thread that may hold it).
+int ws_grow_lock_held(void * lock) {
+    auto * m = static_cast<std::mutex *>(lock);
+    if (m->try_lock()) {
+        m->unlock();
+        return 0;
+    }
+    return 1;
+}
+
+// ggml_cuda_pool_grow with the lock taken here, `grow` and `room` as the pool's steps.
+int ws_pool_grow(void * lock, ws_grow_fn grow, ws_room_fn room, void * user) {
+    std::unique_lock<std::mutex> held(*static_cast<std::mutex *>(lock));
+    return ggml_cuda_pool_grow(held,
+        [&]() { return (ggml_cuda_grow_status) grow(user); },
+        [&]() { room(user); });
+}
+
+size_t ws_pool_cap_parse(const char * value) {
+    return ggml_cuda_pool_cap_parse(value);
 }
 
 }

@@ -1,8 +1,8 @@
 //! Compiles `csrc/pool_host.cpp` (at the workspace root, where the patch headers name it), which
-//! includes the CUDA-free headers that patches 0001–0003, 0008, 0009, 0014 and 0015 add or
+//! includes the CUDA-free headers that patches 0001–0003, 0008, 0009, 0014, 0015 and 0020 add or
 //! extend (the VMM pool ledger, the pool policy parser, the pool counters, the legacy pool's
 //! bookkeeping, the VMM pool's mapped chunks, the trim's order of waiting and releasing, the
-//! registry of pools), for the host, against the tree whisper-steady's build script patched
+//! registry of pools, the growth that makes room), for the host, against the tree whisper-steady's build script patched
 //! (`DEP_WHISPER_PATCHED_TREE`). This is what lets the patch regression tests run without a GPU
 //! or a CUDA toolkit.
 
@@ -26,11 +26,12 @@ fn main() {
         "legacy-pool.h",
         "vmm-mappings.h",
         "pool-trim.h",
+        "pool-grow.h",
     ] {
         if !cuda_dir.join(header).is_file() {
             println!(
                 "cargo::error=the patched tree lacks ggml/src/ggml-cuda/{header}; the patches that add it \
-                 (0001-0003, 0008-0010, 0014, 0015) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
+                 (0001-0003, 0008-0010, 0014, 0015, 0020) must not be excluded through WHISPER_STEADY_PATCH_EXCLUDE"
             );
             std::process::exit(1);
         }

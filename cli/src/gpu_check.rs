@@ -281,6 +281,9 @@ pub fn run(args: &GpuCheckArgs) -> Result<(), Box<dyn Error>> {
     // trims every 50 ms while 4 workers transcribe
     rows.push(trim_under_load_row(args, &audio, on_gpu, &cpu_text)?);
 
+    // a worker process whose pool cannot grow
+    rows.push(pool_oom_row(args, &audio, on_gpu)?);
+
     // a worker process killed mid-request
     rows.push(worker_kill_row(args, &audio, on_gpu)?);
 
@@ -687,6 +690,60 @@ fn trim_under_load_row(
     ))
 }
 
+/// The first lane in a worker process, `workers` workers (and as many on the CPU lane beside a
+/// GPU), 2 threads each.
+fn isolated_config(args: &GpuCheckArgs, on_gpu: bool, workers: usize) -> RecognizerConfig {
+    let mut config = RecognizerConfig::new(&args.model);
+    config.use_gpu = on_gpu;
+    config.fallback_to_cpu = on_gpu;
+    config.workers = workers;
+    config.cpu_workers = workers;
+    config.threads_per_worker = 2;
+    config.isolation = Isolation::Process;
+    config
+}
+
+/// `pool-oom`: the GPU lane's worker process with its pools capped at 1 MiB
+/// (`WHISPER_STEADY_CUDA_POOL_MAX_BYTES`, patch 0020), below what a request needs: the pool
+/// cannot grow, makes room, still cannot, and its worker aborts; the request is answered from
+/// the CPU lane and this process lives. GPU only (the CPU has no pools to cap).
+fn pool_oom_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Row, Box<dyn Error>> {
+    if !on_gpu {
+        return Ok(Row::skip("pool-oom", "no CUDA device: no pool to limit"));
+    }
+    let mut config = isolated_config(args, true, 1);
+    let mut program = whisper_steady::recognizer::WorkerProgram::current_exe()?;
+    program.env.push((
+        "WHISPER_STEADY_CUDA_POOL_MAX_BYTES".into(),
+        (1u64 << 20).to_string().into(),
+    ));
+    config.worker_program = Some(program);
+    let recognizer = Recognizer::new(config)?;
+    let mut options = RecognizeOptions::new().language("en");
+    options.temperature = Some(0.0);
+    let result = recognizer.transcribe(audio.to_vec(), options);
+    let health = recognizer.health();
+    let process = health.lanes[0].process.clone();
+    recognizer.shutdown();
+    let (text, on_cpu) = match &result {
+        Ok(t) => (t.text.clone(), t.retried_on_cpu),
+        Err(e) => (format!("<error: {e}>"), false),
+    };
+    let right = wer(&args.reference, &text) <= 0.1;
+    let deaths = process.as_ref().map_or(0, |p| p.deaths);
+    let cause = process.and_then(|p| p.last_cause).unwrap_or_default();
+    let ok = right && on_cpu && deaths >= 1;
+    Ok(Row::new(
+        "pool-oom",
+        ok,
+        format!(
+            "GPU worker with its pools capped at 1 MiB: answered {} (retried on the CPU:              {on_cpu}), worker deaths {deaths}, this process alive; cause: {cause}",
+            if right { "right" } else { "wrong" },
+        ),
+        json!({"text": text, "retried_on_cpu": on_cpu, "deaths": deaths, "cause": cause}),
+    ))
+}
+
 /// `worker-kill`: the GPU lane in a worker process (the CPU lane without a GPU), 4 requests
 /// running, the worker process killed with SIGKILL: every request is answered right (from the
 /// CPU lane, or the same lane once its process is back), and the process is started again.
@@ -695,14 +752,7 @@ fn worker_kill_row(
     audio: &[f32],
     on_gpu: bool,
 ) -> Result<Row, Box<dyn Error>> {
-    let mut config = RecognizerConfig::new(&args.model);
-    config.use_gpu = on_gpu;
-    config.fallback_to_cpu = on_gpu;
-    config.workers = 2;
-    config.cpu_workers = 2;
-    config.threads_per_worker = 2;
-    config.isolation = Isolation::Process;
-    let recognizer = Recognizer::new(config)?;
+    let recognizer = Recognizer::new(isolated_config(args, on_gpu, 2))?;
     let options = || {
         let mut o = RecognizeOptions::new().language("en");
         o.temperature = Some(0.0);

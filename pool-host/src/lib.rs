@@ -9,10 +9,13 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<LegacyBook>();
+    send_sync::<GrowLock>();
 };
 
+mod grow;
 mod trim;
 
+pub use grow::{pool_cap_parse, GrowLock};
 pub use trim::{
     trim_refused_for_graphs, vmm_round_request, HostVmmPool, PoolRegistry, TrimOutcome, TrimStatus,
     VmmLog, VmmLogEvent, VMM_MAX_SIZE,

@@ -175,6 +175,7 @@ fn a_program_that_is_no_worker_is_refused_with_the_reason() {
     config.worker_program = Some(WorkerProgram {
         program: "true".into(),
         args: Vec::new(),
+        env: Vec::new(),
     });
     match Recognizer::new(config) {
         Err(RecognizerError::WorkerProcess { reason }) => {

@@ -97,6 +97,9 @@ pub struct WorkerProgram {
     pub program: PathBuf,
     /// Its arguments (the worker is recognized by its environment, not by them).
     pub args: Vec<OsString>,
+    /// Variables set in its environment besides this process's (which it inherits), e.g.
+    /// `WHISPER_STEADY_CUDA_POOL_MAX_BYTES` for its pools only.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl WorkerProgram {
@@ -105,6 +108,7 @@ impl WorkerProgram {
         Ok(WorkerProgram {
             program: std::env::current_exe()?,
             args: Vec::new(),
+            env: Vec::new(),
         })
     }
 }

@@ -403,6 +403,7 @@ impl Supervisor {
         let mut command = Command::new(&self.program.program);
         command
             .args(&self.program.args)
+            .envs(self.program.env.iter().map(|(k, v)| (k, v)))
             .env(FD_ENV, fd.to_string())
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::null())

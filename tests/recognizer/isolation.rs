@@ -125,10 +125,12 @@ fn an_abort_inside_whisper_in_a_gpu_worker_process_is_a_failover_to_the_cpu() {
     config.use_gpu = true;
     config.workers = 1;
     config.cpu_workers = 1;
+    config.breaker_threshold = 10;
     let mut faults = FaultInjection::new();
     faults.simulate_gpu = true;
+    // The first three requests abort their worker process from inside whisper.cpp.
     faults.abort_process = Some(Arc::new(|site| {
-        site.backend == Backend::Gpu && site.request == 1
+        site.backend == Backend::Gpu && site.request <= 3
     }));
     config.fault_injection = Some(faults);
     let recognizer = Recognizer::new(config).unwrap();
@@ -138,6 +140,11 @@ fn an_abort_inside_whisper_in_a_gpu_worker_process_is_a_failover_to_the_cpu() {
         health.lanes[1].process.is_none(),
         "the CPU lane is the refuge"
     );
+    let running = || {
+        eventually("the worker process is back", || {
+            recognizer.health().lanes[0].process.clone().unwrap().state == "running"
+        })
+    };
 
     let first = recognizer
         .transcribe(jfk(), RecognizeOptions::new())
@@ -156,15 +163,26 @@ fn an_abort_inside_whisper_in_a_gpu_worker_process_is_a_failover_to_the_cpu() {
         "the breaker heard of it"
     );
 
-    eventually("the worker process is back", || {
-        recognizer.health().lanes[0].process.clone().unwrap().state == "running"
-    });
-    let second = recognizer
+    // A worker that keeps dying makes the recognizer degraded.
+    for _ in 2..=3 {
+        running();
+        let t = recognizer
+            .transcribe(jfk(), RecognizeOptions::new())
+            .unwrap();
+        assert!(t.retried_on_cpu);
+        assert_jfk(&t.text);
+    }
+    running();
+    let health = recognizer.health();
+    assert_eq!(health.lanes[0].process.clone().unwrap().recent_deaths, 3);
+    assert_eq!(health.status, HealthStatus::Degraded);
+
+    let fourth = recognizer
         .transcribe(jfk(), RecognizeOptions::new())
         .unwrap();
-    assert_jfk(&second.text);
-    assert_eq!(second.backend, Backend::Gpu);
-    assert!(!second.retried_on_cpu);
+    assert_jfk(&fourth.text);
+    assert_eq!(fourth.backend, Backend::Gpu);
+    assert!(!fourth.retried_on_cpu);
 }
 
 #[test]
@@ -183,4 +201,58 @@ fn a_program_that_is_no_worker_is_refused_with_the_reason() {
         }
         other => panic!("{:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn segments_stream_cancellation_and_deadlines_cross_to_the_worker_process() {
+    let Some(config) = isolated_config() else {
+        return;
+    };
+    let recognizer = Recognizer::new(config).unwrap();
+    // Segments arrive as they are decoded, the same as the transcript's.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ticket = recognizer
+        .submit_streaming(jfk(), RecognizeOptions::new(), move |s| {
+            let _ = tx.send(s.text);
+        })
+        .unwrap();
+    let transcript = ticket.wait().unwrap();
+    let streamed: Vec<String> = rx.iter().collect();
+    let segments: Vec<String> = transcript.segments.iter().map(|s| s.text.clone()).collect();
+    assert!(!streamed.is_empty());
+    assert_eq!(streamed, segments);
+
+    // A cancelled request stops in the worker, well before its 30 s of audio are done.
+    let long: Vec<f32> = jfk().repeat(3);
+    let ticket = recognizer
+        .submit(long.clone(), RecognizeOptions::new())
+        .unwrap();
+    eventually("the request runs", || {
+        recognizer.health().lanes[0].busy == 1
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let cancelled_at = Instant::now();
+    ticket.cancel();
+    assert!(matches!(
+        ticket.wait(),
+        Err(whisper_steady::recognizer::RecognizeError::Cancelled)
+    ));
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+
+    // So does one whose deadline passes.
+    let options = RecognizeOptions::new().deadline(Duration::from_millis(500));
+    let started = Instant::now();
+    let outcome = recognizer.submit(long, options).unwrap().wait();
+    assert!(
+        matches!(
+            outcome,
+            Err(whisper_steady::recognizer::RecognizeError::DeadlineExceeded { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let health = recognizer.health();
+    assert_eq!(health.lanes[0].process.clone().unwrap().deaths, 0);
+    assert_eq!(health.requests.cancelled, 1);
+    assert_eq!(health.requests.deadline_exceeded, 1);
 }

@@ -789,24 +789,31 @@ fn worker_kill_row(
     let process = health.lanes[0].process.clone().ok_or("no worker process")?;
     let after = recognizer.transcribe(audio.to_vec(), options());
     let after_right = matches!(&after, Ok(t) if t.text == expected);
+    // The worker's pools are in the health report, and a trim reaches them.
+    let reserved = recognizer.health().pool.bytes_reserved;
+    let released = recognizer.trim().bytes_released;
     recognizer.shutdown();
     let ok = killed
         && correct == 4
         && process.deaths == 1
         && process.pid.is_some_and(|p| p != victim)
-        && after_right;
+        && after_right
+        && (!on_gpu || (reserved > 0 && released > 0));
     Ok(Row::new(
         "worker-kill",
         ok,
         format!(
-            "{} lane's worker process {victim} killed with 4 requests in flight: {correct}/4              answered right ({on_cpu} from the CPU lane), deaths {}, restarted as {:?}; next              request right: {after_right}",
+            "{} lane's worker process {victim} killed with 4 requests in flight: {correct}/4              answered right ({on_cpu} from the CPU lane), deaths {}, restarted as {:?}; next              request right: {after_right}; its pools {:.1} MB reserved, a trim released {:.1} MB",
             if on_gpu { "GPU" } else { "CPU" },
             process.deaths,
-            process.pid
+            process.pid,
+            reserved as f64 / 1e6,
+            released as f64 / 1e6
         ),
         json!({"killed": killed, "correct": correct, "retried_on_cpu": on_cpu,
                "deaths": process.deaths, "last_cause": process.last_cause,
-               "next_request_right": after_right}),
+               "next_request_right": after_right, "worker_pool_reserved": reserved,
+               "trim_released": released}),
     ))
 }
 

@@ -71,7 +71,7 @@ pub fn pool_policy() -> PoolPolicy {
 }
 
 /// Process-wide statistics of every CUDA memory pool (all devices, all backends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PoolStats {
     /// False when this build has no CUDA backend: every other field is then zero and means
     /// nothing.
@@ -145,7 +145,7 @@ pub fn pool_stats() -> PoolStats {
 }
 
 /// What [`trim`] gave back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrimReport {
     /// False in a build without CUDA: there was nothing to trim and nothing was done.
     pub cuda_available: bool,
@@ -176,10 +176,11 @@ pub struct TrimReport {
 /// for its whole device); meanwhile that backend's next pool allocation waits too. A pool
 /// whose wait fails keeps its memory ([`TrimReport::pools_failed`]). In a build with CUDA
 /// graphs the trim is refused unless `GGML_CUDA_DISABLE_GRAPHS` is set
-/// ([`TrimReport::refused_cuda_graphs`]). It may be called from any thread. What it does not
-/// change: growing a pool again still aborts the process when the device has no memory left
-/// (ggml's pool interface has no error path), so trimming a GPU shared with other processes
-/// can turn memory it held into a later out-of-memory abort. In a build without CUDA it does
+/// ([`TrimReport::refused_cuda_graphs`]). It may be called from any thread. Growing a
+/// pool again when the device has no memory left (another process took what a trim gave back)
+/// first has the other pools give back what they do not use and tries once more (patch 0020),
+/// then aborts the process (ggml's pool interface has no error path): run the GPU in a worker
+/// process ([`recognizer::Isolation`](crate::recognizer::Isolation)) to contain that. In a build without CUDA it does
 /// nothing and says so ([`TrimReport::cuda_available`] is false).
 pub fn trim() -> TrimReport {
     #[cfg(feature = "cuda")]
@@ -343,5 +344,43 @@ pub fn pool_selftest_threads(
     {
         let _ = (device, threads, operations, seed);
         Err("this build has no CUDA backend (build with the `cuda` feature)".to_string())
+    }
+}
+
+impl PoolStats {
+    /// The statistics of two processes' pools together (the recognizer's and its worker
+    /// processes'): counts and bytes added, `cuda_available` if either has CUDA. The peak is
+    /// the sum of the peaks, an upper bound of the peak together.
+    pub fn combined(self, other: PoolStats) -> PoolStats {
+        PoolStats {
+            cuda_available: self.cuda_available || other.cuda_available,
+            vmm_pools: self.vmm_pools + other.vmm_pools,
+            legacy_pools: self.legacy_pools + other.legacy_pools,
+            bytes_reserved: self.bytes_reserved + other.bytes_reserved,
+            bytes_in_use: self.bytes_in_use + other.bytes_in_use,
+            peak_bytes_in_use: self.peak_bytes_in_use + other.peak_bytes_in_use,
+            out_of_order_frees: self.out_of_order_frees + other.out_of_order_frees,
+            bytes_waiting_reclaim: self.bytes_waiting_reclaim + other.bytes_waiting_reclaim,
+            rejected_frees: self.rejected_frees + other.rejected_frees,
+            rejected_unknown_frees: self.rejected_unknown_frees + other.rejected_unknown_frees,
+            rejected_size_mismatch_frees: self.rejected_size_mismatch_frees
+                + other.rejected_size_mismatch_frees,
+            rejected_double_frees: self.rejected_double_frees + other.rejected_double_frees,
+        }
+    }
+}
+
+impl TrimReport {
+    /// Two processes' trims together (the recognizer's and its worker processes'): pools and
+    /// bytes added; `cuda_available` and `refused_cuda_graphs` if either says so.
+    pub fn combined(self, other: TrimReport) -> TrimReport {
+        TrimReport {
+            cuda_available: self.cuda_available || other.cuda_available,
+            refused_cuda_graphs: self.refused_cuda_graphs || other.refused_cuda_graphs,
+            pools: self.pools + other.pools,
+            bytes_released: self.bytes_released + other.bytes_released,
+            pools_waited: self.pools_waited + other.pools_waited,
+            pools_failed: self.pools_failed + other.pools_failed,
+        }
     }
 }

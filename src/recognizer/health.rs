@@ -27,7 +27,8 @@ pub struct Health {
     pub isolation: Isolation,
     /// The devices ggml knows in this build, with their memory.
     pub devices: Vec<DeviceInfo>,
-    /// The CUDA memory pools (patch 0003); `cuda_available` is false without CUDA.
+    /// The CUDA memory pools (patch 0003) of this process and its worker processes together;
+    /// `cuda_available` is false without CUDA.
     pub pool: PoolStats,
     /// The worker lanes: one per GPU in the order of `gpu_devices`, then the CPU lane when
     /// there is one (the only lane without a GPU).
@@ -266,7 +267,12 @@ pub(super) fn assemble(shared: &Shared) -> Health {
         main_backend: shared.main_lane().kind.backend(),
         isolation: shared.isolation,
         devices: devices(),
-        pool: crate::cuda::pool_stats(),
+        // This process's pools and its worker processes'.
+        pool: shared
+            .lanes
+            .iter()
+            .filter_map(|lane| lane.process.as_ref()?.pool_stats())
+            .fold(crate::cuda::pool_stats(), crate::cuda::PoolStats::combined),
         queue_depth: queued.iter().sum(),
         lanes,
         queue_reserved: reserved,

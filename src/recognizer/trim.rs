@@ -8,13 +8,12 @@ use super::Shared;
 impl Shared {
     /// Runs a trim and counts it.
     pub(crate) fn trim(&self, idle: bool) -> crate::cuda::TrimReport {
-        // Worker processes trim their own pools; this process's are trimmed here.
-        for lane in &self.lanes {
-            if let Some(process) = &lane.process {
-                process.trim();
-            }
-        }
-        let report = crate::cuda::trim();
+        // This process's pools, and each worker process's (which trims its own).
+        let report = self
+            .lanes
+            .iter()
+            .filter_map(|lane| lane.process.as_ref()?.trim())
+            .fold(crate::cuda::trim(), crate::cuda::TrimReport::combined);
         self.counters.trims.fetch_add(1, Ordering::Relaxed);
         if idle {
             self.counters.idle_trims.fetch_add(1, Ordering::Relaxed);

@@ -119,8 +119,19 @@ fn serve(socket: UnixStream) -> i32 {
                     cancel.store(true, Ordering::Relaxed);
                 }
             }
-            Ok(Some(Frame::Message(ToWorker::Trim))) => {
-                recognizer.trim();
+            Ok(Some(Frame::Message(ToWorker::Trim { id }))) => {
+                // A trim waits for the pools' streams: not on the thread that reads requests.
+                let (recognizer, out) = (recognizer.clone(), Arc::clone(&out));
+                let _ = std::thread::Builder::new()
+                    .name("whisper-worker-trim".into())
+                    .spawn(move || {
+                        let report = recognizer.trim();
+                        let _ = wire::send(&mut *lock(&out), &FromWorker::Trimmed { id, report });
+                    });
+            }
+            Ok(Some(Frame::Message(ToWorker::PoolStats { id }))) => {
+                let stats = crate::cuda::pool_stats();
+                let _ = wire::send(&mut *lock(&out), &FromWorker::PoolStats { id, stats });
             }
             // The parent closed its end (or sent nonsense): finish what runs, then go.
             _ => {

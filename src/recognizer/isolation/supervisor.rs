@@ -35,6 +35,10 @@ const DEATH_WINDOW: Duration = Duration::from_secs(600);
 const DEGRADED_AFTER_DEATHS: usize = 3;
 /// Lines of a child's standard error kept for the report of its death.
 const TAIL_LINES: usize = 20;
+/// How long a child's trim may take (it waits for its pools' streams).
+const TRIM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a child may take to tell its pools' statistics.
+const STATS_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a child may take to finish after its socket closed at shutdown.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -45,6 +49,10 @@ pub(crate) enum Reply {
     Error(WireError),
     /// The worker process ended: why.
     Died(String),
+    /// The answer to a trim.
+    Trimmed(crate::cuda::TrimReport),
+    /// The answer to a question for pool statistics.
+    PoolStats(crate::cuda::PoolStats),
 }
 
 /// A running child: the socket to write requests on and the requests waiting for answers.
@@ -87,6 +95,22 @@ impl Connection {
             return Err(format!("cannot send the request: {e}"));
         }
         Ok((id, rx))
+    }
+
+    /// Sends what `message` makes of a fresh id and waits up to `timeout` for its answer.
+    fn call(&self, message: impl FnOnce(u64) -> ToWorker, timeout: Duration) -> Option<Reply> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        match &mut *lock(&self.pending) {
+            Ok(pending) => pending.insert(id, tx),
+            Err(_) => return None,
+        };
+        let sent = wire::send(&mut *lock(&self.writer), &message(id));
+        let answer = sent.ok().and_then(|()| rx.recv_timeout(timeout).ok());
+        if let Ok(pending) = &mut *lock(&self.pending) {
+            pending.remove(&id);
+        }
+        answer
     }
 
     /// Asks the child to stop request `id`.
@@ -248,11 +272,23 @@ impl Supervisor {
         }
     }
 
-    /// Asks the running child to trim its CUDA pools (nothing when it is not running).
-    pub(crate) fn trim(&self) {
-        let connection = lock(&self.state).connection.clone();
-        if let Some(c) = connection {
-            let _ = wire::send(&mut *lock(&c.writer), &ToWorker::Trim);
+    /// Has the running child trim its CUDA pools and says what it gave back (`None` when it
+    /// is not running or did not answer within 30 s).
+    pub(crate) fn trim(&self) -> Option<crate::cuda::TrimReport> {
+        let connection = lock(&self.state).connection.clone()?;
+        match connection.call(|id| ToWorker::Trim { id }, TRIM_TIMEOUT)? {
+            Reply::Trimmed(report) => Some(report),
+            _ => None,
+        }
+    }
+
+    /// The running child's CUDA pool statistics (`None` when it is not running or did not
+    /// answer within 200 ms).
+    pub(crate) fn pool_stats(&self) -> Option<crate::cuda::PoolStats> {
+        let connection = lock(&self.state).connection.clone()?;
+        match connection.call(|id| ToWorker::PoolStats { id }, STATS_TIMEOUT)? {
+            Reply::PoolStats(stats) => Some(stats),
+            _ => None,
         }
     }
 
@@ -508,6 +544,12 @@ fn read_answers(reader: &mut BufReader<UnixStream>, connection: &Connection) {
                 }
                 FromWorker::Error { id, error } => {
                     connection.dispatch(id, Reply::Error(error), true)
+                }
+                FromWorker::Trimmed { id, report } => {
+                    connection.dispatch(id, Reply::Trimmed(report), true)
+                }
+                FromWorker::PoolStats { id, stats } => {
+                    connection.dispatch(id, Reply::PoolStats(stats), true)
                 }
                 FromWorker::Hello { .. }
                 | FromWorker::Ready { .. }

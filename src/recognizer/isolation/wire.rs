@@ -55,8 +55,11 @@ pub(super) enum ToWorker {
     },
     /// Stop a request (its caller cancelled it).
     Cancel { id: u64 },
-    /// Give the CUDA pools' free memory back ([`Recognizer::trim`](crate::recognizer::Recognizer::trim)).
-    Trim,
+    /// Give the CUDA pools' free memory back ([`Recognizer::trim`](crate::recognizer::Recognizer::trim));
+    /// answered [`FromWorker::Trimmed`].
+    Trim { id: u64 },
+    /// Its CUDA pools' statistics, for the health report; answered [`FromWorker::PoolStats`].
+    PoolStats { id: u64 },
 }
 
 /// From a worker process to its recognizer.
@@ -74,6 +77,16 @@ pub(super) enum FromWorker {
     Done { id: u64, transcript: Transcript },
     /// Request `id` failed.
     Error { id: u64, error: WireError },
+    /// The answer to [`ToWorker::Trim`] `id`.
+    Trimmed {
+        id: u64,
+        report: crate::cuda::TrimReport,
+    },
+    /// The answer to [`ToWorker::PoolStats`] `id`.
+    PoolStats {
+        id: u64,
+        stats: crate::cuda::PoolStats,
+    },
 }
 
 /// A request's failure, as the worker's recognizer reported it.

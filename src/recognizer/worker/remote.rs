@@ -92,6 +92,8 @@ pub(super) fn attempt(
             Ok(Reply::Died(cause)) => {
                 return stopped().unwrap_or(Attempt::Failed(LaneFailure::Worker(cause)))
             }
+            // Answers to trims and statistics go to their own callers, never here.
+            Ok(Reply::Trimmed(_) | Reply::PoolStats(_)) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if cancelled() && !cancel_sent {
                     connection.cancel(id);

@@ -120,6 +120,13 @@ fn recognizer_mode(all: &[String]) {
             String::new()
         }
     );
+    // `--beam=N`: beam search as the server's defaults (beam 5, temperature 0 then whisper's
+    // fallback); greedy otherwise.
+    let beam: Option<u32> = value("--beam").map(|n| n.parse().expect("--beam=N"));
+    let label = match beam {
+        Some(n) => format!("{label}, beam {n}"),
+        None => label,
+    };
     let recognizer = Recognizer::new(config).expect("the recognizer starts");
     for path in a[3..].iter().copied() {
         let samples = compat::read_wav(path);
@@ -127,8 +134,10 @@ fn recognizer_mode(all: &[String]) {
         let mut text = String::new();
         for _ in 0..runs {
             let start = Instant::now();
+            let mut options = RecognizeOptions::new().language("en");
+            options.beam_size = beam;
             let t = recognizer
-                .transcribe(samples.clone(), RecognizeOptions::new().language("en"))
+                .transcribe(samples.clone(), options)
                 .expect("a transcript");
             times.push(start.elapsed().as_secs_f64());
             text = t.text;

@@ -39,6 +39,8 @@ fn read_clip(path: &str) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // With a GPU its lane runs in a worker process: this program started again.
+    whisper_steady::recognizer::run_worker_if_child();
     let mut args = std::env::args().skip(1);
     let (Some(model), Some(wav)) = (args.next(), args.next()) else {
         eprintln!("usage: leak_check MODEL.bin AUDIO.wav [ITERATIONS]");

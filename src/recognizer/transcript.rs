@@ -175,7 +175,7 @@ impl Transcript {
     /// The words of the text tokens, with their times (meaningful with
     /// [`token_timestamps`](super::RecognizeOptions::token_timestamps)): a token that starts
     /// with a space, or the first of a segment, starts a word, and the others (word pieces,
-    /// punctuation) continue it; in scripts written without spaces ([`is_unspaced`]: Chinese,
+    /// punctuation) continue it; in scripts written without spaces (`is_unspaced`: Chinese,
     /// Japanese) every character is a word, timed by an equal share of its token. Punctuation
     /// around a word is dropped (apostrophes kept); a word with nothing else is left out.
     pub fn words(&self) -> Vec<Word> {

@@ -65,6 +65,16 @@ pub(crate) struct Lane {
     pub(crate) breaker: Option<Mutex<Breaker>>,
 }
 
+/// A lane's worker process ends with the lane: at the recognizer's end (after its worker
+/// threads, which hold the lanes), and when `Recognizer::new` fails after starting it.
+impl Drop for Lane {
+    fn drop(&mut self) {
+        if let Some(process) = &self.process {
+            process.close();
+        }
+    }
+}
+
 impl Lane {
     /// Whether it runs on a GPU (its kind says so; the breaker follows from it).
     pub(crate) fn is_gpu(&self) -> bool {

@@ -237,7 +237,8 @@ fn segments_stream_cancellation_and_deadlines_cross_to_the_worker_process() {
         ticket.wait(),
         Err(whisper_steady::recognizer::RecognizeError::Cancelled)
     ));
-    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    // (Cancelled, not a transcript: the worker stopped it. Loose bound: a loaded machine.)
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10));
 
     // So does one whose deadline passes.
     let options = RecognizeOptions::new().deadline(Duration::from_millis(500));
@@ -250,9 +251,38 @@ fn segments_stream_cancellation_and_deadlines_cross_to_the_worker_process() {
         ),
         "{outcome:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(10));
     let health = recognizer.health();
     assert_eq!(health.lanes[0].process.clone().unwrap().deaths, 0);
     assert_eq!(health.requests.cancelled, 1);
     assert_eq!(health.requests.deadline_exceeded, 1);
+}
+
+#[test]
+fn a_start_that_fails_after_the_worker_process_started_leaves_no_process() {
+    let Some(mut config) = isolated_config() else {
+        return;
+    };
+    // The worker process starts (the lanes come first), then the language list is refused.
+    config.detect_languages = vec!["no-such-language".into()];
+    let marker = "--skip=isolation-failed-start-marker";
+    config
+        .worker_program
+        .as_mut()
+        .unwrap()
+        .args
+        .push(marker.into());
+    let error = Recognizer::new(config).err().expect("refused");
+    assert!(
+        matches!(error, RecognizerError::InvalidConfig(_)),
+        "{error}"
+    );
+    let workers_left = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+            .count()
+    };
+    eventually("the worker process is gone", || workers_left() == 0);
 }

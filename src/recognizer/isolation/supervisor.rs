@@ -292,7 +292,8 @@ impl Supervisor {
         }
     }
 
-    /// Stops the child (after the lane's worker threads are done) and the supervisor.
+    /// Stops the child (after the lane's worker threads are done) and the supervisor; again
+    /// does nothing.
     pub(crate) fn close(&self) {
         {
             let mut state = lock(&self.state);

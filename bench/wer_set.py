@@ -111,6 +111,23 @@ def main():
             path = os.path.join(out, f"{name}{index}.wav")
             seconds = write(path, frames)
             rows.append((path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group)))
+    # Added 2026-12-05 (drawn after everything above, so the set above is unchanged): six more
+    # long-tune recordings (long-tune3-8), since three could not decide between two ways of
+    # packing speech, and four more held-out long recordings (long4-7) to report on.
+    for split, pool, first, count in (
+        ("long-tune", tune_sentences, 3, 6),
+        ("long", heldout_sentences, 4, 4),
+    ):
+        for index in range(first, first + count):
+            voice, rate = rng.choice(VOICES), rng.choice(RATES)
+            group = rng.sample(pool, rng.choice([12, 16, 20]))
+            frames = silence(rng.uniform(0.3, 1.5))
+            for text in group:
+                frames += speak(text, voice, rate, os.path.join(scratch, "s.wav"), scratch)
+                frames += silence(rng.uniform(0.4, 3.0))
+            path = os.path.join(out, f"{split}{index}.wav")
+            seconds = write(path, frames)
+            rows.append((path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group)))
     with open(os.path.join(out, "set.tsv"), "w") as f:
         for row in rows:
             f.write("\t".join(row) + "\n")

@@ -711,6 +711,9 @@ fn pool_oom_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Row,
     if !on_gpu {
         return Ok(Row::skip("pool-oom", "no CUDA device: no pool to limit"));
     }
+    if !cfg!(unix) {
+        return Ok(Row::skip("pool-oom", "worker processes need a Unix system"));
+    }
     let mut config = isolated_config(args, true, 1);
     let mut program = whisper_steady::recognizer::WorkerProgram::current_exe()?;
     program.env.push((
@@ -752,6 +755,12 @@ fn worker_kill_row(
     audio: &[f32],
     on_gpu: bool,
 ) -> Result<Row, Box<dyn Error>> {
+    if !cfg!(unix) {
+        return Ok(Row::skip(
+            "worker-kill",
+            "worker processes need a Unix system",
+        ));
+    }
     let recognizer = Recognizer::new(isolated_config(args, on_gpu, 2))?;
     let options = || {
         let mut o = RecognizeOptions::new().language("en");
@@ -771,7 +780,10 @@ fn worker_kill_row(
     }
     std::thread::sleep(Duration::from_millis(if on_gpu { 20 } else { 300 }));
     // SAFETY: kill(2) on the child process this recognizer started.
+    #[cfg(unix)]
     let killed = unsafe { libc::kill(victim as i32, libc::SIGKILL) } == 0;
+    #[cfg(not(unix))]
+    let killed = false;
     let results: Vec<_> = tickets.into_iter().map(|t| t.wait()).collect();
     let correct = results
         .iter()

@@ -272,7 +272,7 @@ fn a_start_that_fails_after_the_worker_process_started_leaves_no_process() {
         .unwrap()
         .args
         .push(marker.into());
-    let error = Recognizer::new(config).err().expect("refused");
+    let error = Recognizer::new(config).expect_err("refused");
     assert!(
         matches!(error, RecognizerError::InvalidConfig(_)),
         "{error}"

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(unix)]
 mod isolation;
 mod recognizer;
 mod recognizer_long;

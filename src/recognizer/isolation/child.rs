@@ -10,14 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::wire::{self, Frame, FromWorker, ToWorker, WireError, WorkerConfig};
-use super::Isolation;
+use super::{Isolation, FD_ENV, PARENT_ENV};
 use crate::recognizer::{lock, RecognizeError, Recognizer, RecognizerConfig, Ticket};
-
-/// Set by the parent in the worker's environment: the socket's file descriptor.
-pub(super) const FD_ENV: &str = "WHISPER_STEADY_WORKER_FD";
-/// Set by the parent in the worker's environment: its process id, to notice having been
-/// orphaned before the death signal was armed.
-pub(super) const PARENT_ENV: &str = "WHISPER_STEADY_WORKER_PARENT";
 
 /// Exit status of a worker that could not start its recognizer.
 const START_FAILED: i32 = 3;

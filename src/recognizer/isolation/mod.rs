@@ -22,22 +22,45 @@
 //! (`PR_SET_PDEATHSIG` on Linux, and the end of its socket everywhere), so no orphan keeps GPU
 //! memory. See `docs/robustness.md` for what is contained and what it costs.
 
+// Worker processes need Unix (a socket pair, exec with the socket kept, the parent-death
+// signal); elsewhere `Process` isolation is refused at start and the worker hook does nothing.
+#[cfg(unix)]
 mod child;
+#[cfg(unix)]
 mod supervisor;
+#[cfg(not(unix))]
+mod unsupported;
+// Without worker processes the protocol is only the types the stub names.
+#[cfg_attr(not(unix), allow(dead_code))]
 mod wire;
 
+#[cfg(unix)]
 pub use child::run_worker_if_child;
-pub use supervisor::WorkerProcessHealth;
-pub(crate) use supervisor::{remaining, Reply, Supervisor};
+#[cfg(unix)]
+pub(crate) use supervisor::Supervisor;
+#[cfg(not(unix))]
+pub use unsupported::run_worker_if_child;
+#[cfg(not(unix))]
+pub(crate) use unsupported::Supervisor;
 pub(crate) use wire::{WireError, WorkerConfig};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::recognizer::{DecodedSegment, Transcript};
+
+/// Set by the parent in the worker's environment: the socket's file descriptor.
+pub(crate) const FD_ENV: &str = "WHISPER_STEADY_WORKER_FD";
+/// Set by the parent in the worker's environment: its process id, to notice having been
+/// orphaned before the death signal was armed.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) const PARENT_ENV: &str = "WHISPER_STEADY_WORKER_PARENT";
 
 /// Whether this process was started as a worker and did not call [`run_worker_if_child`]
 /// (then it must not start worker processes of its own).
 pub(crate) fn is_unserved_child() -> bool {
-    std::env::var_os(child::FD_ENV).is_some()
+    std::env::var_os(FD_ENV).is_some()
 }
 
 /// Where a lane's whisper contexts run ([`RecognizerConfig::isolation`](super::RecognizerConfig::isolation)).
@@ -145,4 +168,42 @@ impl LaneFailure {
     pub(crate) fn is_death(&self) -> bool {
         matches!(self, LaneFailure::Worker(_))
     }
+}
+
+/// What a waiting worker thread receives about its request.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) enum Reply {
+    Segment(DecodedSegment),
+    Done(Transcript),
+    Error(WireError),
+    /// The worker process ended: why.
+    Died(String),
+    /// The answer to a trim.
+    Trimmed(crate::cuda::TrimReport),
+    /// The answer to a question for pool statistics.
+    PoolStats(crate::cuda::PoolStats),
+}
+
+/// A worker process, as [`LaneHealth::process`](crate::recognizer::LaneHealth::process) reports
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerProcessHealth {
+    /// Its process id while it runs.
+    pub pid: Option<u32>,
+    /// `"running"`, `"starting"`, `"restarting"` (waiting out its back-off) or `"closed"`.
+    pub state: &'static str,
+    /// Times it was started (the first start included).
+    pub starts: u64,
+    /// Times it died (killed, aborted, crashed or exited while serving) since the start.
+    pub deaths: u64,
+    /// Deaths in the last 10 minutes; 3 or more make the recognizer degraded.
+    pub recent_deaths: usize,
+    /// How the last one died: its signal or exit status and the last lines it wrote.
+    pub last_cause: Option<String>,
+}
+
+/// Remaining time of an optional deadline, for the worker's copy of a request.
+pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|at| at.saturating_duration_since(Instant::now()))
 }

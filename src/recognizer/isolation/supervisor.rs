@@ -16,10 +16,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::child::{FD_ENV, PARENT_ENV};
-use super::wire::{self, Frame, FromWorker, ToWorker, WireError, WorkerConfig};
-use super::WorkerProgram;
-use crate::recognizer::{lock, DecodedSegment, RecognizeOptions, Transcript};
+use super::wire::{self, Frame, FromWorker, ToWorker, WorkerConfig};
+use super::{Reply, FD_ENV, PARENT_ENV};
+use super::{WorkerProcessHealth, WorkerProgram};
+use crate::recognizer::{lock, RecognizeOptions};
 
 /// How long a started child may take to say it is a worker.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,19 +41,6 @@ const TRIM_TIMEOUT: Duration = Duration::from_secs(30);
 const STATS_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a child may take to finish after its socket closed at shutdown.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
-
-/// What a waiting worker thread receives about its request.
-pub(crate) enum Reply {
-    Segment(DecodedSegment),
-    Done(Transcript),
-    Error(WireError),
-    /// The worker process ended: why.
-    Died(String),
-    /// The answer to a trim.
-    Trimmed(crate::cuda::TrimReport),
-    /// The answer to a question for pool statistics.
-    PoolStats(crate::cuda::PoolStats),
-}
 
 /// A running child: the socket to write requests on and the requests waiting for answers.
 pub(crate) struct Connection {
@@ -171,25 +158,6 @@ pub(crate) struct Supervisor {
     thread: Mutex<Option<JoinHandle<()>>>,
     starts: AtomicU64,
     total_deaths: AtomicU64,
-}
-
-/// A worker process, as [`LaneHealth::process`](crate::recognizer::LaneHealth::process) reports
-/// it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WorkerProcessHealth {
-    /// Its process id while it runs.
-    pub pid: Option<u32>,
-    /// `"running"`, `"starting"`, `"restarting"` (waiting out its back-off) or `"closed"`.
-    pub state: &'static str,
-    /// Times it was started (the first start included).
-    pub starts: u64,
-    /// Times it died (killed, aborted, crashed or exited while serving) since the start.
-    pub deaths: u64,
-    /// Deaths in the last 10 minutes; 3 or more make the recognizer degraded.
-    pub recent_deaths: usize,
-    /// How the last one died: its signal or exit status and the last lines it wrote.
-    pub last_cause: Option<String>,
 }
 
 impl Supervisor {
@@ -652,9 +620,4 @@ impl Tail {
         }
         lock(&self.lines).iter().cloned().collect()
     }
-}
-
-/// Remaining time of an optional deadline, for the worker's copy of a request.
-pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|at| at.saturating_duration_since(Instant::now()))
 }

@@ -253,11 +253,12 @@ impl Recognizer {
             ));
         }
         // GPU lanes are isolated unless threads are asked for (a simulated GPU is the CPU:
-        // only when asked for); a lone CPU lane only when asked for.
+        // only when asked for; without Unix there are no worker processes: threads); a lone
+        // CPU lane only when asked for.
         let isolate_gpus = match config.isolation {
             Isolation::Thread => false,
             Isolation::Process => true,
-            Isolation::Auto => !faults.simulate_gpu,
+            Isolation::Auto => !faults.simulate_gpu && cfg!(unix),
         };
         // The copy of the model on the CPU in this process, loaded once: the CPU lane's, and the
         // one that answers for the model when the lanes' models are in worker processes.

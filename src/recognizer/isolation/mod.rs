@@ -68,6 +68,7 @@ pub(crate) fn is_unserved_child() -> bool {
 pub enum Isolation {
     /// [`Process`](Self::Process) when a GPU lane runs, else [`Thread`](Self::Thread): a GPU
     /// is where native failures come from; on the CPU a child process would only cost time.
+    /// Without Unix (no worker processes there): [`Thread`](Self::Thread).
     #[default]
     Auto,
     /// Every lane's workers are threads of this process (the behaviour before isolation): a

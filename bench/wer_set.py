@@ -99,18 +99,23 @@ def main():
     # recordings to tune long-audio rules on (`long-tune`, tune sentences only), and two more
     # held-out long recordings.
     tune_sentences = [sentences[i] for i in splits["tune"]]
+
+    def long_recording(split, pool, index):
+        """One long recording of 12-20 sentences from `pool` with pauses of 0.4-3 s, as the row
+        of set.tsv (the draws in this order, which the set's reproducibility depends on)."""
+        voice, rate = rng.choice(VOICES), rng.choice(RATES)
+        group = rng.sample(pool, rng.choice([12, 16, 20]))
+        frames = silence(rng.uniform(0.3, 1.5))
+        for text in group:
+            frames += speak(text, voice, rate, os.path.join(scratch, "s.wav"), scratch)
+            frames += silence(rng.uniform(0.4, 3.0))
+        path = os.path.join(out, f"{split}{index}.wav")
+        seconds = write(path, frames)
+        return (path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group))
+
     for split, pool, first in (("long-tune", tune_sentences, 0), ("long", heldout_sentences, 2)):
         for index in range(first, first + (3 if split == "long-tune" else 2)):
-            voice, rate = rng.choice(VOICES), rng.choice(RATES)
-            group = rng.sample(pool, rng.choice([12, 16, 20]))
-            frames = silence(rng.uniform(0.3, 1.5))
-            for text in group:
-                frames += speak(text, voice, rate, os.path.join(scratch, "s.wav"), scratch)
-                frames += silence(rng.uniform(0.4, 3.0))
-            name = "long-tune" if split == "long-tune" else "long"
-            path = os.path.join(out, f"{name}{index}.wav")
-            seconds = write(path, frames)
-            rows.append((path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group)))
+            rows.append(long_recording(split, pool, index))
     # Added 2026-12-05 (drawn after everything above, so the set above is unchanged): six more
     # long-tune recordings (long-tune3-8), since three could not decide between two ways of
     # packing speech, and four more held-out long recordings (long4-7) to report on.
@@ -119,15 +124,7 @@ def main():
         ("long", heldout_sentences, 4, 4),
     ):
         for index in range(first, first + count):
-            voice, rate = rng.choice(VOICES), rng.choice(RATES)
-            group = rng.sample(pool, rng.choice([12, 16, 20]))
-            frames = silence(rng.uniform(0.3, 1.5))
-            for text in group:
-                frames += speak(text, voice, rate, os.path.join(scratch, "s.wav"), scratch)
-                frames += silence(rng.uniform(0.4, 3.0))
-            path = os.path.join(out, f"{split}{index}.wav")
-            seconds = write(path, frames)
-            rows.append((path, split, voice, str(rate), f"{seconds:.2f}", " ".join(group)))
+            rows.append(long_recording(split, pool, index))
     with open(os.path.join(out, "set.tsv"), "w") as f:
         for row in rows:
             f.write("\t".join(row) + "\n")

@@ -533,6 +533,13 @@ fn stats_json(s: &cuda::PoolStats) -> Value {
     })
 }
 
+/// The request of every recognizer row: English, decoding at temperature 0.
+fn options() -> RecognizeOptions {
+    let mut o = RecognizeOptions::new().language("en");
+    o.temperature = Some(0.0);
+    o
+}
+
 /// 4 worker states serve `args.requests` requests submitted at once (`recognizer-4x50`); then
 /// a trim of the idle pools (`recognizer-trim`).
 fn recognizer_rows(
@@ -549,11 +556,6 @@ fn recognizer_rows(
     // These rows read this process's pools: the workers are threads here.
     config.isolation = Isolation::Thread;
     let recognizer = Recognizer::new(config)?;
-    let options = || {
-        let mut o = RecognizeOptions::new().language("en");
-        o.temperature = Some(0.0);
-        o
-    };
     let expected = recognizer.transcribe(audio.to_vec(), options())?.text;
     let started = Instant::now();
     let mut reserved_after_first = None;
@@ -629,11 +631,6 @@ fn trim_under_load_row(
     // The trims must reach the pools the workers use: threads of this process.
     config.isolation = Isolation::Thread;
     let recognizer = Recognizer::new(config)?;
-    let options = || {
-        let mut o = RecognizeOptions::new().language("en");
-        o.temperature = Some(0.0);
-        o
-    };
     let until = Instant::now() + Duration::from_secs_f64(args.trim_seconds);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (mut requests, mut errors, mut differing, mut trims, mut released) = (0, 0, 0, 0u64, 0u64);
@@ -722,9 +719,7 @@ fn pool_oom_row(args: &GpuCheckArgs, audio: &[f32], on_gpu: bool) -> Result<Row,
     ));
     config.worker_program = Some(program);
     let recognizer = Recognizer::new(config)?;
-    let mut options = RecognizeOptions::new().language("en");
-    options.temperature = Some(0.0);
-    let result = recognizer.transcribe(audio.to_vec(), options);
+    let result = recognizer.transcribe(audio.to_vec(), options());
     let health = recognizer.health();
     let process = health.lanes[0].process.clone();
     recognizer.shutdown();
@@ -762,11 +757,6 @@ fn worker_kill_row(
         ));
     }
     let recognizer = Recognizer::new(isolated_config(args, on_gpu, 2))?;
-    let options = || {
-        let mut o = RecognizeOptions::new().language("en");
-        o.temperature = Some(0.0);
-        o
-    };
     let expected = recognizer.transcribe(audio.to_vec(), options())?.text;
     let pid = |r: &Recognizer| r.health().lanes[0].process.as_ref().and_then(|p| p.pid);
     let victim = pid(&recognizer).ok_or("the first lane has no worker process")?;

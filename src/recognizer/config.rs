@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::faults::{FaultInjection, FaultSite};
+use super::faults::{FaultFn, FaultInjection, FaultSite};
 use super::isolation::{Isolation, WorkerProgram};
 use super::language::RunLanguage;
 use super::RecognizeError;
@@ -256,30 +256,27 @@ impl RecognizerConfig {
 
     /// Whether the attempt at `site` is to fail (never without feature `fault-injection`).
     pub(crate) fn fail_attempt(&self, site: FaultSite) -> bool {
-        #[cfg(feature = "fault-injection")]
-        if let Some(fail) = self
-            .fault_injection
-            .as_ref()
-            .and_then(|f| f.fail_attempt.as_ref())
-        {
-            return fail(site);
-        }
-        let _ = site;
-        false
+        self.fault_hook(site, |f| f.fail_attempt.as_ref())
     }
 
     /// Whether the attempt at `site` is to abort its worker process from inside whisper.cpp
     /// (never without feature `fault-injection`).
     pub(crate) fn abort_process(&self, site: FaultSite) -> bool {
+        self.fault_hook(site, |f| f.abort_process.as_ref())
+    }
+
+    /// What the hook `pick` chooses of the injected faults says of `site` (false without one,
+    /// and always without feature `fault-injection`).
+    fn fault_hook(
+        &self,
+        site: FaultSite,
+        pick: impl Fn(&FaultInjection) -> Option<&std::sync::Arc<FaultFn>>,
+    ) -> bool {
         #[cfg(feature = "fault-injection")]
-        if let Some(abort) = self
-            .fault_injection
-            .as_ref()
-            .and_then(|f| f.abort_process.as_ref())
-        {
-            return abort(site);
+        if let Some(hook) = self.fault_injection.as_ref().and_then(&pick) {
+            return hook(site);
         }
-        let _ = site;
+        let _ = (site, pick);
         false
     }
 

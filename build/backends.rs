@@ -272,14 +272,32 @@ pub fn feature_defines(config: &Config) -> Vec<(String, String)> {
     defines
 }
 
-/// CPU instruction-set defines, as [`crate::cpu::choose`] decided: `GGML_NATIVE=ON` for the build
-/// machine's CPU, or every x86 ISA option on exactly when rustc enables the matching target
-/// feature.
+/// CPU kernels on in every build, whatever the instruction sets.
+///
+/// `GGML_LLAMAFILE`: ggml's tiled matrix multiplication (llamafile's tinyBLAS) for the f16 and
+/// f32 weights of whisper models, instead of one dot product per output. Off in whisper.cpp's
+/// and whisper-rs's builds; on in llama.cpp's. Measured on tiny.en with speech detection, 2
+/// threads: 1.47x faster, the same word errors (bench/RESULTS.md, 2026-12-05, "tiled matrix
+/// multiplication"). `GGML_LLAMAFILE=OFF` in the environment turns it off.
+const CPU_KERNELS: &[(&str, &str)] = &[("GGML_LLAMAFILE", "ON")];
+
+/// CPU defines: [`CPU_KERNELS`], then the instruction sets as [`crate::cpu::choose`] decided:
+/// `GGML_NATIVE=ON` for the build machine's CPU, or every x86 ISA option on exactly when rustc
+/// enables the matching target feature.
 pub fn cpu_defines(config: &Config) -> Vec<(String, String)> {
+    let mut defines: Vec<(String, String)> = CPU_KERNELS
+        .iter()
+        .map(|(k, v)| {
+            // Watched even while unset, so that setting it later (to OFF) rebuilds.
+            crate::config::env_var(k);
+            (k.to_string(), v.to_string())
+        })
+        .collect();
     if config.cpu.target == CpuTarget::Native {
-        return vec![("GGML_NATIVE".into(), "ON".into())];
+        defines.push(("GGML_NATIVE".into(), "ON".into()));
+        return defines;
     }
-    let mut defines = vec![("GGML_NATIVE".to_string(), "OFF".to_string())];
+    defines.push(("GGML_NATIVE".to_string(), "OFF".to_string()));
     if is_x86(config) {
         for (feature, define) in X86_FLAGS {
             let on = config.target_features.iter().any(|f| f == feature);

@@ -8,6 +8,7 @@ mod common;
 
 mod abort_report;
 mod audio_formats;
+mod beam_search;
 mod conformance;
 mod edge_inputs;
 mod edge_params;

@@ -39,8 +39,10 @@ pub struct Model {
     loaded: Mutex<Option<Recognizer>>,
     /// Requests and sessions using it now ([`Lease`]s); only a model with none is unloaded.
     in_flight: Arc<AtomicUsize>,
-    /// When it was last leased.
-    last_used: Mutex<Instant>,
+    /// When a lease on it was last taken or given back: idle time counts from the end of the
+    /// last request, so a request longer than `idle_unload_seconds` does not unload the model
+    /// the moment it ends.
+    last_used: Arc<Mutex<Instant>>,
     /// Requests leased it so far.
     requests: AtomicU64,
     /// Times it was loaded (reloads included).
@@ -99,6 +101,7 @@ pub struct ModelStatus {
 pub struct Lease {
     recognizer: Recognizer,
     in_flight: Arc<AtomicUsize>,
+    last_used: Arc<Mutex<Instant>>,
     name: String,
     defaults: DefaultParams,
 }
@@ -122,6 +125,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // Before the count goes down: an unload that sees no lease also sees this time.
+        *lock(&self.last_used) = Instant::now();
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -247,7 +252,7 @@ impl Models {
                 pinned: i == default && budget.pin_default,
                 loaded: Mutex::new(plan.recognizer),
                 in_flight: Arc::new(AtomicUsize::new(0)),
-                last_used: Mutex::new(Instant::now()),
+                last_used: Arc::new(Mutex::new(Instant::now())),
                 requests: AtomicU64::new(0),
                 loads: AtomicU64::new(0),
                 load_time: Mutex::new(None),
@@ -467,6 +472,7 @@ impl Models {
         Some(Lease {
             recognizer,
             in_flight: Arc::clone(&model.in_flight),
+            last_used: Arc::clone(&model.last_used),
             name: model.name.clone(),
             defaults: model.default_params.clone(),
         })

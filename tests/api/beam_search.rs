@@ -5,17 +5,13 @@ use crate::common;
 
 use whisper_steady::{FullParams, SamplingStrategy};
 
-/// jfk.wav under loud noise (a fixed generator), so that tiny.en is unsure of many tokens and
-/// a draw from the distribution would often pick another one.
+/// jfk.wav under loud white noise (`test_support::sounds`, a fixed seed), so that tiny.en is
+/// unsure of many tokens and a draw from the distribution would often pick another one.
 fn noisy_jfk() -> Vec<f32> {
-    let mut seed = 7u32;
-    common::jfk()
-        .into_iter()
-        .map(|s| {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            s + ((seed >> 8) as f32 / 16_777_216.0 - 0.5) * 0.6
-        })
-        .collect()
+    let speech = common::jfk();
+    let seconds = speech.len() as f32 / test_support::sounds::RATE as f32;
+    let noise = test_support::sounds::white_noise(seconds, 0.3, 7);
+    speech.iter().zip(noise).map(|(s, n)| s + n).collect()
 }
 
 #[test]

@@ -194,3 +194,40 @@ fn clones_share_the_workers() {
     assert_eq!(a.wait().unwrap().text, b.wait().unwrap().text);
     assert_eq!(recognizer.health().requests.completed, 2);
 }
+
+/// ggml's CPU threads wait for each other after every node of the graph. Before patch 0022 a
+/// waiting thread spun on its core, so with more runnable threads than cores (here twice as many
+/// threads as cores; in a server, other requests or a CPU quota) it kept the core from the thread
+/// it waited for: jfk.wav took 26 s with 4 threads on 2 cores instead of 0.65 s with 2. Now the
+/// extra threads cost what sharing the cores costs.
+#[test]
+fn more_threads_than_cores_cost_in_proportion_not_forty_times() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let cores = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let jfk = common::read_wav_16k_mono(&common::shared_audio("jfk.wav"));
+    let run = |threads: usize| {
+        let mut config = RecognizerConfig::new(model.clone());
+        config.use_gpu = false;
+        config.workers = 1;
+        config.threads_per_worker = threads;
+        let recognizer = Recognizer::new(config).expect("the recognizer starts");
+        let started = std::time::Instant::now();
+        let text = recognizer
+            .transcribe(jfk.clone(), RecognizeOptions::new())
+            .expect("jfk.wav is transcribed")
+            .text;
+        (started.elapsed(), text)
+    };
+    let (alone, text) = run(cores);
+    let (crowded, crowded_text) = run(2 * cores);
+    assert_eq!(crowded_text, text);
+    assert!(
+        crowded < alone * 6 + Duration::from_secs(2),
+        "{} threads on {cores} cores took {crowded:?}; {cores} threads took {alone:?}",
+        2 * cores
+    );
+}

@@ -57,6 +57,19 @@ pub fn install_logging_hooks() {
     });
 }
 
+/// Sends whisper.cpp's and ggml's messages to `callback` instead (a worker process's tagged
+/// lines, `recognizer::isolation`).
+pub(crate) fn set_log_callback(
+    callback: unsafe extern "C" fn(sys::ggml_log_level, *const c_char, *mut c_void),
+) {
+    // SAFETY: the callback is a plain function valid for the whole process and ignores its user
+    // data.
+    unsafe {
+        sys::whisper_log_set(Some(callback), std::ptr::null_mut());
+        sys::ggml_log_set(Some(callback), std::ptr::null_mut());
+    }
+}
+
 unsafe extern "C" fn log_trampoline(
     level: sys::ggml_log_level,
     text: *const c_char,

@@ -286,3 +286,74 @@ fn a_start_that_fails_after_the_worker_process_started_leaves_no_process() {
     };
     eventually("the worker process is gone", || workers_left() == 0);
 }
+
+/// What this process's logger has received: level, target, message.
+static LOGGED: std::sync::Mutex<Vec<(log::Level, String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+struct Keep;
+
+impl log::Log for Keep {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let entry = (
+            record.level(),
+            record.target().to_owned(),
+            record.args().to_string(),
+        );
+        LOGGED.lock().unwrap().push(entry);
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+fn a_worker_process_logs_through_this_process_logger() {
+    let Some(mut config) = isolated_config() else {
+        return;
+    };
+    config.workers = 1;
+    // (Other tests' workers log here too from now on; this one looks for its own.)
+    log::set_logger(&Keep).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+    let recognizer = Recognizer::new(config).unwrap();
+    let pid = recognizer.health().lanes[0]
+        .process
+        .clone()
+        .unwrap()
+        .pid
+        .unwrap();
+    assert_jfk(
+        &recognizer
+            .transcribe(jfk(), RecognizeOptions::new())
+            .unwrap()
+            .text,
+    );
+    recognizer.shutdown();
+    // whisper.cpp's messages in the worker, at their level, with whisper.cpp's target and the
+    // worker's name, as the same messages of this process would be (with the hooks installed).
+    let ours = format!("[cpu worker {pid}] ");
+    let theirs = || -> Vec<(log::Level, String, String)> {
+        LOGGED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, message)| message.starts_with(&ours))
+            .cloned()
+            .collect()
+    };
+    eventually("the worker's model load is logged here", || {
+        theirs().iter().any(|(level, target, message)| {
+            *level == log::Level::Info
+                && target == "whisper_cpp"
+                && message.contains("whisper_model_load: n_vocab")
+        })
+    });
+    // No line of the protocol's tags leaks into a message.
+    let theirs = theirs();
+    assert!(
+        theirs.iter().all(|(_, _, m)| !m.contains('\u{1}')),
+        "{theirs:?}"
+    );
+}

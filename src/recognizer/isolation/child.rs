@@ -46,6 +46,7 @@ pub fn run_worker_if_child() {
     if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
         std::process::exit(PARENT_GONE);
     }
+    super::logs::install_in_worker();
     // SAFETY: the parent passed this descriptor, open and ours alone, for this purpose.
     let socket = unsafe { UnixStream::from_raw_fd(fd) };
     std::process::exit(serve(socket));

@@ -27,6 +27,8 @@
 #[cfg(unix)]
 mod child;
 #[cfg(unix)]
+mod logs;
+#[cfg(unix)]
 mod supervisor;
 #[cfg(not(unix))]
 mod unsupported;

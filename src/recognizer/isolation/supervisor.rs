@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::logs;
 use super::wire::{self, Frame, FromWorker, ToWorker, WorkerConfig};
 use super::{Reply, FD_ENV, PARENT_ENV};
 use super::{WorkerProcessHealth, WorkerProgram};
@@ -583,7 +584,8 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// A child's standard error: passed on to ours line by line (prefixed), the last lines kept.
+/// A child's standard error: passed on line by line to our logger (`logs`), the last lines
+/// kept.
 struct Tail {
     lines: Arc<Mutex<VecDeque<String>>>,
     thread: Option<JoinHandle<()>>,
@@ -601,12 +603,14 @@ impl Tail {
                 while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
                     let text = String::from_utf8_lossy(&line).trim_end().to_owned();
                     line.clear();
-                    eprintln!("[{prefix}] {text}");
+                    let parsed = logs::Line::parse(&text);
+                    logs::pass_on(&prefix, &parsed);
+                    let message = parsed.message.to_owned();
                     let mut kept = lock(&keep);
                     if kept.len() == TAIL_LINES {
                         kept.pop_front();
                     }
-                    kept.push_back(text);
+                    kept.push_back(message);
                 }
             })
             .ok();

@@ -198,19 +198,41 @@ fn spawn_in(
     json: &str,
     model: Option<&std::path::Path>,
 ) -> (std::process::Child, std::net::SocketAddr) {
+    spawn_program_in(std::path::Path::new(BIN), dir, json, model, Stdio::null())
+}
+
+/// [`spawn_in`] with the server binary at `bin` and its stderr going to `stderr`.
+fn spawn_program_in(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    json: &str,
+    model: Option<&std::path::Path>,
+    stderr: Stdio,
+) -> (std::process::Child, std::net::SocketAddr) {
     let config = dir.join("config.json");
     std::fs::write(&config, json).unwrap();
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin);
     if let Some(model) = model {
         command.arg("--model").arg(model);
     }
-    common::spawn_listening(
+    common::spawn_listening_logged(
         command
             .arg("--config")
             .arg(&config)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .current_dir(dir),
+        stderr,
     )
+}
+
+/// jfk.wav through the OpenAI API (`POST /v1/audio/transcriptions`, model `whisper-1`).
+fn transcribe_jfk(addr: std::net::SocketAddr) -> common::Response {
+    let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
+    let (ct, body) = common::openai_multipart(
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", "audio/x-wav", &wav)),
+    );
+    common::raw(addr, &common::openai_request(&ct, &body))
 }
 
 /// `GET /health`'s body.
@@ -456,12 +478,7 @@ fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
         let (status, took) = health();
         assert_eq!(status, 200);
         assert!(took < Duration::from_secs(5), "/health took {took:?}");
-        let wav = std::fs::read(common::shared_audio("jfk.wav")).unwrap();
-        let (ct, body) = common::openai_multipart(
-            &[("model", "whisper-1")],
-            Some(("jfk.wav", "audio/x-wav", &wav)),
-        );
-        let r = common::raw(addr, &common::openai_request(&ct, &body));
+        let r = transcribe_jfk(addr);
         assert_eq!(r.status, 200, "{}", r.text());
 
         let mut slowest = Duration::ZERO;
@@ -782,4 +799,78 @@ fn a_worker_process_killed_mid_request_costs_no_request() {
         !std::path::Path::new(&format!("/proc/{replacement}")).exists(),
         "the worker process outlived the server"
     );
+}
+
+/// A worker process's messages go to the server's log (`logging.file`, at `debug` here) at
+/// their level, prefixed with the worker, and not to its stderr; and after the binary is
+/// replaced on disk (an upgrade in place), a killed worker is started again from the file the
+/// server runs (Linux: `/proc/self/exe`), not from what now lies at its path.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_process_logs_to_the_server_log_and_restarts_after_the_binary_is_replaced() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    // A copy of the binary, to replace.
+    let (dir, bin) = (tempfile::tempdir().unwrap(), "recognizer-server");
+    let bin = dir.path().join(bin);
+    std::fs::copy(BIN, &bin).unwrap();
+    let json = json!({
+        "recognition": {"isolation": "process", "workers": 1, "vad_model": "off",
+                        "default_params": {"beam_size": 1}},
+        "logging": {"level": "debug", "file": "server.log"},
+    });
+    let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
+    let (mut child, addr) = spawn_program_in(
+        &bin,
+        dir.path(),
+        &json.to_string(),
+        Some(&model),
+        Stdio::from(stderr),
+    );
+    let first = health(addr)["workers"][0]["process"]["pid"]
+        .as_u64()
+        .unwrap();
+
+    // The upgrade: another program where the binary was.
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(&bin, "#!/bin/sh\nexit 7\n").unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let second = loop {
+        let process = health(addr)["workers"][0]["process"].clone();
+        if process["state"] == "running" && process["pid"].as_u64() != Some(first) {
+            assert_eq!(process["restarts"], 1, "{process}");
+            break process["pid"].as_u64().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker was not started again: {process}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let r = transcribe_jfk(addr);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(common::wer(common::JFK_TEXT, r.json()["text"].as_str().unwrap()) <= 0.1);
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    for pid in [first, second] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("[cpu worker {pid}] whisper_model_load: n_vocab")))
+            .unwrap_or_else(|| panic!("no model-load line of worker {pid} in the log:\n{log}"));
+        assert!(
+            line.contains("INFO") && line.contains("whisper_cpp"),
+            "{line}"
+        );
+    }
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
+    assert!(!stderr.contains("whisper_model_load"), "{stderr}");
 }

@@ -23,12 +23,21 @@ def read_jfk(path):
 
 
 async def collect(conn, until, seen, started):
-    """Reads events into `seen` until `until(event)` is true (or 120 s pass)."""
-    while True:
-        event = await asyncio.wait_for(conn.recv(), timeout=120)
-        seen.append((time.monotonic() - started, event.type, event.model_dump(exclude_none=True)))
-        if until(event):
-            return event
+    """Reads events into `seen` until `until(event)` is true (or 120 s pass). On a failure, what
+    was seen goes to stderr first, so that the test's message says what the server sent."""
+    try:
+        while True:
+            event = await asyncio.wait_for(conn.recv(), timeout=120)
+            seen.append(
+                (time.monotonic() - started, event.type, event.model_dump(exclude_none=True))
+            )
+            if until(event):
+                return event
+    except Exception:
+        for at, kind, body in seen:
+            body = {k: v for k, v in body.items() if k not in ("type", "event_id")}
+            print(f"{at:7.2f} {kind} {json.dumps(body)[:300]}", file=sys.stderr)
+        raise
 
 
 async def server_vad(client, pcm16k):
@@ -76,9 +85,10 @@ async def server_vad(client, pcm16k):
             if event.type == "conversation.item.input_audio_transcription.completed":
                 completed.append(event.transcript)
                 # jfk.wav ends "... ask what you can do for your country": the last turn
-                # (a turn may also end at "... what your country can do for you").
+                # (a turn may also end at "... what your country can do for you"). It may
+                # come while the trailing silence is still being sent (then awaited below).
                 words = event.transcript.lower().strip().rstrip(".!?,")
-                return sender.done() and words.endswith("for your country")
+                return words.endswith("for your country")
             return False
 
         await collect(conn, last_turn, seen, started)

@@ -47,7 +47,7 @@ pub(crate) use unsupported::Supervisor;
 pub(crate) use wire::{WireError, WorkerConfig};
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::recognizer::{DecodedSegment, Transcript};
@@ -128,14 +128,38 @@ pub struct WorkerProgram {
     pub env: Vec<(OsString, OsString)>,
 }
 
+/// On Linux, the file the running process was started from, even once it is deleted or
+/// replaced on disk.
+const THIS_PROCESS_FILE: &str = "/proc/self/exe";
+
 impl WorkerProgram {
-    /// The running executable, without arguments (the default).
+    /// The running executable, without arguments (the default). On Linux it is started through
+    /// `/proc/self/exe`, the very file this process runs, so a binary replaced on disk while it
+    /// runs (an upgrade in place) still starts workers, of its own version; elsewhere through
+    /// its path.
     pub fn current_exe() -> std::io::Result<Self> {
+        let path = std::env::current_exe()?;
+        let program = if cfg!(target_os = "linux") && Path::new(THIS_PROCESS_FILE).exists() {
+            PathBuf::from(THIS_PROCESS_FILE)
+        } else {
+            path
+        };
         Ok(WorkerProgram {
-            program: std::env::current_exe()?,
+            program,
             args: Vec::new(),
             env: Vec::new(),
         })
+    }
+
+    /// Its name in messages and as the worker's `argv[0]`: the running executable's path in
+    /// place of `/proc/self/exe`.
+    fn name(&self) -> std::ffi::OsString {
+        if self.program == Path::new(THIS_PROCESS_FILE) {
+            if let Ok(path) = std::env::current_exe() {
+                return path.into_os_string();
+            }
+        }
+        self.program.clone().into_os_string()
     }
 }
 

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -408,6 +409,7 @@ impl Supervisor {
         let fd = theirs.as_raw_fd();
         let mut command = Command::new(&self.program.program);
         command
+            .arg0(self.program.name())
             .args(&self.program.args)
             .envs(self.program.env.iter().map(|(k, v)| (k, v)))
             .env(FD_ENV, fd.to_string())
@@ -434,7 +436,7 @@ impl Supervisor {
         let mut child = command.spawn().map_err(|e| {
             format!(
                 "cannot start the worker program {}: {e}",
-                self.program.program.display()
+                Path::new(&self.program.name()).display()
             )
         })?;
         drop(theirs);
@@ -455,7 +457,7 @@ impl Supervisor {
                     return Err(format!(
                         "{} did not answer as a worker within {HELLO_TIMEOUT:?}: its main \
                          must call whisper_steady::recognizer::run_worker_if_child() first",
-                        self.program.program.display()
+                        Path::new(&self.program.name()).display()
                     ))
                 }
             }

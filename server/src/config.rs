@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use whisper_steady::catalog::VadChoice;
 use whisper_steady::recognizer::{
-    GpuDevices, Isolation, RecognizeError, RecognizeOptions, RecognizerConfig,
+    GpuDevices, Isolation, LongAudio, RecognizeError, RecognizeOptions, RecognizerConfig,
 };
 
 /// The whole file.
@@ -280,7 +280,8 @@ pub struct RecognitionConfig {
     /// 6.2.0 from the model cache, fetched there at start when missing; a server that cannot
     /// get it says so loudly and runs without), `"off"`, or the path of a ggml VAD model. With
     /// it, audio without speech is answered with no words (without whisper), and audio over
-    /// 30 s is transcribed as its speech, in chunks cut at pauses.
+    /// 30 s decoded greedily is transcribed as its speech, in chunks cut at pauses
+    /// (`long_audio`).
     #[serde(deserialize_with = "vad_choice")]
     pub vad_model: VadChoice,
     /// States one request's chunks may use at once (default 1; the recognizer's
@@ -299,8 +300,14 @@ pub struct RecognitionConfig {
     /// lane in a worker process, so that a native failure there is a failover and not the
     /// server's end; threads on a machine without a GPU), `"process"` or `"thread"`. `/health`
     /// says which is in effect.
-    #[serde(deserialize_with = "isolation_choice")]
+    #[serde(deserialize_with = "word_choice")]
     pub isolation: Isolation,
+    /// How long audio with speech detection is decoded (the recognizer's `long_audio`):
+    /// `"chunks_when_greedy"` (the default: speech chunks when greedy, whisper's own windows
+    /// under beam search, which `default_params.beam_size` 5 asks for), `"chunks"` or
+    /// `"windows"`.
+    #[serde(deserialize_with = "word_choice")]
+    pub long_audio: LongAudio,
 }
 
 impl Default for RecognitionConfig {
@@ -323,6 +330,7 @@ impl Default for RecognitionConfig {
             idle_trim_seconds: None,
             detect_languages: Vec::new(),
             isolation: Isolation::Auto,
+            long_audio: LongAudio::default(),
         }
     }
 }
@@ -435,8 +443,11 @@ fn vad_choice<'de, D: Deserializer<'de>>(d: D) -> Result<VadChoice, D::Error> {
     Ok(written.parse().unwrap_or_else(|never| match never {}))
 }
 
-/// `recognition.isolation` as written: `"auto"`, `"process"` or `"thread"`.
-fn isolation_choice<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error> {
+/// A setting written as one of its words (`recognition.isolation`: `"auto"`, `"process"` or
+/// `"thread"`; `recognition.long_audio`), read by its type's `FromStr`.
+fn word_choice<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(
+    d: D,
+) -> Result<T, D::Error> {
     String::deserialize(d)?
         .parse()
         .map_err(serde::de::Error::custom)
@@ -796,6 +807,7 @@ impl Config {
         rc.idle_trim_after = recognition.idle_trim_seconds.map(Duration::from_secs_f64);
         rc.detect_languages = recognition.detect_languages.clone();
         rc.isolation = recognition.isolation;
+        rc.long_audio = recognition.long_audio;
         if let Some(states) = recognition.chunk_states {
             rc.chunk_states = states;
         }
@@ -1126,6 +1138,10 @@ mod tests {
             (
                 r#"{"recognition": {"chunk_states": 0}}"#,
                 "recognition.chunk_states",
+            ),
+            (
+                r#"{"recognition": {"long_audio": "sometimes"}}"#,
+                "recognition.long_audio",
             ),
             (r#"{"storage": {"max_bytes": 0}}"#, "storage.max_bytes"),
             (

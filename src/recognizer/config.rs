@@ -89,18 +89,19 @@ pub struct RecognizerConfig {
     /// finds no speech is answered with no words and [`Transcript::no_speech`](super::Transcript)
     /// without running whisper, and segments wholly outside the speech are dropped (the
     /// [speech guard](super::speech); a request's `sound_tags` turns it off). Audio longer than
-    /// 30 s is transcribed as its speech only: each stretch of speech keeps 0.3 s of the
+    /// 30 s (decoded greedily, with the default [`long_audio`](Self::long_audio)) is
+    /// transcribed as its speech only: each stretch of speech keeps 0.3 s of the
     /// silence around it (longer pauses are shortened, silence is skipped), and the stretches
     /// are packed into chunks of at most 28 s, cut at the widest pauses, each decoded in one
     /// encoder window; segments and token times are mapped back to the recording. Audio of
     /// 30 s or less with speech, or a failing VAD (logged), goes through whisper.cpp whole.
     /// Each worker loads its own copy (under 1 MB) and runs it on one thread.
     ///
-    /// Long audio: on the held-out long recordings of bench/wer_set.py (4 recordings, 268 s,
-    /// 511 words, 2 cores, tiny.en) it took 18.9 s instead of 28.6 s (faster-whisper float32:
-    /// 20.2 s) but made 90 word errors where whisper.cpp's windows over the whole recordings
-    /// made 86; on the recordings it was tuned on, 32 instead of 42 (bench/RESULTS.md, "Long
-    /// audio").
+    /// Long audio: on the 24 held-out long recordings of bench/wer_set.py (3,552 words,
+    /// 2 cores, tiny.en), greedy, chunks took 53.8 s instead of 66.9 s for whisper.cpp's windows
+    /// over the whole recordings (faster-whisper float32: 61.8 s) and made 536 word errors
+    /// where the windows made 520; on the recordings it was tuned on, 137 instead of 153
+    /// (docs/speech.md, "Long recordings").
     pub vad_model: Option<PathBuf>,
     /// How many states one worker may use at once for the chunks of one long request (needs
     /// `vad_model`; default 1): its own and up to `chunk_states - 1` more, made on first use
@@ -109,6 +110,9 @@ pub struct RecognizerConfig {
     /// thread were no faster than one of two on the tuning recordings (18.6 s vs 18.4 s), so
     /// the default is one; with more cores per worker, or on a GPU, measure 2.
     pub chunk_states: usize,
+    /// Which long requests (with `vad_model`) go in speech chunks and which through whisper.cpp's
+    /// own windows (default [`LongAudio::ChunksWhenGreedy`]).
+    pub long_audio: LongAudio,
     /// Worker states on the main backend, per GPU with several `gpu_devices`: how many
     /// requests run at once on each (default [`default_workers`]).
     pub workers: usize,
@@ -168,6 +172,7 @@ impl fmt::Debug for RecognizerConfig {
             .field("fit_audio_ctx", &self.fit_audio_ctx)
             .field("vad_model", &self.vad_model)
             .field("chunk_states", &self.chunk_states)
+            .field("long_audio", &self.long_audio)
             .field("workers", &self.workers)
             .field("threads_per_worker", &self.threads_per_worker)
             .field("cpu_workers", &self.cpu_workers)
@@ -215,6 +220,53 @@ impl GpuDevices {
 /// The machine's cores (at least 1).
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a long request (over 30 s, with [`RecognizerConfig::vad_model`] and speech in it) is
+/// decoded: in chunks of its speech (pauses shortened, silence left out: faster, but each chunk
+/// is decoded without the text before it) or in whisper.cpp's own 30 s windows over the whole
+/// recording (speech detection still keeps words out of silence).
+///
+/// On 24 held-out long recordings (docs/speech.md, "Long recordings"; tiny.en, 2 cores) chunks
+/// took 0.80x the windows' time greedy with 3 % more word errors (on the tune recordings 10 %
+/// fewer), and 0.91x under beam search of 5 with 9 % more (on the tune recordings 6 % more):
+/// so beam search, which is asked for accuracy, keeps the windows by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LongAudio {
+    /// Chunks when the request decodes greedily, whisper.cpp's windows under beam search (the
+    /// default).
+    #[default]
+    ChunksWhenGreedy,
+    /// Always chunks (the fastest; the default before beam search was measured).
+    Chunks,
+    /// Always whisper.cpp's windows.
+    Windows,
+}
+
+impl LongAudio {
+    /// Whether a long request decoding with `beam_size` beams goes in chunks.
+    pub fn chunks(self, beam_size: Option<u32>) -> bool {
+        match self {
+            LongAudio::ChunksWhenGreedy => beam_size.unwrap_or(1) <= 1,
+            LongAudio::Chunks => true,
+            LongAudio::Windows => false,
+        }
+    }
+}
+
+impl std::str::FromStr for LongAudio {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "chunks_when_greedy" => Ok(LongAudio::ChunksWhenGreedy),
+            "chunks" => Ok(LongAudio::Chunks),
+            "windows" => Ok(LongAudio::Windows),
+            other => Err(format!(
+                "unknown long_audio {other:?}: use \"chunks_when_greedy\", \"chunks\" or \"windows\""
+            )),
+        }
+    }
 }
 
 /// Frames (20 ms each) of context [`RecognizerConfig::fit_audio_ctx`] adds after the audio.
@@ -294,6 +346,7 @@ impl RecognizerConfig {
             fit_audio_ctx: false,
             vad_model: None,
             chunk_states: 1,
+            long_audio: LongAudio::default(),
             workers,
             threads_per_worker: (cores() / workers).max(1),
             cpu_workers: 1,

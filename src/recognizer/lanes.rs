@@ -112,6 +112,7 @@ pub(super) fn start_worker_process(
         fit_audio_ctx: config.fit_audio_ctx,
         vad_model: config.vad_model.clone(),
         chunk_states: config.chunk_states,
+        long_audio: config.long_audio,
         workers,
         threads_per_worker: config.threads_per_worker,
         idle_trim_after: config.idle_trim_after,

@@ -51,8 +51,8 @@ mod worker;
 pub use crate::device::{devices, DeviceInfo};
 pub use breaker::BreakerState;
 pub use config::{
-    default_workers, fitted_audio_ctx, Backend, GpuDevices, InvalidSetting, RecognizeOptions,
-    RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_BEAMS, MAX_GPU_DEVICES,
+    default_workers, fitted_audio_ctx, Backend, GpuDevices, InvalidSetting, LongAudio,
+    RecognizeOptions, RecognizerConfig, FIT_AUDIO_CTX_MARGIN, MAX_BEAMS, MAX_GPU_DEVICES,
 };
 pub use error::{RecognizeError, RecognizerError};
 #[cfg(feature = "fault-injection")]

@@ -30,6 +30,10 @@ pub struct Transcript {
     pub no_speech: bool,
     /// Whether a GPU attempt failed and the request was retried on the CPU.
     pub retried_on_cpu: bool,
+    /// How many chunks of its speech a long request was decoded in; 0 when whisper.cpp's own
+    /// windows took it whole ([`LongAudio`](super::LongAudio)).
+    #[serde(default)]
+    pub chunks: usize,
     /// How long each step took.
     pub timings: Timings,
 }
@@ -53,6 +57,7 @@ impl Transcript {
             device: None,
             no_speech: false,
             retried_on_cpu: false,
+            chunks: 0,
             timings: Timings::default(),
         }
     }

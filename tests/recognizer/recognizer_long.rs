@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{jfk, model_path, vad_model_path, wer, JFK_TEXT};
 use whisper_steady::recognizer::{
-    RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
+    LongAudio, RecognizeError, RecognizeOptions, Recognizer, RecognizerConfig, RecognizerError,
 };
 
 const RATE: usize = 16_000;
@@ -62,6 +62,7 @@ fn long_audio_in_chunks_keeps_every_word_and_the_recordings_time() {
         .expect("a transcript");
     let error = wer(&reference, &transcript.text);
     eprintln!("chunked: {:?} (WER {error:.3})", transcript.text);
+    assert!(transcript.chunks >= 1, "greedy long audio goes in chunks");
     for s in &transcript.segments {
         eprintln!("  [{:?} - {:?}] {}", s.start, s.end, s.text);
     }
@@ -109,6 +110,38 @@ fn long_audio_in_chunks_keeps_every_word_and_the_recordings_time() {
         .expect("a transcript");
     eprintln!("whole: {:?}", plain.text);
     assert!(wer(&reference, &plain.text) <= 0.05, "{}", plain.text);
+}
+
+/// Beam search, asked for accuracy, keeps whisper.cpp's own windows for long audio by default
+/// (`LongAudio::ChunksWhenGreedy`: chunks cost it 9 % more word errors on held-out recordings);
+/// `LongAudio::Chunks` chunks it too.
+#[test]
+fn long_audio_under_beam_search_keeps_whispers_windows_unless_told() {
+    let Some(by_default) = recognizer(true) else {
+        return;
+    };
+    let (audio, _) = three_jfks();
+    let reference = [JFK_TEXT; 3].join(" ");
+    let mut beam = RecognizeOptions::new();
+    beam.beam_size = Some(5);
+    let windows = by_default
+        .transcribe(audio.clone(), beam.clone())
+        .expect("a transcript");
+    assert_eq!(windows.chunks, 0);
+    assert!(wer(&reference, &windows.text) <= 0.05, "{}", windows.text);
+
+    let mut config = RecognizerConfig::new(model_path().unwrap());
+    config.use_gpu = false;
+    config.workers = 1;
+    config.threads_per_worker = 2;
+    config.vad_model = Some(vad_model_path().unwrap());
+    config.long_audio = LongAudio::Chunks;
+    let chunked = Recognizer::new(config)
+        .unwrap()
+        .transcribe(audio, beam)
+        .expect("a transcript");
+    assert!(chunked.chunks >= 1);
+    assert!(wer(&reference, &chunked.text) <= 0.05, "{}", chunked.text);
 }
 
 #[test]

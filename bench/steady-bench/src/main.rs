@@ -3,10 +3,11 @@
 //! - `steady-bench compat MODEL THREADS RUNS AUDIO...`: the whisper-rs code of
 //!   bench/common/compat.rs, compiled against this crate (whisper-rs's defaults);
 //! - `steady-bench recognizer MODEL THREADS RUNS AUDIO... [--flash-attn] [--fit-window]
-//!   [--vad=VAD_MODEL] [--chunk-states=N]`: one request at a time through a `Recognizer` with one
-//!   worker of THREADS threads and every other setting at its default; the flags turn flash
-//!   attention and `fit_audio_ctx` on, set `vad_model` (long audio in chunks) and
-//!   `chunk_states`, for the experiments in bench/RESULTS.md;
+//!   [--vad=VAD_MODEL] [--chunk-states=N] [--long-audio=HOW] [--beam=N]`: one request at a
+//!   time through a `Recognizer` with one worker of THREADS threads and every other setting at
+//!   its default; the flags turn flash attention and `fit_audio_ctx` on, set `vad_model` (long
+//!   audio in chunks), `chunk_states`, `long_audio` and the beams, for the experiments in
+//!   bench/RESULTS.md;
 //! - `steady-bench throughput MODEL TOTAL_THREADS STATES REQUESTS AUDIO [--fit-window]`:
 //!   REQUESTS requests
 //!   from 8 client threads, served by a `Recognizer` with STATES states sharing TOTAL_THREADS
@@ -101,6 +102,11 @@ fn recognizer_mode(all: &[String]) {
     config.vad_model = value("--vad").map(Into::into);
     if let Some(n) = value("--chunk-states") {
         config.chunk_states = n.parse().expect("--chunk-states=N");
+    }
+    if let Some(how) = value("--long-audio") {
+        config.long_audio = how
+            .parse()
+            .expect("--long-audio=chunks_when_greedy|chunks|windows");
     }
     let label = format!(
         "whisper-steady (Recognizer{}{}{})",

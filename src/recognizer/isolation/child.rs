@@ -151,6 +151,7 @@ fn recognizer_config(config: WorkerConfig) -> RecognizerConfig {
     c.fit_audio_ctx = config.fit_audio_ctx;
     c.vad_model = config.vad_model;
     c.chunk_states = config.chunk_states;
+    c.long_audio = config.long_audio;
     c.workers = config.workers;
     c.threads_per_worker = config.threads_per_worker;
     c.cpu_workers = 0;

@@ -33,6 +33,7 @@ pub(crate) struct WorkerConfig {
     pub fit_audio_ctx: bool,
     pub vad_model: Option<PathBuf>,
     pub chunk_states: usize,
+    pub long_audio: crate::recognizer::LongAudio,
     pub workers: usize,
     pub threads_per_worker: usize,
     pub idle_trim_after: Option<Duration>,

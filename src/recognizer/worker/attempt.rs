@@ -114,6 +114,7 @@ pub(super) fn attempt(
     let chunks = speech
         .as_deref()
         .filter(|_| job.audio.len() > CHUNK_AFTER_SAMPLES)
+        .filter(|_| shared.config.long_audio.chunks(job.options.beam_size))
         .map(|speech| {
             chunk::plan(
                 speech,
@@ -122,6 +123,7 @@ pub(super) fn attempt(
                 CHUNK_PAD_SAMPLES,
             )
         });
+    let n_chunks = chunks.as_ref().map_or(0, Vec::len);
     let result = match chunks {
         Some(chunks) => transcribe_chunks(shared, lane, work, job, &chunks, &params, &stop),
         None => {
@@ -155,6 +157,7 @@ pub(super) fn attempt(
             };
             let mut transcript = Transcript::assemble(segments, piece.language, backend);
             transcript.no_speech = guard && transcript.segments.is_empty();
+            transcript.chunks = n_chunks;
             Attempt::Done(transcript)
         }
         Err(_) if job.slot.is_cancelled() => Attempt::Cancelled,

@@ -47,18 +47,24 @@ impl From<sys::ggml_log_level> for GGMLLogLevel {
 /// permanent.
 pub fn install_logging_hooks() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // SAFETY: the trampoline is a plain function valid for the whole process and ignores
-        // its user data.
-        unsafe {
-            sys::whisper_log_set(Some(log_trampoline), std::ptr::null_mut());
-            sys::ggml_log_set(Some(log_trampoline), std::ptr::null_mut());
-        }
-    });
+    INSTALL.call_once(|| set_log_callback(log_trampoline));
 }
 
-/// Sends whisper.cpp's and ggml's messages to `callback` instead (a worker process's tagged
-/// lines, `recognizer::isolation`).
+impl GGMLLogLevel {
+    /// The `log` level of a message at this level.
+    #[cfg_attr(not(any(unix, feature = "log_backend")), allow(dead_code))]
+    pub(crate) fn log_level(&self) -> log::Level {
+        match self {
+            GGMLLogLevel::Error => log::Level::Error,
+            GGMLLogLevel::Warn => log::Level::Warn,
+            GGMLLogLevel::Info | GGMLLogLevel::Cont | GGMLLogLevel::None => log::Level::Info,
+            GGMLLogLevel::Debug | GGMLLogLevel::Unknown(_) => log::Level::Debug,
+        }
+    }
+}
+
+/// Sends whisper.cpp's and ggml's messages to `callback` (this module's hooks, or a worker
+/// process's tagged lines, `recognizer::isolation`).
 pub(crate) fn set_log_callback(
     callback: unsafe extern "C" fn(sys::ggml_log_level, *const c_char, *mut c_void),
 ) {
@@ -91,15 +97,7 @@ unsafe extern "C" fn log_trampoline(
 #[allow(unused_variables)]
 fn emit(level: GGMLLogLevel, text: &str) {
     #[cfg(feature = "log_backend")]
-    {
-        let log_level = match &level {
-            GGMLLogLevel::Error => log::Level::Error,
-            GGMLLogLevel::Warn => log::Level::Warn,
-            GGMLLogLevel::Info | GGMLLogLevel::Cont | GGMLLogLevel::None => log::Level::Info,
-            GGMLLogLevel::Debug | GGMLLogLevel::Unknown(_) => log::Level::Debug,
-        };
-        log::log!(target: "whisper_cpp", log_level, "{text}");
-    }
+    log::log!(target: "whisper_cpp", level.log_level(), "{text}");
     #[cfg(feature = "tracing_backend")]
     match &level {
         GGMLLogLevel::Error => tracing::error!(target: "whisper_cpp", "{text}"),

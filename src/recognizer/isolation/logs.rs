@@ -123,12 +123,7 @@ unsafe extern "C" fn worker_trampoline(
     }
     // SAFETY: ggml passes a NUL-terminated message valid for the duration of the call.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    let level = match GGMLLogLevel::from(level) {
-        GGMLLogLevel::Error => Level::Error,
-        GGMLLogLevel::Warn => Level::Warn,
-        GGMLLogLevel::Info | GGMLLogLevel::Cont | GGMLLogLevel::None => Level::Info,
-        GGMLLogLevel::Debug | GGMLLogLevel::Unknown(_) => Level::Debug,
-    };
+    let level = GGMLLogLevel::from(level).log_level();
     // A panic must not unwind into C.
     let _ = std::panic::catch_unwind(|| write_line(level, WHISPER_TARGET, &text));
 }

@@ -34,6 +34,9 @@ run full-window-greedy "$steady" recognizer "$model" "$threads" "$runs"
 run vad-greedy "$steady" recognizer "$model" "$threads" "$runs" --vad="$vad"
 run vad-beam5 "$steady" recognizer "$model" "$threads" "$runs" --vad="$vad" --beam=5 --long-audio=chunks
 run full-window-beam5 "$steady" recognizer "$model" "$threads" "$runs" --beam=5
+# The server's defaults as it runs them: the speech detector on, beam 5, long audio in whisper's
+# windows (`long_audio`'s default under beam search).
+run server-defaults "$steady" recognizer "$model" "$threads" "$runs" --vad="$vad" --beam=5
 run fw-float32-greedy "$FW_PYTHON" bench/faster_whisper_bench.py "$WHISPER_STEADY_TEST_MODEL_CT2" float32 "$threads" "$runs"
 run fw-float32-defaults "$FW_PYTHON" bench/faster_whisper_bench.py "$WHISPER_STEADY_TEST_MODEL_CT2" float32-defaults "$threads" "$runs"
 run fw-batched-int8 "$FW_PYTHON" bench/faster_whisper_bench.py "$WHISPER_STEADY_TEST_MODEL_CT2" batched-int8 "$threads" "$runs"

@@ -48,7 +48,9 @@ pub enum WhisperError {
     NullPointer,
     /// Generic whisper error. Varies depending on the function.
     GenericError(c_int),
-    /// Whisper failed to convert the provided text into tokens.
+    /// Whisper failed to convert the provided text into tokens, or the tokens given to
+    /// [`WhisperState::decode`](crate::WhisperState::decode) are not valid: an id outside the
+    /// vocabulary, none at all, or more than the text context holds with `n_past`.
     InvalidText,
     /// Creating a state pointer failed. Check stderr for more information.
     FailedToCreateState,

@@ -560,6 +560,21 @@ fn low_level_pipeline() {
         state.decode(&[ctx.n_vocab()], 0, 2),
         Err(WhisperError::InvalidText)
     ));
+    // No tokens, or more than the text context holds: refused before whisper.cpp's batch
+    // buffer (n_text_ctx tokens) is written.
+    assert!(matches!(
+        state.decode(&[], 0, 2),
+        Err(WhisperError::InvalidText)
+    ));
+    let too_many = vec![ctx.token_sot(); ctx.n_text_ctx() as usize + 1];
+    assert!(matches!(
+        state.decode(&too_many, 0, 2),
+        Err(WhisperError::InvalidText)
+    ));
+    assert!(matches!(
+        state.decode(&prompt, ctx.n_text_ctx() as usize - 1, 2),
+        Err(WhisperError::InvalidText)
+    ));
     state.decode(&prompt, 0, 2).unwrap();
     let logits = state.get_logits().unwrap();
     assert_eq!(logits.len(), ctx.n_vocab() as usize);
@@ -772,4 +787,50 @@ fn vad_reports_a_missing_model_cleanly() {
         result.is_err(),
         "VAD without its model fails cleanly: {result:?}"
     );
+}
+
+/// `decode` of several tokens gives the logits of the token after the last one: the same, up to
+/// float rounding, as decoding them one at a time (patch 0023 computes only that row; before
+/// it, `get_logits` returned the first row, which whisper.cpp never fills).
+#[test]
+fn decode_of_a_prompt_gives_the_last_tokens_logits() {
+    let Some(ctx) = context() else { return };
+    let mut state = ctx.create_state().unwrap();
+    state.pcm_to_mel(&jfk(), 2).unwrap();
+    state.encode(0, 2).unwrap();
+    let mut prompt = vec![ctx.token_sot(), ctx.token_not()];
+    prompt.extend(ctx.tokenize(" And so my fellow", 16).unwrap());
+
+    state.decode(&prompt, 0, 2).unwrap();
+    let batched = state.get_logits().unwrap().to_vec();
+    for (n_past, token) in prompt.iter().enumerate() {
+        state.decode(&[*token], n_past, 2).unwrap();
+    }
+    let stepwise = state.get_logits().unwrap().to_vec();
+
+    let argmax = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap()
+    };
+    assert!(
+        batched.iter().any(|l| *l != 0.0),
+        "the last token's row was computed"
+    );
+    assert_eq!(argmax(&batched), argmax(&stepwise));
+    let expected = ctx.tokenize(" Americans", 4).unwrap()[0];
+    assert_eq!(
+        argmax(&batched) as i32,
+        expected,
+        "\"And so my fellow\" continues with \" Americans\" on jfk.wav"
+    );
+    let worst = batched
+        .iter()
+        .zip(&stepwise)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 0.05, "largest difference {worst}");
 }

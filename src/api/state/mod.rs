@@ -94,16 +94,21 @@ impl WhisperState {
         self.ptr
     }
 
-    fn snapshot_logits(&mut self) {
+    /// Keeps a copy of row `row` of the state's logits: whisper.cpp lays them out one row of
+    /// n_vocab per token of the last batch, and fills only the rows it computed (the last
+    /// token's after [`Self::decode`]).
+    fn snapshot_logits(&mut self, row: usize) {
         let n_vocab = self.n_vocab().max(0) as usize;
-        // SAFETY: the state is exclusively borrowed; the pointer is null or points at a logits
-        // row of at least n_vocab floats after a decode.
+        // SAFETY: the state is exclusively borrowed; the pointer is null or points at the
+        // logits of the last batch, at least `row + 1` rows of n_vocab floats (the callers pass
+        // a row of that batch).
         let ptr = unsafe { sys::whisper_get_logits_from_state(self.ptr) };
         self.logits.clear();
         if !ptr.is_null() && n_vocab > 0 {
             // SAFETY: as above.
-            self.logits
-                .extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, n_vocab) });
+            self.logits.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(ptr.add(row * n_vocab), n_vocab)
+            });
         }
     }
 
@@ -190,6 +195,14 @@ impl WhisperState {
         if tokens.iter().any(|&t| t < 0 || t >= n_vocab) {
             return Err(WhisperError::InvalidText);
         }
+        // whisper.cpp's batch holds n_text_ctx tokens and takes the last one's logits: no tokens,
+        // or more than the text context holds with the past ones, would write outside it.
+        // SAFETY: reads the model's hyperparameters.
+        let n_text_ctx =
+            usize::try_from(unsafe { sys::whisper_n_text_ctx(self.raw_ctx()) }).unwrap_or(0);
+        if tokens.is_empty() || n_past.saturating_add(tokens.len()) > n_text_ctx {
+            return Err(WhisperError::InvalidText);
+        }
         // SAFETY: valid token slice (ids in range) and exclusive state.
         let ret = unsafe {
             sys::whisper_decode_with_state(
@@ -203,7 +216,7 @@ impl WhisperState {
         };
         match ret {
             0 => {
-                self.snapshot_logits();
+                self.snapshot_logits(tokens.len().saturating_sub(1));
                 Ok(())
             }
             -1 => Err(WhisperError::UnableToCalculateEvaluation),
@@ -247,7 +260,8 @@ impl WhisperState {
     }
 
     /// Gets logits obtained from the last call to [WhisperState::decode] (or
-    /// [WhisperState::full]). Only the row of the last token is available.
+    /// [WhisperState::full]). Only the row of the last token is available: after `decode`,
+    /// the logits for the token that follows the tokens given.
     pub fn get_logits(&self) -> Result<&[f32], WhisperError> {
         if self.logits.is_empty() {
             return Err(WhisperError::NullPointer);
@@ -343,7 +357,8 @@ impl WhisperState {
         self.has_mel = self.has_mel || (ret == 0 && !vad);
         match ret {
             0 => {
-                self.snapshot_logits();
+                // The first decoder's row of the last step, as before.
+                self.snapshot_logits(0);
                 Ok(())
             }
             -1 => Err(WhisperError::UnableToCalculateSpectrogram),

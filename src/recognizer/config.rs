@@ -228,8 +228,8 @@ fn cores() -> usize {
 /// recording (speech detection still keeps words out of silence).
 ///
 /// On 24 held-out long recordings (docs/speech.md, "Long recordings"; tiny.en, 2 cores) chunks
-/// took 0.80x the windows' time greedy with 3 % more word errors (on the tune recordings 10 %
-/// fewer), and 0.91x under beam search of 5 with 9 % more (on the tune recordings 6 % more):
+/// took 0.79x the windows' time greedy with 3 % more word errors (on the tune recordings 10 %
+/// fewer), and 0.96x under beam search of 5 with 8 % more (on the tune recordings 4 % more):
 /// so beam search, which is asked for accuracy, keeps the windows by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum LongAudio {

@@ -15,7 +15,8 @@ use whisper_steady::recognizer::{
 
 const RATE: usize = 16_000;
 
-fn recognizer(vad: bool) -> Option<Recognizer> {
+/// One CPU worker of 2 threads with 2 chunk states, with the VAD model or without.
+fn config(vad: bool) -> Option<RecognizerConfig> {
     let model = model_path()?;
     let mut config = RecognizerConfig::new(model);
     config.use_gpu = false;
@@ -25,7 +26,11 @@ fn recognizer(vad: bool) -> Option<Recognizer> {
     if vad {
         config.vad_model = Some(vad_model_path()?);
     }
-    Some(Recognizer::new(config).expect("the recognizer starts"))
+    Some(config)
+}
+
+fn recognizer(vad: bool) -> Option<Recognizer> {
+    Some(Recognizer::new(config(vad)?).expect("the recognizer starts"))
 }
 
 fn silence(seconds: f64) -> Vec<f32> {
@@ -113,7 +118,7 @@ fn long_audio_in_chunks_keeps_every_word_and_the_recordings_time() {
 }
 
 /// Beam search, asked for accuracy, keeps whisper.cpp's own windows for long audio by default
-/// (`LongAudio::ChunksWhenGreedy`: chunks cost it 9 % more word errors on held-out recordings);
+/// (`LongAudio::ChunksWhenGreedy`: chunks cost it 8 % more word errors on held-out recordings);
 /// `LongAudio::Chunks` chunks it too.
 #[test]
 fn long_audio_under_beam_search_keeps_whispers_windows_unless_told() {
@@ -130,11 +135,7 @@ fn long_audio_under_beam_search_keeps_whispers_windows_unless_told() {
     assert_eq!(windows.chunks, 0);
     assert!(wer(&reference, &windows.text) <= 0.05, "{}", windows.text);
 
-    let mut config = RecognizerConfig::new(model_path().unwrap());
-    config.use_gpu = false;
-    config.workers = 1;
-    config.threads_per_worker = 2;
-    config.vad_model = Some(vad_model_path().unwrap());
+    let mut config = config(true).unwrap();
     config.long_audio = LongAudio::Chunks;
     let chunked = Recognizer::new(config)
         .unwrap()

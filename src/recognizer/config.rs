@@ -98,9 +98,9 @@ pub struct RecognizerConfig {
     /// Each worker loads its own copy (under 1 MB) and runs it on one thread.
     ///
     /// Long audio: on the 24 held-out long recordings of bench/wer_set.py (3,552 words,
-    /// 2 cores, tiny.en), greedy, chunks took 53.8 s instead of 66.9 s for whisper.cpp's windows
-    /// over the whole recordings (faster-whisper float32: 61.8 s) and made 536 word errors
-    /// where the windows made 520; on the recordings it was tuned on, 137 instead of 153
+    /// 2 cores, tiny.en), greedy, chunks took 47.7 s instead of 60.1 s for whisper.cpp's windows
+    /// over the whole recordings (faster-whisper float32: 62.6 s) and made 536 word errors
+    /// where the windows made 519; on the recordings it was tuned on, 137 instead of 153
     /// (docs/speech.md, "Long recordings").
     pub vad_model: Option<PathBuf>,
     /// How many states one worker may use at once for the chunks of one long request (needs
